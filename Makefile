@@ -1,0 +1,56 @@
+# coldtrail — two commands: `make demo` and `make test`. `make bench` prints the figures.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DURATION ?= 0
+
+.PHONY: test demo bench lint typecheck unit integration system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $(STAMP)
+
+# System packages the tests run for real: mosquitto (MQTT broker), chromium (browser
+# tests), openssl (the bench's physical limit). Installed with apt-get when we are root;
+# otherwise a sentence that says what to install.
+SYSTEM_BINS := mosquitto:mosquitto chromium:chromium openssl:openssl
+system-deps:
+	@missing=""; \
+	for pair in $(SYSTEM_BINS); do \
+	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing — install them with: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check proofs gateway anchor firmware-sim tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy proofs
+	$(VENV)/bin/mypy gateway anchor
+
+test: $(STAMP) system-deps lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+bench: $(STAMP) system-deps
+	$(PY) -m bench
+
+demo: $(STAMP) system-deps
+	@echo "make demo: the cold-chain scenario (anchor + three gateways + simulated devices)"
+	@echo "arrives with the gateway and anchor issues. Today it verifies a sample bundle:"
+	$(PY) -m bench.sample_bundle var/demo/bundle.json
+	$(VENV)/bin/coldtrail-verify var/demo/bundle.json
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The coldtrail anchoring service: verified ingest, the append-only log, provenance."""

@@ -1,0 +1,1 @@
+"""Simulated sensor and scanner firmware for demos and tests."""

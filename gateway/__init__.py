@@ -1,0 +1,1 @@
+"""The coldtrail edge gateway: sources -> signer -> spool -> batcher -> uplink."""
