@@ -157,6 +157,24 @@ def _same_summary(claimed: Any, actual: dict[str, Any]) -> bool:
     return bool(norm(claimed) == norm(actual))
 
 
+_SUBJECT_AIS = {"gtin": "01", "lot": "10", "serial": "21", "sscc": "00"}
+
+
+def _check_subject(subject: Any, records: Sequence[Reading | Scan | Gap]) -> None:
+    """The identifiers a bundle claims to be about must be in one of its signed scans."""
+    if not isinstance(subject, dict):
+        raise FormatError("bundle 'subject' must be an object", code="bad-bundle")
+    wanted = {ai: subject[k] for k, ai in _SUBJECT_AIS.items() if k in subject}
+    if not wanted:
+        return
+    for r in records:
+        if isinstance(r, Scan) and all(r.gs1.get(ai) == v for ai, v in wanted.items()):
+            return
+    raise VerificationError(
+        "no signed scan in the bundle names the bundle's subject", code="subject-not-proven"
+    )
+
+
 def verify_bundle(
     bundle: Any,
     *,
@@ -262,6 +280,7 @@ def verify_bundle(
                     f"{rwhere}: record is not in its batch root: {e.message}", code=e.code
                 ) from e
             all_records.append(record)
+    _check_subject(bundle.get("subject", {}), all_records)
     summary = summarize(all_records)
     if "summary" in bundle and not _same_summary(bundle["summary"], summary):
         raise VerificationError(

@@ -58,9 +58,8 @@ class MerkleTree:
 
     def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
         level = list(leaf_hashes)
-        for h in level:
-            if len(h) != HASH_SIZE:
-                raise ValueError(f"leaf hashes are {HASH_SIZE} bytes, got {len(h)}")
+        if level and set(map(len, level)) != {HASH_SIZE}:
+            raise ValueError(f"leaf hashes are {HASH_SIZE} bytes each")
         self.size = len(level)
         levels = [level]
         while len(level) > 1:
@@ -90,17 +89,14 @@ class MerkleTree:
     def inclusion_proof(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
             raise IndexError(f"leaf index {index} outside a tree of size {self.size}")
+        # Every level holds the exact subtree hash at each position (carried nodes
+        # included), so the path is the sibling at each level, where there is one.
         path: list[bytes] = []
-        lo, hi = 0, self.size
-        while hi - lo > 1:
-            k = _split(hi - lo)
-            if index < lo + k:
-                path.append(self._range_hash(lo + k, hi))
-                hi = lo + k
-            else:
-                path.append(self._range_hash(lo, lo + k))
-                lo = lo + k
-        path.reverse()
+        for level in self._levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            index >>= 1
         return path
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:

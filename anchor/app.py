@@ -1,0 +1,408 @@
+"""The aiohttp application: ``create_app(config) -> web.Application``.
+
+State lives under :class:`web.AppKey` keys; the ledger, keys, verifier pool,
+writer and background tasks are each a ``cleanup_ctx`` so they open in order
+and close in reverse, also when start-up fails half way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from proofs.keystore import load_signing_key
+
+from . import log
+from .auth import authenticate
+from .batch_verify import BatchVerifier
+from .checkpoints import CheckpointSigner, InProcessMember
+from .config import AnchorConfig
+from .errors import AnchorError
+from .ingest import Ingestor
+from .metrics import AnchorMetrics
+from .openapi import openapi_document
+from .problems import problem_middleware
+from .store import Checkpoint, LedgerStore, StoredBatch
+from .store_sqlite import SqliteLedger
+
+__all__ = [
+    "CONFIG",
+    "INGESTOR",
+    "METRICS",
+    "SIGNER",
+    "STORE",
+    "batch_json",
+    "block_json",
+    "create_app",
+    "open_signer",
+]
+
+CONFIG = web.AppKey("config", AnchorConfig)
+STORE = web.AppKey("store", LedgerStore)
+SIGNER = web.AppKey("signer", CheckpointSigner)
+METRICS = web.AppKey("metrics", AnchorMetrics)
+VERIFIER = web.AppKey("verifier", BatchVerifier)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+STARTED_AT = web.AppKey("started_at", float)
+
+_log = logging.getLogger("coldtrail.anchor")
+_JSON = "application/json"
+_MAX_PAGE = 1000
+
+
+def open_signer(config: AnchorConfig) -> CheckpointSigner:
+    node_key = load_signing_key(config.node_key_file)
+    member_key = load_signing_key(config.cosigner_key_file)
+    member = InProcessMember(config.member_name, member_key)
+    return CheckpointSigner(config.log_origin, node_key, [member], config.quorum)
+
+
+# --- JSON views ---------------------------------------------------------------
+
+
+def block_json(cp: Checkpoint, *, with_note: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "height": cp.height,
+        "hash": cp.root.hex(),
+        "root": base64.b64encode(cp.root).decode(),
+        "size": cp.size,
+        "time": cp.signed_at,
+        "entries": cp.entries,
+        "cosignatures": cp.cosignatures,
+        "final": cp.final,
+    }
+    if with_note:
+        out["note"] = cp.note
+    return out
+
+
+def batch_json(b: StoredBatch) -> dict[str, Any]:
+    return {
+        "leaf_index": b.leaf_index,
+        "gw": b.gw,
+        "batch_seq": b.batch_seq,
+        "manifest_hash": b.manifest_hash,
+        "manifest": json.loads(b.manifest_json),
+        "records_evicted": b.records_evicted,
+        "accepted_at": b.accepted_at,
+    }
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(data).encode(), content_type=_JSON, charset=None
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise AnchorError("bad-parameter", f"query parameter '{name}' is required")
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise AnchorError("bad-parameter", f"'{name}' must be a non-negative integer")
+    return int(raw)
+
+
+def _path_int(request: web.Request, name: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise AnchorError("bad-parameter", f"'{name}' must be a non-negative integer")
+    return int(raw)
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return request.query.get("format") == "json" or (_JSON in accept and "text/plain" not in accept)
+
+
+# --- handlers -----------------------------------------------------------------
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    ctype = request.headers.get("Content-Type", "")
+    if ctype.split(";")[0].strip().lower() != _JSON:
+        raise AnchorError("unsupported-media-type", "send the batch as application/json")
+    length = request.content_length
+    if length is not None and length > config.ingest_max_body_bytes:
+        raise AnchorError(
+            "too-large", f"the body is larger than {config.ingest_max_body_bytes} bytes"
+        )
+    store = request.app[STORE]
+    principal = await asyncio.to_thread(
+        authenticate, store, request.headers.get("Authorization"), int(time.time() * 1000)
+    )
+    body = await request.read()
+    ingestor = request.app[INGESTOR]
+    try:
+        outcome = await ingestor.ingest(principal, body)
+    except AnchorError as e:
+        request.app[METRICS].batches_refused.labels(e.code).inc()
+        raise
+    return web.Response(
+        status=201 if outcome.created else 200,
+        body=outcome.receipt_json,
+        content_type=_JSON,
+        charset=None,
+        headers={"Location": f"/v1/log/leaves/{outcome.leaf_index}"},
+    )
+
+
+async def get_log_info(request: web.Request) -> web.Response:
+    signer = request.app[SIGNER]
+    size = await asyncio.to_thread(request.app[STORE].log_size)
+    return _json(
+        {
+            "origin": signer.origin,
+            "log_vkey": signer.log_vkey,
+            "cosigner_vkeys": signer.member_vkeys,
+            "quorum": signer.policy.threshold,
+            "size": size,
+        }
+    )
+
+
+async def get_latest_checkpoint(request: web.Request) -> web.Response:
+    final_only = request.query.get("final") in ("1", "true")
+    cp = await asyncio.to_thread(request.app[STORE].latest_checkpoint, final_only=final_only)
+    if cp is None:
+        raise AnchorError("not-found", "no checkpoint has been signed yet")
+    if _wants_json(request):
+        return _json(block_json(cp))
+    return web.Response(text=cp.note, content_type="text/plain", charset="utf-8")
+
+
+async def get_blocks(request: web.Request) -> web.Response:
+    limit = min(_int_param(request, "limit", 20), _MAX_PAGE)
+    before = request.query.get("before")
+    before_height = None if before is None else _int_param(request, "before")
+    blocks = await asyncio.to_thread(
+        request.app[STORE].checkpoints, limit=limit, before_height=before_height
+    )
+    return _json({"blocks": [block_json(b, with_note=False) for b in blocks]})
+
+
+async def get_block(request: web.Request) -> web.Response:
+    height = _path_int(request, "height")
+    cp = await asyncio.to_thread(request.app[STORE].checkpoint, height)
+    if cp is None:
+        raise AnchorError("not-found", f"no block at height {height}")
+    return _json(block_json(cp))
+
+
+async def get_inclusion(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    leaf = _int_param(request, "leaf")
+    size_given = request.query.get("size")
+
+    def work() -> dict[str, Any]:
+        size = store.log_size() if size_given is None else _int_param(request, "size")
+        if size > store.log_size():
+            raise AnchorError("bad-parameter", f"the log has fewer than {size} leaves")
+        if leaf >= size:
+            raise AnchorError("bad-parameter", f"leaf {leaf} is not in a tree of size {size}")
+        proof = log.inclusion_proof(leaf, size, store.get_node)
+        return {
+            "leaf_index": leaf,
+            "tree_size": size,
+            "leaf_hash": base64.b64encode(store.get_node(0, leaf)).decode(),
+            "root": base64.b64encode(log.root_at(size, store.get_node)).decode(),
+            "proof": [base64.b64encode(p).decode() for p in proof],
+        }
+
+    return _json(await asyncio.to_thread(work))
+
+
+async def get_consistency(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    old = _int_param(request, "from")
+    new = _int_param(request, "to")
+
+    def work() -> dict[str, Any]:
+        if old > new:
+            raise AnchorError("bad-parameter", "'from' must not be larger than 'to'")
+        if new > store.log_size():
+            raise AnchorError("bad-parameter", f"the log has fewer than {new} leaves")
+        proof = log.consistency_proof(old, new, store.get_node)
+        return {
+            "from": old,
+            "to": new,
+            "from_root": base64.b64encode(log.root_at(old, store.get_node)).decode(),
+            "to_root": base64.b64encode(log.root_at(new, store.get_node)).decode(),
+            "proof": [base64.b64encode(p).decode() for p in proof],
+        }
+
+    return _json(await asyncio.to_thread(work))
+
+
+async def get_leaf(request: web.Request) -> web.Response:
+    index = _path_int(request, "index")
+    batch = await asyncio.to_thread(request.app[STORE].batch, index)
+    if batch is None:
+        raise AnchorError("not-found", f"no log leaf {index}")
+    return _json(batch_json(batch))
+
+
+async def get_gateway_batches(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    gw = request.match_info["gw"]
+    limit = min(_int_param(request, "limit", 50), _MAX_PAGE)
+    before = request.query.get("before")
+    before_seq = None if before is None else _int_param(request, "before")
+    gateway = await asyncio.to_thread(store.gateway, gw)
+    if gateway is None:
+        raise AnchorError("not-found", f"no gateway {gw}")
+    batches = await asyncio.to_thread(
+        store.batches_by_gateway, gw, limit=limit, before_batch_seq=before_seq
+    )
+    return _json(
+        {
+            "gateway": {
+                "id": gateway.id,
+                "org": gateway.org_id,
+                "asset": gateway.asset,
+                "key_id": gateway.key_id,
+                "public_key": gateway.public_key,
+                "enrolled_at": gateway.enrolled_at,
+                "revoked_at": gateway.revoked_at,
+            },
+            "batches": [batch_json(b) for b in batches],
+        }
+    )
+
+
+async def get_health(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    writer_ok = request.app[INGESTOR].running
+    try:
+        size = await asyncio.to_thread(store.log_size)
+        store_ok = True
+    except Exception:  # a health check reports, it does not raise
+        size, store_ok = -1, False
+    ok = writer_ok and store_ok
+    return _json(
+        {
+            "status": "ok" if ok else "failing",
+            "ledger": store_ok,
+            "writer": writer_ok,
+            "log_size": size,
+            "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 3),
+        },
+        status=200 if ok else 503,
+    )
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+ROUTES = [
+    web.post("/v1/batches", post_batch),
+    web.get("/v1/log", get_log_info),
+    web.get("/v1/checkpoints/latest", get_latest_checkpoint),
+    web.get("/v1/blocks", get_blocks),
+    web.get("/v1/blocks/{height}", get_block),
+    web.get("/v1/log/inclusion", get_inclusion),
+    web.get("/v1/log/consistency", get_consistency),
+    web.get("/v1/log/leaves/{index}", get_leaf),
+    web.get("/v1/gateways/{gw}/batches", get_gateway_batches),
+    web.get("/healthz", get_health),
+    web.get("/metrics", get_metrics),
+    web.get("/openapi.json", get_openapi),
+]
+
+
+# --- resources ------------------------------------------------------------------
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = await asyncio.to_thread(SqliteLedger, app[CONFIG].db_file)
+    app[STORE] = store
+    yield
+    store.close()
+
+
+async def _signer_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[SIGNER] = open_signer(app[CONFIG])
+    yield
+
+
+async def _verifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    verifier = BatchVerifier(config.verify_workers, config.verify_parallel_min_records)
+    app[VERIFIER] = verifier
+    yield
+    await asyncio.to_thread(verifier.close)
+
+
+async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    ingestor = Ingestor(
+        app[STORE],
+        app[SIGNER],
+        app[VERIFIER],
+        app[METRICS],
+        max_records=config.ingest_max_records,
+        group_max_batches=config.commit_group_max_batches,
+    )
+    ingestor.start()
+    app[INGESTOR] = ingestor
+    # The empty log gets its genesis checkpoint; a log that grew while no
+    # checkpoint was signed (a crash between commits cannot cause it, an
+    # import could) is checkpointed before the first request.
+    await ingestor.checkpoint_now()
+    app[METRICS].log_size.set(await asyncio.to_thread(app[STORE].log_size))
+    yield
+    await ingestor.stop()
+
+
+async def _checkpoint_interval_ctx(app: web.Application) -> AsyncIterator[None]:
+    interval = app[CONFIG].checkpoint_interval_s
+    ingestor = app[INGESTOR]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await ingestor.checkpoint_now()
+            except Exception:  # the next tick retries; receipts sign their own
+                _log.exception("interval checkpoint failed")
+
+    task = asyncio.get_running_loop().create_task(tick(), name="checkpoint-interval")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(config: AnchorConfig) -> web.Application:
+    metrics = AnchorMetrics()
+    app = web.Application(
+        client_max_size=config.ingest_max_body_bytes,
+        middlewares=[problem_middleware(lambda code: metrics.http_problems.labels(code).inc())],
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[STARTED_AT] = time.monotonic()
+    app.cleanup_ctx.extend(
+        [_store_ctx, _signer_ctx, _verifier_ctx, _ingestor_ctx, _checkpoint_interval_ctx]
+    )
+    app.router.add_routes(ROUTES)
+    return app

@@ -1,0 +1,112 @@
+"""Organisations, gateways and per-organisation API tokens.
+
+A token is ``ct_<id>_<secret>``: ``id`` is 8 random bytes in hex, public and
+safe to log; ``secret`` is 32 random bytes (256 bits) in base64url. Only
+SHA-256(secret) is stored. A salted slow hash (argon2, scrypt) buys nothing
+for 256-bit random secrets, which cannot be guessed offline, and it would
+cost every request milliseconds (docs/adr/0304). The stored hash is compared
+in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from proofs.errors import KeyError_
+from proofs.keys import PublicKey
+
+from .errors import AnchorError
+from .store import ROLES, ApiToken, Gateway, LedgerStore
+
+__all__ = [
+    "Principal",
+    "authenticate",
+    "enroll_gateway",
+    "issue_token",
+    "parse_token",
+    "require_role",
+]
+
+_TOKEN = re.compile(r"^ct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request: an organisation acting in one role."""
+
+    org_id: str
+    role: str
+    token_id: str
+
+
+def _hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+def issue_token(
+    store: LedgerStore, org_id: str, role: str, now: int, label: str = ""
+) -> tuple[str, ApiToken]:
+    """Create a token; returns the full token text (shown once) and its stored row."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(sorted(ROLES))}")
+    token_id = secrets.token_hex(8)
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    row = ApiToken(token_id, org_id, role, _hash_secret(secret), now, None, label)
+    store.add_token(row)
+    return f"ct_{token_id}_{secret}", row
+
+
+def parse_token(text: str) -> tuple[str, str]:
+    match = _TOKEN.match(text)
+    if match is None:
+        raise AnchorError("unauthenticated", "the bearer token is not a coldtrail token")
+    return match.group(1), match.group(2)
+
+
+def authenticate(store: LedgerStore, authorization: str | None, now: int) -> Principal:
+    """Check an ``Authorization: Bearer`` header; raise ``unauthenticated`` otherwise."""
+    if not authorization:
+        raise AnchorError("unauthenticated", "an Authorization: Bearer token is required")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AnchorError("unauthenticated", "use Authorization: Bearer <token>")
+    token_id, secret = parse_token(value.strip())
+    row = store.token(token_id)
+    # Hash and compare even for unknown ids so timing does not tell ids apart.
+    expected = row.token_hash if row is not None else b"\0" * 32
+    matches = hmac.compare_digest(expected, _hash_secret(secret))
+    if row is None or not matches:
+        raise AnchorError("unauthenticated", "the token is not valid")
+    if row.revoked_at is not None and row.revoked_at <= now:
+        raise AnchorError("unauthenticated", "the token has been revoked")
+    return Principal(row.org_id, row.role, row.id)
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    if principal.role not in roles:
+        raise AnchorError(
+            "forbidden",
+            f"a token with role {' or '.join(roles)} is required (this one is {principal.role})",
+        )
+
+
+def enroll_gateway(
+    store: LedgerStore, gw: str, org_id: str, public_key_b64: str, asset: str | None, now: int
+) -> Gateway:
+    if not _ID.match(gw):
+        raise ValueError("a gateway id is 1-128 characters of letters, digits and ._:/@-")
+    if asset is not None and not _ID.match(asset):
+        raise ValueError("an asset id is 1-128 characters of letters, digits and ._:/@-")
+    try:
+        key = PublicKey.from_base64(public_key_b64.strip())
+    except (KeyError_, binascii.Error) as e:
+        raise ValueError(f"public key: {e}") from e
+    gateway = Gateway(gw, org_id, key.to_base64(), key.key_id, asset, now)
+    return store.enroll_gateway(gateway)

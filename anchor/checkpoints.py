@@ -1,0 +1,176 @@
+"""Checkpoints ("blocks"): C2SP tlog-checkpoints signed by the node key and
+cosigned by consortium members under a quorum policy.
+
+A checkpoint is signed inside the write transaction that appended the leaves it
+covers, so the stored log never has a receipt-less acknowledged batch and a
+checkpoint is never ahead of its leaves. A member cosigns (tlog-cosignature/v1)
+only after it has checked, for itself, that the new tree is consistent with the
+last tree it cosigned and that every new leaf is a manifest signed by an
+enrolled gateway key. Members sit behind the :class:`Cosigner` interface so a
+remote member (over NATS or HTTP) replaces the in-process one without touching
+the log (docs/adr/0303).
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import time
+from dataclasses import dataclass
+
+from proofs.errors import ProofsError
+from proofs.keys import PublicKey, SigningKey
+from proofs.merkle import leaf_hash, verify_consistency
+from proofs.note import (
+    ALG_COSIGNATURE_V1,
+    ALG_ED25519,
+    NoteSignature,
+    NoteSigner,
+    NoteVerifier,
+    SignedNote,
+    cosign_checkpoint,
+)
+from proofs.note import Checkpoint as CheckpointText
+from proofs.records import manifest_from_json, verify
+
+from . import log
+from .errors import LedgerCorrupt
+from .store import Checkpoint, LedgerTx
+
+__all__ = [
+    "CheckpointSigner",
+    "Cosigner",
+    "InProcessMember",
+    "QuorumPolicy",
+    "sign_checkpoint",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumPolicy:
+    """A checkpoint is final when ``threshold`` of the ``members`` have cosigned."""
+
+    members: tuple[NoteVerifier, ...]
+    threshold: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= len(self.members):
+            raise ValueError("the quorum threshold must be between 0 and the number of members")
+        if any(m.alg != ALG_COSIGNATURE_V1 for m in self.members):
+            raise ValueError("member keys are tlog-cosignature/v1 (0x04) keys")
+
+    def cosigners_of(self, note: SignedNote) -> list[str]:
+        """Names of members whose cosignature on ``note`` verifies."""
+        names: list[str] = []
+        for sig in note.signatures:
+            for member in self.members:
+                if member.name == sig.name and member.key_id == sig.key_id:
+                    try:
+                        note.verify([member])
+                    except ProofsError:
+                        continue
+                    names.append(member.name)
+        return sorted(set(names))
+
+
+class Cosigner(abc.ABC):
+    """A consortium member asked to cosign a new checkpoint."""
+
+    @property
+    @abc.abstractmethod
+    def verifier(self) -> NoteVerifier: ...
+
+    @abc.abstractmethod
+    def review_and_cosign(
+        self, tx: LedgerTx, previous: Checkpoint | None, checkpoint_text: str, now_s: int
+    ) -> NoteSignature:
+        """Check the entries since ``previous`` and return a cosignature, or raise."""
+
+
+class InProcessMember(Cosigner):
+    """This node's own member key: a consortium of one."""
+
+    def __init__(self, name: str, key: SigningKey) -> None:
+        self._signer = NoteSigner(name, key, ALG_COSIGNATURE_V1)
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        return self._signer.verifier
+
+    def review_and_cosign(
+        self, tx: LedgerTx, previous: Checkpoint | None, checkpoint_text: str, now_s: int
+    ) -> NoteSignature:
+        new = CheckpointText.from_text(checkpoint_text)
+        old_size = 0 if previous is None else previous.size
+        if previous is not None and old_size > 0:
+            proof = log.consistency_proof(old_size, new.size, tx.get_node)
+            verify_consistency(old_size, new.size, proof, previous.root, new.root)
+        if log.root_at(new.size, tx.get_node) != new.root:
+            raise LedgerCorrupt(f"checkpoint root at size {new.size} is not the log's root")
+        for index in range(old_size, new.size):
+            batch = tx.batch(index)
+            if batch is None:
+                raise LedgerCorrupt(f"log leaf {index} has no manifest")
+            manifest = manifest_from_json(batch.manifest_json)
+            gateway = tx.gateway(manifest.gw)
+            if gateway is None or gateway.key_id != manifest.key:
+                raise LedgerCorrupt(f"log leaf {index}: gateway {manifest.gw} is not enrolled")
+            verify(manifest, PublicKey.from_base64(gateway.public_key))
+            if leaf_hash(batch.manifest_json) != tx.get_node(0, index):
+                raise LedgerCorrupt(f"log leaf {index} is not its manifest's leaf hash")
+        return cosign_checkpoint(checkpoint_text, self._signer, now_s)
+
+
+class CheckpointSigner:
+    """Signs checkpoints with the node's log key and gathers member cosignatures."""
+
+    def __init__(
+        self, origin: str, log_key: SigningKey, members: list[Cosigner], threshold: int
+    ) -> None:
+        self.origin = origin
+        self.log_key = log_key
+        self._note_signer = NoteSigner(origin, log_key, ALG_ED25519)
+        self.members = members
+        self.policy = QuorumPolicy(tuple(m.verifier for m in members), threshold)
+
+    @property
+    def log_verifier(self) -> NoteVerifier:
+        return self._note_signer.verifier
+
+    @property
+    def log_vkey(self) -> str:
+        return self.log_verifier.to_vkey()
+
+    @property
+    def member_vkeys(self) -> list[str]:
+        return [m.verifier.to_vkey() for m in self.members]
+
+
+def sign_checkpoint(
+    tx: LedgerTx, signer: CheckpointSigner, now_ms: int | None = None
+) -> Checkpoint:
+    """Sign a checkpoint of the current log inside ``tx``; reuse the latest if it is current."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    size = tx.log_size()
+    latest = tx.latest_checkpoint()
+    if latest is not None and latest.size == size:
+        return latest
+    root = log.root_at(size, tx.get_node)
+    text = CheckpointText(signer.origin, size, root).to_text()
+    note = SignedNote.sign(text, signer._note_signer)
+    cosigned = 0
+    for member in signer.members:
+        # A member that refuses leaves the checkpoint unfinalised, never unsigned:
+        # the log signature alone already commits the node to this tree.
+        try:
+            sig = member.review_and_cosign(tx, latest, text, now_ms // 1000)
+        except (ProofsError, LedgerCorrupt, KeyError):
+            continue
+        note = note.with_signature(sig)
+        cosigned += 1
+    final = cosigned >= signer.policy.threshold
+    return tx.add_checkpoint(size, root, note.to_text(), now_ms, cosigned, final)
+
+
+def note_root_b64(checkpoint: Checkpoint) -> str:
+    return base64.b64encode(checkpoint.root).decode()

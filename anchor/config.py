@@ -1,0 +1,159 @@
+"""Typed configuration of the anchoring service, read once at the entry point.
+
+TOML (``config/anchor.example.toml`` documents every key) is parsed here and
+nowhere else; ``COLDTRAIL_ANCHOR_<KEY>`` environment variables override single
+keys (``COLDTRAIL_ANCHOR_LISTEN_PORT=8443``). Paths that are relative are
+resolved against ``data_dir`` so one directory holds the whole node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "AnchorConfig", "load_config"]
+
+ENV_PREFIX = "COLDTRAIL_ANCHOR_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorConfig:
+    data_dir: Path = Path("var/anchor")
+    # The ledger database; relative paths are under data_dir.
+    db_path: Path = Path("ledger.sqlite3")
+    node_key_path: Path = Path("keys/node.key")
+    cosigner_key_path: Path = Path("keys/member.key")
+    # C2SP origin line of the log and the note key name of the log key.
+    log_origin: str = "coldtrail.example/log"
+    # Key name of this node's consortium member cosigner (tlog-cosignature/v1).
+    member_name: str = "coldtrail.example/member"
+    # Cosignatures a checkpoint needs to be final (a consortium of one: 1).
+    quorum: int = 1
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8750
+    ingest_max_body_bytes: int = 8 * 1024 * 1024
+    ingest_max_records: int = 10_000
+    # Background checkpoint when the log grew without one (receipts sign on demand).
+    checkpoint_interval_s: float = 60.0
+    # Concurrent ingests that arrive while a commit is in flight share the next one.
+    commit_group_max_batches: int = 64
+    # Batches with at least this many records are verified in worker processes.
+    verify_parallel_min_records: int = 2_000
+    verify_workers: int = 2
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("log_origin", "member_name"):
+            value = getattr(self, name)
+            if not _NAME.match(value) or "+" in value:
+                raise ConfigError(f"{name} must be 1-128 of letters, digits and ._/- ({value!r})")
+        if self.log_origin == self.member_name:
+            raise ConfigError("log_origin and member_name must differ (C2SP key names)")
+        if self.quorum < 0 or self.quorum > 1:
+            raise ConfigError("quorum must be 0 or 1 for a consortium of one")
+        if not 0 < self.listen_port < 65536 and self.listen_port != 0:
+            raise ConfigError("listen_port must be 0-65535")
+        if self.ingest_max_body_bytes < 1024:
+            raise ConfigError("ingest_max_body_bytes must be at least 1024")
+        if self.ingest_max_records < 1:
+            raise ConfigError("ingest_max_records must be at least 1")
+        if self.checkpoint_interval_s <= 0:
+            raise ConfigError("checkpoint_interval_s must be positive")
+        if self.commit_group_max_batches < 1:
+            raise ConfigError("commit_group_max_batches must be at least 1")
+        if self.verify_workers < 1 or self.verify_parallel_min_records < 1:
+            raise ConfigError("verify_workers and verify_parallel_min_records must be >= 1")
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def db_file(self) -> Path:
+        return self.resolve(self.db_path)
+
+    @property
+    def node_key_file(self) -> Path:
+        return self.resolve(self.node_key_path)
+
+    @property
+    def cosigner_key_file(self) -> Path:
+        return self.resolve(self.cosigner_key_path)
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    try:
+        if kind is Path:
+            if not isinstance(value, str | Path):
+                raise TypeError
+            return Path(value)
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is int:
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config key {name!r}: {value!r} is not a {kind.__name__}") from e
+    raise ConfigError(f"config key {name!r} has an unsupported type")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> AnchorConfig:
+    """Read TOML (optional), then ``COLDTRAIL_ANCHOR_*`` overrides, then keyword overrides."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config {path} is not valid TOML: {e}") from e
+        # Accept a flat file or one [anchor] table.
+        raw = dict(doc.get("anchor", doc))
+    hints = typing.get_type_hints(AnchorConfig)
+    known = {f.name for f in fields(AnchorConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+    for name in known:
+        env_value = env.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            raw[name] = env_value
+    raw.update(overrides)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        if isinstance(kind, types.UnionType):  # pragma: no cover - no optional keys yet
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        values[name] = _coerce(name, kind, value)
+    if path is not None and "data_dir" in values and not values["data_dir"].is_absolute():
+        values["data_dir"] = (Path(path).resolve().parent / values["data_dir"]).resolve()
+    return dataclasses.replace(AnchorConfig(), **values)

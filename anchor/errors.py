@@ -1,0 +1,74 @@
+"""The error family of the anchoring service.
+
+Every refusal the service makes is an :class:`AnchorError` with a stable,
+kebab-case ``code`` (never renamed once published: gateways count refusals by
+it), the HTTP status it maps to, a short title and a human sentence.
+``anchor.problems`` turns them into RFC 9457 problem responses.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PROBLEM_TITLES",
+    "AnchorError",
+    "ConfigError",
+    "LedgerCorrupt",
+    "StoreConflict",
+]
+
+# code -> (HTTP status, title). The ingest contract (docs/ingest-contract.md)
+# fixes the first block; the rest are the service's own.
+PROBLEM_TITLES: dict[str, tuple[int, str]] = {
+    "malformed": (400, "Malformed request"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "too-large": (413, "Request too large"),
+    "unauthenticated": (401, "Unauthenticated"),
+    "forbidden": (403, "Forbidden"),
+    "unknown-gateway": (403, "Unknown gateway"),
+    "revoked": (403, "Gateway revoked"),
+    "bad-signature": (422, "Bad signature"),
+    "root-mismatch": (422, "Root mismatch"),
+    "key-mismatch": (422, "Key mismatch"),
+    "broken-chain": (409, "Broken chain"),
+    "seq-gap": (409, "Sequence gap"),
+    "seq-overlap": (409, "Sequence overlap"),
+    "batch-replay": (409, "Batch replay"),
+    # service codes
+    "not-found": (404, "Not found"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "not-acceptable": (406, "Not acceptable"),
+    "bad-parameter": (400, "Bad parameter"),
+    "unavailable": (503, "Service unavailable"),
+    "internal": (500, "Internal error"),
+}
+
+
+class AnchorError(Exception):
+    """A refusal with a stable code; ``status`` and ``title`` come from the code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        if code not in PROBLEM_TITLES:
+            raise ValueError(f"unknown problem code {code!r}")  # a programming error
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status, self.title = PROBLEM_TITLES[code]
+
+    def __str__(self) -> str:
+        return f"{self.detail} [{self.code}]"
+
+    def __reduce__(self) -> tuple[type[AnchorError], tuple[str, str]]:
+        # Worker processes raise these; pickling must rebuild them from code and detail.
+        return (AnchorError, (self.code, self.detail))
+
+
+class StoreConflict(Exception):
+    """A write lost a race (another writer moved the gateway's chain head first)."""
+
+
+class LedgerCorrupt(Exception):
+    """The stored ledger contradicts itself; ``verify-ledger`` names what and where."""
+
+
+class ConfigError(Exception):
+    """The configuration file or an environment override is unusable."""

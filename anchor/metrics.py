@@ -1,0 +1,58 @@
+"""Prometheus metrics of the anchoring service (served at ``/metrics``).
+
+Each app gets its own registry so tests can build many apps in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["AnchorMetrics"]
+
+
+class AnchorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batches_accepted = Counter(
+            "coldtrail_anchor_batches_accepted_total", "Batches appended to the log", registry=r
+        )
+        self.batches_resent = Counter(
+            "coldtrail_anchor_batches_resent_total",
+            "Idempotent resends answered with the stored receipt",
+            registry=r,
+        )
+        self.batches_refused = Counter(
+            "coldtrail_anchor_batches_refused_total",
+            "Ingest refusals by problem code",
+            ["code"],
+            registry=r,
+        )
+        self.records_verified = Counter(
+            "coldtrail_anchor_records_verified_total",
+            "Record signatures verified at ingest",
+            registry=r,
+        )
+        self.commit_group_batches = Histogram(
+            "coldtrail_anchor_commit_group_batches",
+            "Batches sharing one ledger commit and checkpoint",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "coldtrail_anchor_commit_seconds",
+            "Time of one durable ledger commit (append, checkpoint, receipts, fsync)",
+            registry=r,
+        )
+        self.checkpoints_signed = Counter(
+            "coldtrail_anchor_checkpoints_signed_total", "Checkpoints signed", registry=r
+        )
+        self.log_size = Gauge(
+            "coldtrail_anchor_log_size", "Leaves (batch manifests) in the log", registry=r
+        )
+        self.http_problems = Counter(
+            "coldtrail_anchor_http_problems_total",
+            "Problem responses by code",
+            ["code"],
+            registry=r,
+        )

@@ -1,0 +1,896 @@
+"""Provenance answers: custody from scans, readings joined to it, verdicts and proof bundles.
+
+Pure logic over a :class:`~anchor.provenance_store.ProvenanceSource`: no sockets,
+no HTML. ``anchor.web`` turns the answers into pages and JSON.
+
+How an answer is built (docs/provenance.md has the long version):
+
+1. the scans that mention the subject (GTIN+lot, SSCC or GTIN+serial) become a
+   **custody timeline**: packing/loading/receiving/storing at a holder (the
+   scan's asset, else its read point) opens an interval there; unloading and
+   shipping close it; inspecting is an event inside it;
+2. the readings made on each holder during its interval are **aggregated**
+   per quantity (count/min/max/mean, time above/below the product's range,
+   excursions, silent periods); raw readings only go to callers entitled to them;
+3. gaps, unsynchronised or implausible wall clocks and clock jumps found in the
+   evidence are listed, and make the verdict *incomplete* rather than *pass*;
+4. a **bounded** selection of records is proven in a bundle: every custody
+   scan, every gap, the extremes of each interval, the first/peak/last reading
+   of each excursion and an evenly spaced sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from proofs.bundle import BatchProof, build_bundle
+from proofs.merkle import MerkleTree
+from proofs.records import Gap, Reading, Scan
+
+from .provenance_store import (
+    BatchInfo,
+    ProvenanceSource,
+    ReadingPoint,
+    ReadingQuery,
+    ScanQuery,
+    holder_of,
+)
+
+__all__ = [
+    "ANOMALY_KINDS",
+    "ClockAnomaly",
+    "ColdChainRange",
+    "CustodyInterval",
+    "Excursion",
+    "ProvenanceAnswer",
+    "ProvenanceConfig",
+    "ProvenanceError",
+    "QuantityStats",
+    "SilentPeriod",
+    "Subject",
+    "Verdict",
+    "analyse_series",
+    "answer_for_readings",
+    "answer_for_subject",
+    "assemble_bundle",
+    "build_custody",
+    "find_clock_anomalies",
+    "gs1_check_digit_ok",
+    "parse_gs1_text",
+    "parse_gtin",
+    "parse_sscc",
+]
+
+# A wall clock before 2000-01-01 is a board that booted without RTC or NTP.
+PLAUSIBLE_SINCE_MS = 946_684_800_000
+_OPENING_STEPS = frozenset({"packing", "loading", "receiving", "storing"})
+_CLOSING_STEPS = frozenset({"unloading", "shipping"})
+ANOMALY_KINDS = ("unsynced-clock", "implausible-wall-clock", "clock-jump")
+# GS1 General Specifications, figure 7.11-1: file-safe "CSET 82" for X..20 AIs such as lot.
+_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+
+
+class ProvenanceError(Exception):
+    """A query the anchor refuses; ``code`` is stable, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+# --- GS1 identifiers ------------------------------------------------------------
+
+
+def gs1_check_digit_ok(digits: str) -> bool:
+    """GS1 mod-10 check digit (GTIN, SSCC, GLN): weights 3,1,3,... from the right."""
+    if not digits.isascii() or not digits.isdigit() or len(digits) < 2:
+        return False
+    body, check = digits[:-1], int(digits[-1])
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10 == check
+
+
+def parse_gtin(text: str) -> str:
+    """A GTIN-8/12/13/14 with a valid check digit, returned as GTIN-14 (as scans carry it)."""
+    if not (text.isascii() and text.isdigit() and len(text) in (8, 12, 13, 14)):
+        raise ProvenanceError("a GTIN is 8, 12, 13 or 14 digits", code="bad-gtin", status=400)
+    if not gs1_check_digit_ok(text):
+        raise ProvenanceError("the GTIN's check digit is wrong", code="bad-gtin")
+    return text.rjust(14, "0")
+
+
+def parse_sscc(text: str) -> str:
+    if not (text.isascii() and text.isdigit() and len(text) == 18):
+        raise ProvenanceError("an SSCC is 18 digits", code="bad-sscc")
+    if not gs1_check_digit_ok(text):
+        raise ProvenanceError("the SSCC's check digit is wrong", code="bad-sscc")
+    return text
+
+
+def parse_gs1_text(text: str, what: str) -> str:
+    """A lot or serial: 1-20 characters of GS1 CSET 82, and never a path dot-segment."""
+    if not _CSET82.match(text):
+        raise ProvenanceError(
+            f"a {what} is 1-20 characters of the GS1 character set 82", code=f"bad-{what}"
+        )
+    # CSET 82 allows '.' and '/', so "../.." is a syntactically valid lot; it is
+    # refused because no real lot looks like a path and it is what traversal probes send.
+    if any(seg in ("", ".", "..") for seg in text.split("/")):
+        raise ProvenanceError(
+            f"a {what} must not contain empty, '.' or '..' path segments", code="path-traversal"
+        )
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a provenance query is about."""
+
+    kind: Literal["lot", "sscc", "serial"]
+    gtin: str | None = None
+    lot: str | None = None
+    sscc: str | None = None
+    serial: str | None = None
+
+    @classmethod
+    def for_lot(cls, gtin: str, lot: str) -> Subject:
+        return cls("lot", gtin=parse_gtin(gtin), lot=parse_gs1_text(lot, "lot"))
+
+    @classmethod
+    def for_serial(cls, gtin: str, serial: str) -> Subject:
+        return cls("serial", gtin=parse_gtin(gtin), serial=parse_gs1_text(serial, "serial"))
+
+    @classmethod
+    def for_sscc(cls, sscc: str) -> Subject:
+        return cls("sscc", sscc=parse_sscc(sscc))
+
+    def scan_query(self) -> ScanQuery:
+        if self.kind == "lot":
+            return ScanQuery((("01", self.gtin or ""), ("10", self.lot or "")))
+        if self.kind == "serial":
+            return ScanQuery((("01", self.gtin or ""), ("21", self.serial or "")))
+        return ScanQuery((("00", self.sscc or ""),))
+
+    def digital_link(self) -> str:
+        """The GS1 Digital Link path (percent-encoding left to the caller)."""
+        if self.kind == "lot":
+            return f"/01/{self.gtin}/10/{self.lot}"
+        if self.kind == "serial":
+            return f"/01/{self.gtin}/21/{self.serial}"
+        return f"/00/{self.sscc}"
+
+    def query_params(self) -> dict[str, str]:
+        if self.kind == "lot":
+            return {"gtin": self.gtin or "", "lot": self.lot or ""}
+        if self.kind == "serial":
+            return {"gtin": self.gtin or "", "serial": self.serial or ""}
+        return {"sscc": self.sscc or ""}
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, **self.query_params()}
+
+
+# --- configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ColdChainRange:
+    """The allowed range of one quantity, e.g. 2-8 °C (chilled) or <= -18 °C (frozen)."""
+
+    low: float | None
+    high: float | None
+    q: str = "temperature"
+    unit: str = "CEL"
+
+    def __post_init__(self) -> None:
+        if self.low is None and self.high is None:
+            raise ValueError("a cold-chain range needs a low or a high bound")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError("a cold-chain range's low bound is above its high bound")
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        unit = "°C" if self.unit == "CEL" else self.unit
+        if self.low is not None and self.high is not None:
+            return f"{_num(self.low)} to {_num(self.high)} {unit}"
+        if self.high is not None:
+            return f"at most {_num(self.high)} {unit}"
+        return f"at least {_num(self.low or 0)} {unit}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"q": self.q, "unit": self.unit, "low": self.low, "high": self.high}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceConfig:
+    """Bounds and defaults of provenance answers; units in the names."""
+
+    default_range: ColdChainRange = field(default_factory=lambda: ColdChainRange(2.0, 8.0))
+    range_by_gtin: dict[str, ColdChainRange] = field(default_factory=dict)
+    max_scans: int = 1_000
+    max_readings_per_interval: int = 200_000
+    max_gaps: int = 500
+    max_anomalies_listed: int = 50
+    silent_after_s: int = 900
+    clock_jump_tolerance_ms: int = 60_000
+    proof_sample_per_interval: int = 24
+    proof_max_excursions: int = 50
+    chart_max_points: int = 480
+    raw_page_max: int = 10_000
+    raw_page_default: int = 1_000
+
+    def range_for(self, gtin: str | None) -> ColdChainRange:
+        return self.range_by_gtin.get(gtin or "", self.default_range)
+
+
+# --- custody ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CustodyInterval:
+    """The subject was held by ``holder`` from ``start`` until ``end`` (None: still there)."""
+
+    holder: str
+    opened_by: Scan
+    closed_by: Scan | None = None
+    events: list[Scan] = field(default_factory=list)
+
+    @property
+    def start(self) -> int:
+        return self.opened_by.t
+
+    @property
+    def end(self) -> int | None:
+        return self.closed_by.t if self.closed_by else None
+
+
+def build_custody(scans: Sequence[Scan]) -> tuple[list[CustodyInterval], list[Scan]]:
+    """Custody intervals from scans in time order, and the scans outside any interval.
+
+    Opening steps at the current holder only add an event (a re-scan is not a
+    transfer); at another holder they close the current interval and open one
+    there. Unloading at the current holder closes it (the lot is in transit
+    until the next scan); unloading at another holder is a hand-over into it.
+    """
+    intervals: list[CustodyInterval] = []
+    loose: list[Scan] = []
+    current: CustodyInterval | None = None
+    for scan in sorted(scans, key=lambda s: (s.t, s.gw, s.seq)):
+        holder = holder_of(scan)
+        if scan.step in _OPENING_STEPS or (
+            scan.step == "unloading" and current is not None and current.holder != holder
+        ):
+            if current is not None and current.holder == holder:
+                current.events.append(scan)
+                continue
+            if current is not None:
+                current.closed_by = scan
+            current = CustodyInterval(holder, scan)
+            intervals.append(current)
+        elif scan.step in _CLOSING_STEPS:
+            if current is not None and current.holder == holder:
+                current.closed_by = scan
+                current = None
+            else:
+                loose.append(scan)
+        elif current is not None:
+            current.events.append(scan)
+        else:
+            loose.append(scan)
+    return intervals, loose
+
+
+# --- readings ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Excursion:
+    """A run of consecutive out-of-range readings of one sensor."""
+
+    src: str
+    start: int
+    end: int  # the first reading back in range, or the last one out of it
+    count: int
+    peak: ReadingPoint
+    first: ReadingPoint
+    last: ReadingPoint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "src": self.src,
+            "from": self.start,
+            "to": self.end,
+            "count": self.count,
+            "peak": self.peak.val,
+            "peak_t": self.peak.t,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SilentPeriod:
+    """No reading of the checked quantity for longer than ``silent_after_s``."""
+
+    asset: str
+    start: int
+    end: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"asset": self.asset, "from": self.start, "to": self.end}
+
+
+@dataclass(slots=True)
+class QuantityStats:
+    q: str
+    unit: str
+    count: int = 0
+    min: ReadingPoint | None = None
+    max: ReadingPoint | None = None
+    total: float = 0.0
+    above_ms: int = 0
+    below_ms: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def add(self, p: ReadingPoint) -> None:
+        self.count += 1
+        self.total += p.val
+        if self.min is None or p.val < self.min.val:
+            self.min = p
+        if self.max is None or p.val > self.max.val:
+            self.max = p
+
+    def merge(self, other: QuantityStats) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.above_ms += other.above_ms
+        self.below_ms += other.below_ms
+        for p in (other.min, other.max):
+            if p is not None:
+                if self.min is None or p.val < self.min.val:
+                    self.min = p
+                if self.max is None or p.val > self.max.val:
+                    self.max = p
+
+    def to_json(self) -> dict[str, Any]:
+        mean = self.mean
+        return {
+            "q": self.q,
+            "unit": self.unit,
+            "count": self.count,
+            "min": self.min.val if self.min else None,
+            "max": self.max.val if self.max else None,
+            "mean": round(mean, 3) if mean is not None else None,
+            "time_above_ms": self.above_ms,
+            "time_below_ms": self.below_ms,
+        }
+
+
+@dataclass(slots=True)
+class SeriesAnalysis:
+    stats: dict[str, QuantityStats] = field(default_factory=dict)
+    excursions: list[Excursion] = field(default_factory=list)
+    silent: list[SilentPeriod] = field(default_factory=list)
+
+
+def analyse_series(
+    points: Sequence[ReadingPoint],
+    checked: ColdChainRange,
+    start: int,
+    end: int,
+    silent_after_ms: int,
+    asset: str = "",
+) -> SeriesAnalysis:
+    """Aggregates, excursions and silent periods of readings in [start, end), one pass per sensor.
+
+    Time above/below holds each reading until the next one of the same sensor,
+    capped at ``silent_after_ms`` so a dead sensor does not count as hours out of range.
+    """
+    out = SeriesAnalysis()
+    by_series: dict[tuple[str, str, str], list[ReadingPoint]] = defaultdict(list)
+    for p in points:
+        by_series[(p.q, p.gw, p.src)].append(p)
+        stats = out.stats.get(p.q)
+        if stats is None:
+            stats = out.stats[p.q] = QuantityStats(p.q, p.unit)
+        stats.add(p)
+    checked_times: list[int] = []
+    for (q, _gw, src), series in by_series.items():
+        if q != checked.q:
+            continue
+        series.sort(key=lambda p: (p.t, p.seq))
+        checked_times.extend(p.t for p in series)
+        stats = out.stats[q]
+        run: list[ReadingPoint] = []
+        for i, p in enumerate(series):
+            following = series[i + 1].t if i + 1 < len(series) else end
+            held = max(0, min(following - p.t, silent_after_ms))
+            if checked.high is not None and p.val > checked.high:
+                stats.above_ms += held
+            if checked.low is not None and p.val < checked.low:
+                stats.below_ms += held
+            if not checked.contains(p.val):
+                run.append(p)
+            elif run:
+                out.excursions.append(_excursion(src, run, checked, p.t))
+                run = []
+        if run:
+            out.excursions.append(_excursion(src, run, checked, run[-1].t))
+    checked_times.sort()
+    if not checked_times:
+        if end - start > silent_after_ms:
+            out.silent.append(SilentPeriod(asset, start, end))
+        return out
+    edges = [start, *checked_times, end]
+    for a, b in itertools.pairwise(edges):
+        if b - a > silent_after_ms:
+            out.silent.append(SilentPeriod(asset, a, b))
+    out.excursions.sort(key=lambda e: e.start)
+    return out
+
+
+def _excursion(src: str, run: list[ReadingPoint], r: ColdChainRange, end: int) -> Excursion:
+    def distance(p: ReadingPoint) -> float:
+        if r.high is not None and p.val > r.high:
+            return p.val - r.high
+        if r.low is not None and p.val < r.low:
+            return r.low - p.val
+        return 0.0
+
+    peak = max(run, key=distance)
+    return Excursion(src, run[0].t, end, len(run), peak, run[0], run[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class ClockAnomaly:
+    kind: str  # one of ANOMALY_KINDS
+    gw: str
+    seq: int
+    t: int
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "gw": self.gw,
+            "seq": self.seq,
+            "t": self.t,
+            "detail": self.detail,
+        }
+
+
+def find_clock_anomalies(
+    points: Iterable[ReadingPoint | Scan], tolerance_ms: int
+) -> list[ClockAnomaly]:
+    """Records whose own clock evidence undermines their wall-clock time.
+
+    Within one boot, CLOCK_MONOTONIC cannot lie about elapsed time; when the
+    wall clock moved more than ``tolerance_ms`` away from it between two
+    consecutive records, the later record's time is suspect.
+    """
+    found: list[ClockAnomaly] = []
+    by_boot: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    for p in points:
+        if isinstance(p, Scan):
+            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.clk.sync, p.clk.boot, p.clk.mono_ns
+        else:
+            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.sync, p.boot, p.mono_ns
+        if t < PLAUSIBLE_SINCE_MS:
+            found.append(
+                ClockAnomaly(
+                    "implausible-wall-clock", gw, seq, t, "the wall clock was before the year 2000"
+                )
+            )
+        elif not sync:
+            found.append(
+                ClockAnomaly(
+                    "unsynced-clock", gw, seq, t, "the gateway's clock was not NTP-synchronised"
+                )
+            )
+        by_boot[(gw, boot)].append((mono, seq, t))
+    for (gw, _boot), rows in by_boot.items():
+        rows.sort()
+        for (m0, _s0, t0), (m1, s1, t1) in itertools.pairwise(rows):
+            drift = (t1 - t0) - (m1 - m0) // 1_000_000
+            if abs(drift) > tolerance_ms:
+                found.append(
+                    ClockAnomaly(
+                        "clock-jump",
+                        gw,
+                        s1,
+                        t1,
+                        f"the wall clock moved {drift / 1000:+.0f} s against the monotonic clock",
+                    )
+                )
+    found.sort(key=lambda a: (a.t, a.gw, a.seq))
+    return found
+
+
+# --- verdict ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``fail`` iff a reading of the checked quantity left the range; the browser re-checks that
+    against the proven extremes. ``incomplete``: in range, but the evidence has holes."""
+
+    status: Literal["pass", "fail", "incomplete", "no-data"]
+    reasons: tuple[str, ...]
+
+    def label(self) -> str:
+        return {
+            "pass": "Kept within range",
+            "fail": "Out of range",
+            "incomplete": "Within range, evidence incomplete",
+            "no-data": "No readings",
+        }[self.status]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "label": self.label(), "reasons": list(self.reasons)}
+
+
+def decide_verdict(
+    checked: ColdChainRange,
+    overall: QuantityStats | None,
+    excursions: Sequence[Excursion],
+    holes: Sequence[str],
+) -> Verdict:
+    if overall is None or overall.count == 0:
+        return Verdict("no-data", (f"no {checked.q} readings during custody",))
+    if excursions:
+        minutes = round((overall.above_ms + overall.below_ms) / 60_000)
+        return Verdict(
+            "fail",
+            (
+                f"{len(excursions)} excursion(s) outside {checked.describe()}, "
+                f"about {minutes} min out of range",
+            ),
+        )
+    if holes:
+        return Verdict("incomplete", tuple(holes))
+    return Verdict("pass", (f"every reading within {checked.describe()}",))
+
+
+# --- answers ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class IntervalAnswer:
+    custody: CustodyInterval
+    end: int  # effective end used for the join (now, for an open interval)
+    analysis: SeriesAnalysis
+    truncated: bool
+    points: list[ReadingPoint]
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.custody
+        return {
+            "holder": c.holder,
+            "from": c.start,
+            "to": c.end,
+            "opened_by": _scan_json(c.opened_by),
+            "closed_by": _scan_json(c.closed_by) if c.closed_by else None,
+            "events": [_scan_json(s) for s in c.events],
+            "stats": [s.to_json() for s in self.analysis.stats.values()],
+            "excursions": [e.to_json() for e in self.analysis.excursions],
+            "silent": [s.to_json() for s in self.analysis.silent],
+            "truncated": self.truncated,
+        }
+
+
+def _scan_json(s: Scan) -> dict[str, Any]:
+    return {
+        "gw": s.gw,
+        "seq": s.seq,
+        "t": s.t,
+        "step": s.step,
+        "holder": holder_of(s),
+        "rp": s.rp,
+        "asset": s.asset,
+    }
+
+
+@dataclass(slots=True)
+class ProvenanceAnswer:
+    subject: Subject | None
+    checked: ColdChainRange
+    intervals: list[IntervalAnswer]
+    loose_scans: list[Scan]
+    overall: dict[str, QuantityStats]
+    verdict: Verdict
+    gaps: list[Gap]
+    anomalies: list[ClockAnomaly]
+    anomaly_count: int
+    proof_keys: list[tuple[str, int]]
+    scans_truncated: bool = False
+
+    @property
+    def all_points(self) -> list[ReadingPoint]:
+        return [p for i in self.intervals for p in i.points]
+
+    def excursions(self) -> list[Excursion]:
+        return [e for i in self.intervals for e in i.analysis.excursions]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject.to_json() if self.subject else None,
+            "range": self.checked.to_json(),
+            "verdict": self.verdict.to_json(),
+            "timeline": [i.to_json() for i in self.intervals],
+            "other_scans": [_scan_json(s) for s in self.loose_scans],
+            "stats": [s.to_json() for s in self.overall.values()],
+            "gaps": [
+                {
+                    "gw": g.gw,
+                    "seq": g.seq,
+                    "t": g.t,
+                    "reason": g.reason,
+                    "detail": g.detail,
+                    "count": g.count,
+                    "asset": holder_of(g),
+                }
+                for g in self.gaps
+            ],
+            "clock_anomalies": [a.to_json() for a in self.anomalies],
+            "clock_anomaly_count": self.anomaly_count,
+            "scans_truncated": self.scans_truncated,
+            "proven_records": len(self.proof_keys),
+        }
+
+
+def answer_for_subject(
+    source: ProvenanceSource, subject: Subject, config: ProvenanceConfig, now_ms: int
+) -> ProvenanceAnswer:
+    """The whole provenance answer for a lot, SSCC or serial: bounded by ``config``."""
+    checked = config.range_for(subject.gtin)
+    scans = source.scans(subject.scan_query(), config.max_scans + 1)
+    scans_truncated = len(scans) > config.max_scans
+    scans = scans[: config.max_scans]
+    custody, loose = build_custody(scans)
+    silent_ms = config.silent_after_s * 1000
+    intervals: list[IntervalAnswer] = []
+    for c in custody:
+        end = c.end if c.end is not None else max(now_ms, c.start)
+        points = source.readings(
+            ReadingQuery(asset=c.holder, t_from=c.start, t_to=end),
+            config.max_readings_per_interval + 1,
+        )
+        truncated = len(points) > config.max_readings_per_interval
+        points = points[: config.max_readings_per_interval]
+        analysis = analyse_series(points, checked, c.start, end, silent_ms, c.holder)
+        intervals.append(IntervalAnswer(c, end, analysis, truncated, points))
+
+    overall: dict[str, QuantityStats] = {}
+    for ia in intervals:
+        for q, stats in ia.analysis.stats.items():
+            overall.setdefault(q, QuantityStats(q, stats.unit)).merge(stats)
+
+    holders = sorted({c.holder for c in custody})
+    gws = sorted({p.gw for ia in intervals for p in ia.points} | {s.gw for s in scans})
+    t_from = custody[0].start if custody else 0
+    t_to = max((ia.end for ia in intervals), default=0) + 1
+    gaps = source.gaps(holders, gws, t_from, t_to, config.max_gaps) if custody else []
+    # Readings stamped with a 1970 wall clock fall outside every time window; look
+    # for them on the same holders so a lost clock is shown, not silently dropped.
+    stray = [
+        p
+        for h in holders
+        for p in source.readings(ReadingQuery(asset=h, t_to=PLAUSIBLE_SINCE_MS), 100)
+    ]
+    anomalies = find_clock_anomalies(
+        [*stray, *scans, *(p for ia in intervals for p in ia.points)],
+        config.clock_jump_tolerance_ms,
+    )
+    holes = _holes(intervals, gaps, anomalies, checked, scans_truncated)
+    verdict = decide_verdict(
+        checked,
+        overall.get(checked.q),
+        [e for ia in intervals for e in ia.analysis.excursions],
+        holes,
+    )
+    keys = choose_proof_records(intervals, scans, gaps, config)
+    return ProvenanceAnswer(
+        subject=subject,
+        checked=checked,
+        intervals=intervals,
+        loose_scans=loose,
+        overall=overall,
+        verdict=verdict,
+        gaps=gaps,
+        anomalies=anomalies[: config.max_anomalies_listed],
+        anomaly_count=len(anomalies),
+        proof_keys=keys,
+        scans_truncated=scans_truncated,
+    )
+
+
+def _holes(
+    intervals: Sequence[IntervalAnswer],
+    gaps: Sequence[Gap],
+    anomalies: Sequence[ClockAnomaly],
+    checked: ColdChainRange,
+    scans_truncated: bool,
+) -> list[str]:
+    holes: list[str] = []
+    for ia in intervals:
+        if checked.q not in ia.analysis.stats:
+            holes.append(f"no {checked.q} readings while at {ia.custody.holder}")
+        elif ia.analysis.silent:
+            holes.append(f"{len(ia.analysis.silent)} silent period(s) at {ia.custody.holder}")
+        if ia.truncated:
+            holes.append(f"too many readings at {ia.custody.holder}; only the first were used")
+    if gaps:
+        holes.append(f"{len(gaps)} signed gap record(s) from the gateways involved")
+    if anomalies:
+        holes.append(f"{len(anomalies)} record(s) with questionable clock evidence")
+    if scans_truncated:
+        holes.append("too many scans; only the first were used")
+    return holes
+
+
+def answer_for_readings(
+    source: ProvenanceSource, query: ReadingQuery, config: ProvenanceConfig, checked: ColdChainRange
+) -> tuple[dict[str, QuantityStats], list[ClockAnomaly], bool]:
+    """Aggregates for a gateway/sensor/time-range query (no custody), bounded like a lot's."""
+    points = source.readings(query, config.max_readings_per_interval + 1)
+    truncated = len(points) > config.max_readings_per_interval
+    points = points[: config.max_readings_per_interval]
+    end = points[-1].t + 1 if points else query.t_from
+    analysis = analyse_series(
+        points, checked, query.t_from if points else end, end, config.silent_after_s * 1000
+    )
+    anomalies = find_clock_anomalies(points, config.clock_jump_tolerance_ms)
+    return analysis.stats, anomalies, truncated
+
+
+# --- which records a bundle proves ------------------------------------------------------
+
+
+def choose_proof_records(
+    intervals: Sequence[IntervalAnswer],
+    scans: Sequence[Scan],
+    gaps: Sequence[Gap],
+    config: ProvenanceConfig,
+) -> list[tuple[str, int]]:
+    """A bounded set of records whose proofs back every value the answer shows.
+
+    Every custody scan and gap record; per interval and quantity the min and max
+    reading (so the browser can re-check the extremes and the verdict exactly);
+    first, peak and last reading of up to ``proof_max_excursions`` excursions; and
+    ``proof_sample_per_interval`` readings evenly spaced in time for the chart.
+    At most ~(2 + 3*50 + 24) readings per interval, whatever the lot's size.
+    """
+    keys: set[tuple[str, int]] = {(s.gw, s.seq) for s in scans}
+    keys.update((g.gw, g.seq) for g in gaps)
+    for ia in intervals:
+        for stats in ia.analysis.stats.values():
+            for p in (stats.min, stats.max):
+                if p is not None:
+                    keys.add((p.gw, p.seq))
+        for e in ia.analysis.excursions[: config.proof_max_excursions]:
+            keys.update(
+                {(e.first.gw, e.first.seq), (e.peak.gw, e.peak.seq), (e.last.gw, e.last.seq)}
+            )
+        pts = ia.points
+        n = config.proof_sample_per_interval
+        if pts and n:
+            step = max(1, len(pts) // n)
+            keys.update((p.gw, p.seq) for p in pts[::step][:n])
+    return sorted(keys)
+
+
+@dataclass(slots=True)
+class BundleResult:
+    bundle: dict[str, Any] | None
+    proven: int
+    unproven: int  # chosen records whose batch is not yet in a signed checkpoint
+
+
+def assemble_bundle(
+    source: ProvenanceSource, keys: Sequence[tuple[str, int]], subject: dict[str, Any]
+) -> BundleResult:
+    """A ``coldtrail-bundle/1`` proving ``keys`` against the latest checkpoint."""
+    block = source.proof_checkpoint()
+    if block is None or not keys:
+        return BundleResult(None, 0, len(keys))
+    by_batch: dict[tuple[str, int], tuple[BatchInfo, list[int]]] = {}
+    unproven = 0
+    for gw, seq in keys:
+        info = source.batch_of(gw, seq)
+        if info is None or info.leaf_index >= block.tree_size or info.records_evicted:
+            unproven += 1
+            continue
+        by_batch.setdefault((gw, info.batch_seq), (info, []))[1].append(seq)
+    records = {(r.gw, r.seq): r for r in source.records(keys)}
+    proofs: list[BatchProof] = []
+    gateway_keys: dict[str, str] = {}
+    for (gw, batch_seq), (info, seqs) in sorted(
+        by_batch.items(), key=lambda kv: kv[1][0].leaf_index
+    ):
+        manifest = source.batch_manifest(gw, batch_seq)
+        gateway = source.gateway(gw)
+        if manifest is None or gateway is None:
+            unproven += len(seqs)
+            continue
+        gateway_keys[gw] = gateway.public_key
+        tree = MerkleTree(source.batch_leaf_hashes(gw, batch_seq))
+        chosen: list[tuple[Reading | Scan | Gap, int, list[bytes]]] = []
+        for seq in sorted(seqs):
+            record = records.get((gw, seq))
+            index = seq - info.first_seq
+            if record is None or not 0 <= index < tree.size:
+                unproven += 1
+                continue
+            chosen.append((record, index, tree.inclusion_proof(index)))
+        if chosen:
+            log_proof = source.log_inclusion_proof(info.leaf_index, block.tree_size)
+            proofs.append(BatchProof(manifest, info.leaf_index, log_proof, chosen))
+    if not proofs:
+        return BundleResult(None, 0, unproven)
+    trust = source.log_trust()
+    bundle = build_bundle(
+        log_vkey=trust.log_vkey,
+        checkpoint_note=block.note,
+        batches=proofs,
+        gateway_keys=gateway_keys,
+        cosigner_vkeys=trust.cosigner_vkeys,
+        quorum=trust.quorum,
+        subject=subject,
+    )
+    _json_safe_summary(bundle)
+    return BundleResult(bundle, sum(len(p.records) for p in proofs), unproven)
+
+
+def _json_safe_summary(bundle: dict[str, Any]) -> None:
+    """``summarize`` starts min/max at ±inf; a quantity always has a reading, so they are finite.
+
+    Guard anyway: JSON has no infinities and aiohttp would emit ``Infinity``.
+    """
+    for agg in bundle["summary"]["quantities"].values():
+        for k in ("min", "max"):
+            if isinstance(agg[k], float) and not math.isfinite(agg[k]):
+                agg[k] = None
+
+
+# --- chart data -------------------------------------------------------------------------
+
+
+def chart_points(points: Sequence[ReadingPoint], q: str, max_points: int) -> list[ReadingPoint]:
+    """At most ``max_points`` readings of ``q`` that keep each time bucket's min and max,
+    so a short excursion is never averaged away."""
+    series = [p for p in points if p.q == q]
+    if len(series) <= max_points:
+        return series
+    series.sort(key=lambda p: p.t)
+    buckets = max(1, max_points // 2)
+    t0, t1 = series[0].t, series[-1].t + 1
+    width = max(1, math.ceil((t1 - t0) / buckets))
+    kept: dict[int, tuple[ReadingPoint, ReadingPoint]] = {}
+    for p in series:
+        b = (p.t - t0) // width
+        lo_hi = kept.get(b)
+        if lo_hi is None:
+            kept[b] = (p, p)
+        else:
+            lo, hi = lo_hi
+            kept[b] = (p if p.val < lo.val else lo, p if p.val > hi.val else hi)
+    out: list[ReadingPoint] = []
+    for b in sorted(kept):
+        lo, hi = kept[b]
+        out.extend(sorted({lo, hi}, key=lambda p: p.t))
+    return out

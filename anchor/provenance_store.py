@@ -1,0 +1,395 @@
+"""What provenance queries and the explorer need from the ledger store, and nothing more.
+
+:class:`ProvenanceSource` lists exactly the read-only queries that
+``anchor.provenance`` and ``anchor.web`` make. The ledger's SQLite store is
+adapted to it in ``anchor.provenance_sqlite``; :class:`MemoryProvenanceSource`
+is the in-memory twin used by unit tests and by browser tests that build signed
+batches with ``proofs`` directly. Every query takes a ``limit``: callers decide
+the bound, the source never returns an unbounded list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proofs.merkle import MerkleTree
+from proofs.note import Checkpoint, NoteSigner, SignedNote, cosign_checkpoint
+from proofs.records import Gap, Manifest, Reading, Scan
+
+__all__ = [
+    "BatchInfo",
+    "BlockInfo",
+    "GatewayInfo",
+    "LogTrust",
+    "MemoryProvenanceSource",
+    "OrgInfo",
+    "ProvenanceSource",
+    "ReadingPoint",
+    "ReadingQuery",
+    "ScanQuery",
+    "holder_of",
+]
+
+Record = Reading | Scan | Gap
+
+
+def holder_of(record: Reading | Scan | Gap, gateway_asset: str | None = None) -> str:
+    """The asset or read point a record was made at: its own stamp, else its gateway's."""
+    if record.asset:
+        return record.asset
+    if isinstance(record, Scan) and record.rp:
+        return record.rp
+    return gateway_asset or record.gw
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingPoint:
+    """One reading without its signature and salt: what aggregation and charts need.
+
+    Queries over 100k readings return these light rows; full signed records are
+    fetched only for the few readings a bundle proves.
+    """
+
+    gw: str
+    seq: int
+    src: str
+    asset: str
+    t: int  # wall clock, ms
+    q: str
+    val: float
+    unit: str
+    sync: bool
+    boot: str
+    mono_ns: int
+
+    @classmethod
+    def of(cls, r: Reading, gateway_asset: str | None = None) -> ReadingPoint:
+        return cls(
+            gw=r.gw,
+            seq=r.seq,
+            src=r.src,
+            asset=holder_of(r, gateway_asset),
+            t=r.t,
+            q=r.q,
+            val=float(r.val),
+            unit=r.unit,
+            sync=r.clk.sync,
+            boot=r.clk.boot,
+            mono_ns=r.clk.mono_ns,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanQuery:
+    """Which scans mention a subject: GS1 AI values that must all match."""
+
+    ais: tuple[tuple[str, str], ...]  # e.g. (("01", gtin), ("10", lot))
+
+    def matches(self, scan: Scan) -> bool:
+        return all(scan.gs1.get(ai) == value for ai, value in self.ais)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingQuery:
+    """Readings by asset, gateway or sensor over a half-open wall-clock window [t_from, t_to)."""
+
+    asset: str | None = None
+    gw: str | None = None
+    src: str | None = None
+    t_from: int = 0
+    t_to: int = 2**53 - 1
+    after: tuple[int, str, int] | None = None  # keyset cursor: (t, gw, seq) of the last row seen
+
+    def matches(self, p: ReadingPoint) -> bool:
+        if self.asset is not None and p.asset != self.asset:
+            return False
+        if self.gw is not None and p.gw != self.gw:
+            return False
+        if self.src is not None and p.src != self.src:
+            return False
+        if not self.t_from <= p.t < self.t_to:
+            return False
+        return self.after is None or (p.t, p.gw, p.seq) > self.after
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayInfo:
+    id: str
+    org: str
+    asset: str | None
+    public_key: str  # base64 Ed25519
+    revoked_at: int | None = None  # ms
+
+
+@dataclass(frozen=True, slots=True)
+class OrgInfo:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    gw: str
+    batch_seq: int
+    leaf_index: int
+    first_seq: int
+    last_seq: int
+    count: int
+    opened: int  # ms, gateway clock
+    closed: int  # ms, gateway clock
+    accepted_at: int  # ms, anchor clock
+    records_evicted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """A signed checkpoint as the explorer shows it."""
+
+    height: int  # 1 for the first checkpoint
+    tree_size: int
+    root_hex: str
+    note: str  # the signed note, with every signature known so far
+    time: int  # ms, when the anchor signed it
+    entries: int  # leaves added since the previous checkpoint
+
+    @property
+    def hash_hex(self) -> str:
+        """The block's hash as the explorer shows it: the log root it commits to."""
+        return self.root_hex
+
+
+@dataclass(frozen=True, slots=True)
+class LogTrust:
+    log_vkey: str
+    cosigner_vkeys: tuple[str, ...] = ()
+    quorum: int = 0
+
+
+class ProvenanceSource(Protocol):
+    """Read-only queries over the ledger. Every list is bounded by ``limit``."""
+
+    def log_trust(self) -> LogTrust: ...
+
+    def gateway(self, gw: str) -> GatewayInfo | None: ...
+
+    def org(self, org_id: str) -> OrgInfo | None: ...
+
+    def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]: ...
+
+    def scans(self, query: ScanQuery, limit: int) -> list[Scan]:
+        """Scans mentioning the subject, in (t, gw, seq) order."""
+        ...
+
+    def readings(self, query: ReadingQuery, limit: int) -> list[ReadingPoint]:
+        """Readings matching ``query`` in (t, gw, seq) order."""
+        ...
+
+    def gaps(
+        self, assets: Sequence[str], gws: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[Gap]:
+        """Gap records made on ``assets`` or by ``gws`` within [t_from, t_to)."""
+        ...
+
+    def records(self, keys: Sequence[tuple[str, int]]) -> list[Record]:
+        """The signed records with these (gw, seq); missing keys are left out."""
+        ...
+
+    def batch_of(self, gw: str, seq: int) -> BatchInfo | None: ...
+
+    def batch_manifest(self, gw: str, batch_seq: int) -> Manifest | None: ...
+
+    def batch_leaf_hashes(self, gw: str, batch_seq: int) -> list[bytes]:
+        """The leaf hashes of a batch's records in seq order (empty if evicted)."""
+        ...
+
+    def gateway_batches(self, gw: str, offset: int, limit: int) -> list[BatchInfo]:
+        """Newest first."""
+        ...
+
+    def latest_blocks(self, limit: int, before_height: int | None = None) -> list[BlockInfo]:
+        """Newest first."""
+        ...
+
+    def proof_checkpoint(self) -> BlockInfo | None:
+        """The checkpoint bundles prove against: the latest final one (quorum met)."""
+        ...
+
+    def block(self, height: int) -> BlockInfo | None: ...
+
+    def leaves(self, start: int, end: int) -> list[BatchInfo]:
+        """The batches at log leaf indexes [start, end)."""
+        ...
+
+    def log_inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]: ...
+
+
+# --- the in-memory twin ---------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    info: BatchInfo
+    manifest: Manifest
+    records: list[Record]
+
+
+@dataclass
+class MemoryProvenanceSource:
+    """A whole single-node ledger in memory, built from real signed batches.
+
+    It appends manifests to an RFC 6962 log and signs real checkpoints, so
+    bundles assembled from it verify with ``proofs.bundle.verify_bundle`` and in
+    the browser exactly as bundles from the SQLite store do.
+    """
+
+    log_signer: NoteSigner
+    cosigners: Sequence[NoteSigner] = ()
+    quorum: int = 0
+    _orgs: dict[str, OrgInfo] = field(default_factory=dict)
+    _gateways: dict[str, GatewayInfo] = field(default_factory=dict)
+    _batches: list[_Batch] = field(default_factory=list)  # log order
+    _blocks: list[BlockInfo] = field(default_factory=list)
+
+    # -- building
+    def add_org(self, org_id: str, name: str) -> None:
+        self._orgs[org_id] = OrgInfo(org_id, name)
+
+    def add_gateway(self, gw: GatewayInfo) -> None:
+        self._gateways[gw.id] = gw
+
+    def append_batch(self, manifest: Manifest, records: Iterable[Record], accepted_at: int) -> int:
+        index = len(self._batches)
+        info = BatchInfo(
+            gw=manifest.gw,
+            batch_seq=manifest.batch_seq,
+            leaf_index=index,
+            first_seq=manifest.first_seq,
+            last_seq=manifest.last_seq,
+            count=manifest.count,
+            opened=manifest.opened,
+            closed=manifest.closed,
+            accepted_at=accepted_at,
+        )
+        self._batches.append(_Batch(info, manifest, sorted(records, key=lambda r: r.seq)))
+        return index
+
+    def sign_checkpoint(self, time_ms: int) -> BlockInfo:
+        size = len(self._batches)
+        tree = MerkleTree([b.manifest.leaf_hash() for b in self._batches])
+        text = Checkpoint(self.log_signer.name, size, tree.root()).to_text()
+        note = SignedNote.sign(text, self.log_signer)
+        for c in self.cosigners:
+            note = note.with_signature(cosign_checkpoint(text, c, time_ms // 1000))
+        previous = self._blocks[-1].tree_size if self._blocks else 0
+        block = BlockInfo(
+            height=len(self._blocks) + 1,
+            tree_size=size,
+            root_hex=tree.root().hex(),
+            note=note.to_text(),
+            time=time_ms,
+            entries=size - previous,
+        )
+        self._blocks.append(block)
+        return block
+
+    # -- ProvenanceSource
+    def log_trust(self) -> LogTrust:
+        return LogTrust(
+            self.log_signer.verifier.to_vkey(),
+            tuple(c.verifier.to_vkey() for c in self.cosigners),
+            self.quorum,
+        )
+
+    def gateway(self, gw: str) -> GatewayInfo | None:
+        return self._gateways.get(gw)
+
+    def org(self, org_id: str) -> OrgInfo | None:
+        return self._orgs.get(org_id)
+
+    def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]:
+        found = sorted((g for g in self._gateways.values() if g.org == org_id), key=lambda g: g.id)
+        return found[offset : offset + limit]
+
+    def _all(self) -> Iterable[Record]:
+        for b in self._batches:
+            yield from b.records
+
+    def _asset(self, gw: str) -> str | None:
+        info = self._gateways.get(gw)
+        return info.asset if info else None
+
+    def scans(self, query: ScanQuery, limit: int) -> list[Scan]:
+        found = [r for r in self._all() if isinstance(r, Scan) and query.matches(r)]
+        found.sort(key=lambda s: (s.t, s.gw, s.seq))
+        return found[:limit]
+
+    def readings(self, query: ReadingQuery, limit: int) -> list[ReadingPoint]:
+        points = (
+            ReadingPoint.of(r, self._asset(r.gw)) for r in self._all() if isinstance(r, Reading)
+        )
+        found = sorted((p for p in points if query.matches(p)), key=lambda p: (p.t, p.gw, p.seq))
+        return found[:limit]
+
+    def gaps(
+        self, assets: Sequence[str], gws: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[Gap]:
+        found = [
+            r
+            for r in self._all()
+            if isinstance(r, Gap)
+            and t_from <= r.t < t_to
+            and (r.gw in gws or holder_of(r, self._asset(r.gw)) in assets)
+        ]
+        found.sort(key=lambda g: (g.t, g.gw, g.seq))
+        return found[:limit]
+
+    def records(self, keys: Sequence[tuple[str, int]]) -> list[Record]:
+        wanted = set(keys)
+        return [r for r in self._all() if (r.gw, r.seq) in wanted]
+
+    def _batch(self, gw: str, batch_seq: int) -> _Batch | None:
+        return next(
+            (b for b in self._batches if b.info.gw == gw and b.info.batch_seq == batch_seq), None
+        )
+
+    def batch_of(self, gw: str, seq: int) -> BatchInfo | None:
+        return next(
+            (
+                b.info
+                for b in self._batches
+                if b.info.gw == gw and b.info.first_seq <= seq <= b.info.last_seq
+            ),
+            None,
+        )
+
+    def batch_manifest(self, gw: str, batch_seq: int) -> Manifest | None:
+        b = self._batch(gw, batch_seq)
+        return b.manifest if b else None
+
+    def batch_leaf_hashes(self, gw: str, batch_seq: int) -> list[bytes]:
+        b = self._batch(gw, batch_seq)
+        return [r.leaf_hash() for r in b.records] if b else []
+
+    def gateway_batches(self, gw: str, offset: int, limit: int) -> list[BatchInfo]:
+        mine = [b.info for b in self._batches if b.info.gw == gw]
+        mine.reverse()
+        return mine[offset : offset + limit]
+
+    def latest_blocks(self, limit: int, before_height: int | None = None) -> list[BlockInfo]:
+        blocks = [b for b in self._blocks if before_height is None or b.height < before_height]
+        return list(reversed(blocks))[:limit]
+
+    def proof_checkpoint(self) -> BlockInfo | None:
+        return self._blocks[-1] if self._blocks else None
+
+    def block(self, height: int) -> BlockInfo | None:
+        return self._blocks[height - 1] if 1 <= height <= len(self._blocks) else None
+
+    def leaves(self, start: int, end: int) -> list[BatchInfo]:
+        return [b.info for b in self._batches[max(0, start) : end]]
+
+    def log_inclusion_proof(self, leaf_index: int, tree_size: int) -> list[bytes]:
+        tree = MerkleTree([b.manifest.leaf_hash() for b in self._batches[:tree_size]])
+        return tree.inclusion_proof(leaf_index)

@@ -1,0 +1,663 @@
+# SQL text here is built only from the column-list constants below and fixed
+# fragments; every value is a bound parameter.
+# ruff: noqa: S608
+"""The embedded ledger: SQLite in WAL mode with ``synchronous=FULL``.
+
+FULL makes every commit fsync the WAL, so a batch whose transaction committed
+survives kill -9 and power loss; receipts are only sent after that commit.
+Each thread gets its own connection (SQLite connections are not shareable);
+writers are serialised by a lock and ``BEGIN IMMEDIATE`` so a write never
+starts from a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import log
+from .store import (
+    ApiToken,
+    Checkpoint,
+    Gateway,
+    GatewayHead,
+    LedgerStore,
+    LedgerTx,
+    NewBatch,
+    Organisation,
+    ScanEvent,
+    StoredBatch,
+    StoredRecord,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteLedger"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS organisations (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gateways (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    public_key TEXT NOT NULL, key_id TEXT NOT NULL, asset TEXT,
+    enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoked_reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS gateways_org ON gateways(org_id);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    role TEXT NOT NULL CHECK (role IN ('gateway', 'operator', 'auditor')),
+    token_hash BLOB NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER,
+    label TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS batches (
+    leaf_index INTEGER PRIMARY KEY,
+    gw TEXT NOT NULL, batch_seq INTEGER NOT NULL,
+    manifest_hash TEXT NOT NULL, manifest_json BLOB NOT NULL,
+    first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, count INTEGER NOT NULL,
+    root TEXT NOT NULL, opened INTEGER NOT NULL, closed INTEGER NOT NULL,
+    records_evicted INTEGER NOT NULL, accepted_at INTEGER NOT NULL, receipt_json BLOB,
+    UNIQUE (gw, batch_seq));
+CREATE TABLE IF NOT EXISTS records (
+    gw TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, src TEXT NOT NULL,
+    asset TEXT, t INTEGER NOT NULL, batch_leaf INTEGER NOT NULL, batch_index INTEGER NOT NULL,
+    q TEXT, val REAL, unit TEXT, json BLOB NOT NULL,
+    PRIMARY KEY (gw, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_asset_t ON records(asset, t);
+CREATE INDEX IF NOT EXISTS records_src_t ON records(src, t);
+CREATE INDEX IF NOT EXISTS records_batch ON records(batch_leaf, batch_index);
+CREATE TABLE IF NOT EXISTS scans (
+    gw TEXT NOT NULL, seq INTEGER NOT NULL, t INTEGER NOT NULL, src TEXT NOT NULL,
+    asset TEXT, rp TEXT NOT NULL, step TEXT NOT NULL,
+    gtin TEXT, lot TEXT, sscc TEXT, serial TEXT,
+    PRIMARY KEY (gw, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS scans_gtin_lot ON scans(gtin, lot, t);
+CREATE INDEX IF NOT EXISTS scans_lot ON scans(lot, t);
+CREATE INDEX IF NOT EXISTS scans_sscc ON scans(sscc, t);
+CREATE INDEX IF NOT EXISTS scans_serial ON scans(serial, t);
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    height INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL,
+    signed_at INTEGER NOT NULL, cosignatures INTEGER NOT NULL, final INTEGER NOT NULL,
+    entries INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints(size);
+"""
+
+_BATCH_COLS = (
+    "leaf_index, gw, batch_seq, manifest_hash, manifest_json, first_seq, last_seq, count, root,"
+    " opened, closed, records_evicted, accepted_at, receipt_json"
+)
+_RECORD_COLS = "gw, seq, type, src, asset, t, batch_leaf, batch_index, json, q, val, unit"
+_SCAN_COLS = "gw, seq, t, src, asset, rp, step, gtin, lot, sscc, serial"
+_CP_COLS = "height, size, root, note, signed_at, cosignatures, final, entries"
+_GW_COLS = "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revoked_reason"
+_TOKEN_COLS = "id, org_id, role, token_hash, created_at, revoked_at, label"  # noqa: S105
+
+
+def _batch(row: Any) -> StoredBatch:
+    return StoredBatch(
+        leaf_index=row[0],
+        gw=row[1],
+        batch_seq=row[2],
+        manifest_hash=row[3],
+        manifest_json=bytes(row[4]),
+        first_seq=row[5],
+        last_seq=row[6],
+        count=row[7],
+        root=row[8],
+        opened=row[9],
+        closed=row[10],
+        records_evicted=bool(row[11]),
+        accepted_at=row[12],
+        receipt_json=None if row[13] is None else bytes(row[13]),
+    )
+
+
+def _record(row: Any) -> StoredRecord:
+    return StoredRecord(
+        gw=row[0],
+        seq=row[1],
+        type=row[2],
+        src=row[3],
+        asset=row[4],
+        t=row[5],
+        batch_leaf=row[6],
+        batch_index=row[7],
+        json=bytes(row[8]),
+        q=row[9],
+        val=row[10],
+        unit=row[11],
+    )
+
+
+def _checkpoint(row: Any) -> Checkpoint:
+    return Checkpoint(
+        height=row[0],
+        size=row[1],
+        root=bytes(row[2]),
+        note=row[3],
+        signed_at=row[4],
+        cosignatures=row[5],
+        final=bool(row[6]),
+        entries=row[7],
+    )
+
+
+def _gateway(row: Any) -> Gateway:
+    return Gateway(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def _token(row: Any) -> ApiToken:
+    return ApiToken(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6])
+
+
+class _Reads:
+    """Queries shared by the store (own connection) and a write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._c.execute(sql, args).fetchone()
+
+    def gateway_head(self, gw: str) -> GatewayHead | None:
+        row = self._one(
+            "SELECT gw, batch_seq, manifest_hash, last_seq, leaf_index FROM batches"
+            " WHERE gw = ? ORDER BY batch_seq DESC LIMIT 1",
+            (gw,),
+        )
+        return None if row is None else GatewayHead(*row)
+
+    def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
+        row = self._one(
+            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
+        )
+        return None if row is None else _batch(row)
+
+    def batch(self, leaf_index: int) -> StoredBatch | None:
+        row = self._one(f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
+        return None if row is None else _batch(row)
+
+    def gateway(self, gw: str) -> Gateway | None:
+        row = self._one(f"SELECT {_GW_COLS} FROM gateways WHERE id = ?", (gw,))
+        return None if row is None else _gateway(row)
+
+    def log_size(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
+        return int(row[0])
+
+    def get_node(self, level: int, index: int) -> bytes:
+        row = self._one("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index))
+        if row is None:
+            raise KeyError(f"log node ({level}, {index}) is not stored")
+        return bytes(row[0])
+
+    def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
+        where = "WHERE final = 1" if final_only else ""
+        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
+        return None if row is None else _checkpoint(row)
+
+
+class _SqliteTx(_Reads, LedgerTx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self._savepoints = itertools.count()
+
+    def append_batch(self, batch: NewBatch) -> int:
+        c = self._c
+        leaf_index = self.log_size()
+        c.execute(
+            f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+            (
+                leaf_index,
+                batch.gw,
+                batch.batch_seq,
+                batch.manifest_hash,
+                batch.manifest_json,
+                batch.first_seq,
+                batch.last_seq,
+                batch.count,
+                batch.root,
+                batch.opened,
+                batch.closed,
+                int(batch.records_evicted),
+                batch.accepted_at,
+            ),
+        )
+        c.executemany(
+            f"INSERT INTO records ({_RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    r.gw,
+                    r.seq,
+                    r.type,
+                    r.src,
+                    r.asset,
+                    r.t,
+                    leaf_index,
+                    i,
+                    r.json,
+                    r.q,
+                    r.val,
+                    r.unit,
+                )
+                for i, r in enumerate(batch.records)
+            ),
+        )
+        c.executemany(
+            f"INSERT INTO scans ({_SCAN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                (s.gw, s.seq, s.t, s.src, s.asset, s.rp, s.step, s.gtin, s.lot, s.sscc, s.serial)
+                for r in batch.records
+                if (s := r.scan) is not None
+            ),
+        )
+        c.executemany(
+            "INSERT INTO log_nodes (level, idx, hash) VALUES (?,?,?)",
+            log.nodes_for_append(leaf_index, batch.leaf_hash, self.get_node),
+        )
+        return leaf_index
+
+    def add_checkpoint(
+        self, size: int, root: bytes, note: str, signed_at: int, cosignatures: int, final: bool
+    ) -> Checkpoint:
+        latest = self.latest_checkpoint()
+        height = 0 if latest is None else latest.height + 1
+        entries = size - (0 if latest is None else latest.size)
+        self._c.execute(
+            f"INSERT INTO checkpoints ({_CP_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+            (height, size, root, note, signed_at, cosignatures, int(final), entries),
+        )
+        return Checkpoint(height, size, root, note, signed_at, cosignatures, final, entries)
+
+    def set_receipt(self, leaf_index: int, receipt_json: bytes) -> bytes:
+        self._c.execute(
+            "UPDATE batches SET receipt_json = ? WHERE leaf_index = ? AND receipt_json IS NULL",
+            (receipt_json, leaf_index),
+        )
+        row = self._one("SELECT receipt_json FROM batches WHERE leaf_index = ?", (leaf_index,))
+        if row is None:
+            raise KeyError(f"no batch at leaf {leaf_index}")
+        return bytes(row[0])
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        name = f"sp{next(self._savepoints)}"
+        self._c.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._c.execute(f"ROLLBACK TO {name}")
+            self._c.execute(f"RELEASE {name}")
+            raise
+        self._c.execute(f"RELEASE {name}")
+
+
+class SqliteLedger(LedgerStore):
+    def __init__(self, path: str | Path, *, uri: bool = False) -> None:
+        self.path = str(path)
+        self._uri = uri
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        if not uri:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(stmt)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
+                raise RuntimeError(
+                    f"ledger schema version {row[0]} is not {SCHEMA_VERSION}; no migration exists"
+                )
+            conn.execute("COMMIT")
+
+    @classmethod
+    def in_memory(cls, name: str) -> SqliteLedger:
+        """The in-memory twin for unit tests (shared between this process's threads)."""
+        return cls(f"file:{name}?mode=memory&cache=shared", uri=True)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                uri=self._uri,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30.0,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced on every commit, so an acknowledged batch is on disk.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _reads(self) -> _Reads:
+        return _Reads(self._conn())
+
+    # --- writes ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[LedgerTx]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self.transaction() as tx:
+            assert isinstance(tx, _SqliteTx)
+            return tx._c.execute(sql, args).rowcount
+
+    def add_organisation(self, org_id: str, name: str, now: int) -> Organisation:
+        try:
+            self._write(
+                "INSERT INTO organisations (id, name, created_at) VALUES (?,?,?)",
+                (org_id, name, now),
+            )
+        except sqlite3.IntegrityError as e:
+            raise ValueError(f"organisation {org_id!r} exists already") from e
+        return Organisation(org_id, name, now)
+
+    def enroll_gateway(self, gateway: Gateway) -> Gateway:
+        if self.organisation(gateway.org_id) is None:
+            raise ValueError(f"no organisation {gateway.org_id!r}")
+        try:
+            self._write(
+                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    gateway.id,
+                    gateway.org_id,
+                    gateway.public_key,
+                    gateway.key_id,
+                    gateway.asset,
+                    gateway.enrolled_at,
+                    gateway.revoked_at,
+                    gateway.revoked_reason,
+                ),
+            )
+        except sqlite3.IntegrityError as e:
+            raise ValueError(f"gateway {gateway.id!r} is enrolled already") from e
+        return gateway
+
+    def revoke_gateway(self, gw: str, at: int, reason: str) -> Gateway:
+        # An earlier revocation stands: moving it later would re-admit batches.
+        n = self._write(
+            "UPDATE gateways SET revoked_at = MIN(COALESCE(revoked_at, ?), ?), revoked_reason = ?"
+            " WHERE id = ?",
+            (at, at, reason, gw),
+        )
+        gateway = self.gateway(gw)
+        if n == 0 or gateway is None:
+            raise ValueError(f"no gateway {gw!r}")
+        return gateway
+
+    def add_token(self, token: ApiToken) -> ApiToken:
+        if self.organisation(token.org_id) is None:
+            raise ValueError(f"no organisation {token.org_id!r}")
+        self._write(
+            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?,?,?,?,?,?,?)",
+            (
+                token.id,
+                token.org_id,
+                token.role,
+                token.token_hash,
+                token.created_at,
+                token.revoked_at,
+                token.label,
+            ),
+        )
+        return token
+
+    def revoke_token(self, token_id: str, at: int) -> ApiToken:
+        self._write(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, token_id)
+        )
+        token = self.token(token_id)
+        if token is None:
+            raise ValueError(f"no token {token_id!r}")
+        return token
+
+    # --- access ---------------------------------------------------------------
+
+    def organisation(self, org_id: str) -> Organisation | None:
+        row = self._reads()._one(
+            "SELECT id, name, created_at FROM organisations WHERE id = ?", (org_id,)
+        )
+        return None if row is None else Organisation(*row)
+
+    def organisations(self) -> list[Organisation]:
+        rows = self._conn().execute("SELECT id, name, created_at FROM organisations ORDER BY id")
+        return [Organisation(*r) for r in rows]
+
+    def gateway(self, gw: str) -> Gateway | None:
+        return self._reads().gateway(gw)
+
+    def gateways(self, org_id: str | None = None) -> list[Gateway]:
+        if org_id is None:
+            rows = self._conn().execute(f"SELECT {_GW_COLS} FROM gateways ORDER BY id")
+        else:
+            rows = self._conn().execute(
+                f"SELECT {_GW_COLS} FROM gateways WHERE org_id = ? ORDER BY id", (org_id,)
+            )
+        return [_gateway(r) for r in rows]
+
+    def token(self, token_id: str) -> ApiToken | None:
+        row = self._reads()._one(f"SELECT {_TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,))
+        return None if row is None else _token(row)
+
+    def tokens(self, org_id: str | None = None) -> list[ApiToken]:
+        sql = f"SELECT {_TOKEN_COLS} FROM tokens"
+        args: tuple[Any, ...] = ()
+        if org_id is not None:
+            sql, args = sql + " WHERE org_id = ?", (org_id,)
+        return [_token(r) for r in self._conn().execute(sql + " ORDER BY created_at, id", args)]
+
+    # --- log --------------------------------------------------------------------
+
+    def log_size(self) -> int:
+        return self._reads().log_size()
+
+    def get_node(self, level: int, index: int) -> bytes:
+        return self._reads().get_node(level, index)
+
+    def leaf_hashes(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        stop = 2**62 if stop is None else stop
+        rows = self._conn().execute(
+            "SELECT hash FROM log_nodes WHERE level = 0 AND idx >= ? AND idx < ? ORDER BY idx",
+            (start, stop),
+        )
+        for (h,) in rows:
+            yield bytes(h)
+
+    def batch(self, leaf_index: int) -> StoredBatch | None:
+        return self._reads().batch(leaf_index)
+
+    def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
+        return self._reads().batch_by_seq(gw, batch_seq)
+
+    def batches(self, start: int = 0, stop: int | None = None) -> Iterator[StoredBatch]:
+        stop = 2**62 if stop is None else stop
+        rows = self._conn().execute(
+            f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index >= ? AND leaf_index < ?"
+            " ORDER BY leaf_index",
+            (start, stop),
+        )
+        for row in rows:
+            yield _batch(row)
+
+    def batches_by_gateway(
+        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None
+    ) -> list[StoredBatch]:
+        before = 2**62 if before_batch_seq is None else before_batch_seq
+        rows = self._conn().execute(
+            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            " ORDER BY batch_seq DESC LIMIT ?",
+            (gw, before, limit),
+        )
+        return [_batch(r) for r in rows]
+
+    def gateway_head(self, gw: str) -> GatewayHead | None:
+        return self._reads().gateway_head(gw)
+
+    # --- checkpoints ------------------------------------------------------------
+
+    def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
+        return self._reads().latest_checkpoint(final_only=final_only)
+
+    def checkpoint(self, height: int) -> Checkpoint | None:
+        row = self._reads()._one(f"SELECT {_CP_COLS} FROM checkpoints WHERE height = ?", (height,))
+        return None if row is None else _checkpoint(row)
+
+    def checkpoint_covering(
+        self, leaf_index: int, *, final_only: bool = False
+    ) -> Checkpoint | None:
+        final = "AND final = 1" if final_only else ""
+        row = self._reads()._one(
+            f"SELECT {_CP_COLS} FROM checkpoints WHERE size > ? {final} ORDER BY height LIMIT 1",
+            (leaf_index,),
+        )
+        return None if row is None else _checkpoint(row)
+
+    def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
+        before = 2**62 if before_height is None else before_height
+        rows = self._conn().execute(
+            f"SELECT {_CP_COLS} FROM checkpoints WHERE height < ? ORDER BY height DESC LIMIT ?",
+            (before, limit),
+        )
+        return [_checkpoint(r) for r in rows]
+
+    def checkpoints_ascending(self) -> Iterator[Checkpoint]:
+        for row in self._conn().execute(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY height"):
+            yield _checkpoint(row)
+
+    # --- records ----------------------------------------------------------------
+
+    def record(self, gw: str, seq: int) -> StoredRecord | None:
+        row = self._reads()._one(
+            f"SELECT {_RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq)
+        )
+        return None if row is None else _record(row)
+
+    def batch_records(self, leaf_index: int) -> list[StoredRecord]:
+        rows = self._conn().execute(
+            f"SELECT {_RECORD_COLS} FROM records WHERE batch_leaf = ? ORDER BY batch_index",
+            (leaf_index,),
+        )
+        return [_record(r) for r in rows]
+
+    def records_by_asset(
+        self,
+        asset: str,
+        t_from: int,
+        t_to: int,
+        *,
+        type: str | None = None,
+        q: str | None = None,
+        limit: int = 10_000,
+    ) -> list[StoredRecord]:
+        sql = f"SELECT {_RECORD_COLS} FROM records WHERE asset = ? AND t >= ? AND t < ?"
+        args: list[Any] = [asset, t_from, t_to]
+        if type is not None:
+            sql += " AND type = ?"
+            args.append(type)
+        if q is not None:
+            sql += " AND q = ?"
+            args.append(q)
+        rows = self._conn().execute(sql + " ORDER BY t, gw, seq LIMIT ?", (*args, limit))
+        return [_record(r) for r in rows]
+
+    def records_by_src(
+        self, src: str, t_from: int, t_to: int, *, limit: int = 10_000
+    ) -> list[StoredRecord]:
+        rows = self._conn().execute(
+            f"SELECT {_RECORD_COLS} FROM records WHERE src = ? AND t >= ? AND t < ?"
+            " ORDER BY t, gw, seq LIMIT ?",
+            (src, t_from, t_to, limit),
+        )
+        return [_record(r) for r in rows]
+
+    def records_by_gateway(
+        self, gw: str, seq_from: int = 0, seq_to: int | None = None, *, limit: int = 10_000
+    ) -> list[StoredRecord]:
+        seq_to = 2**62 if seq_to is None else seq_to
+        rows = self._conn().execute(
+            f"SELECT {_RECORD_COLS} FROM records WHERE gw = ? AND seq >= ? AND seq < ?"
+            " ORDER BY seq LIMIT ?",
+            (gw, seq_from, seq_to, limit),
+        )
+        return [_record(r) for r in rows]
+
+    def scans(
+        self,
+        *,
+        gtin: str | None = None,
+        lot: str | None = None,
+        sscc: str | None = None,
+        serial: str | None = None,
+        t_from: int = 0,
+        t_to: int = 2**62,
+        limit: int = 10_000,
+    ) -> list[ScanEvent]:
+        keys = {"gtin": gtin, "lot": lot, "sscc": sscc, "serial": serial}
+        given = {k: v for k, v in keys.items() if v is not None}
+        if not given:
+            raise ValueError("scans() needs at least one of gtin, lot, sscc, serial")
+        where = " AND ".join(f"{k} = ?" for k in given)
+        rows = self._conn().execute(
+            f"SELECT {_SCAN_COLS} FROM scans WHERE {where} AND t >= ? AND t < ?"
+            " ORDER BY t, gw, seq LIMIT ?",
+            (*given.values(), t_from, t_to, limit),
+        )
+        return [ScanEvent(*r) for r in rows]
+
+    def reading_stats(
+        self, asset: str, t_from: int, t_to: int
+    ) -> list[tuple[str, str, int, float, float]]:
+        rows = self._conn().execute(
+            "SELECT q, unit, COUNT(*), MIN(val), MAX(val) FROM records"
+            " WHERE asset = ? AND t >= ? AND t < ? AND type = 'reading' GROUP BY q, unit"
+            " ORDER BY q",
+            (asset, t_from, t_to),
+        )
+        return [(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts per table: what tests compare before and after a refusal."""
+        c = self._conn()
+        names = ("batches", "records", "scans", "log_nodes", "checkpoints")
+        return {n: int(c.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0]) for n in names}
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._conns.clear()
+        self._local = threading.local()

@@ -1,0 +1,98 @@
+"""Close batches by count or age.
+
+The policy is measured on the monotonic clock from the moment this process
+first saw the open batch non-empty, so a wall clock that jumps (no RTC, late
+NTP) can neither stall a batch nor close every batch at once. After a restart
+the timer starts again: a batch closes at most ``max_age_s`` late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from proofs.records import Manifest
+
+__all__ = ["BatchPolicy", "BatchStore", "Batcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    max_records: int
+    max_age_s: float
+
+    def __post_init__(self) -> None:
+        if self.max_records < 1 or self.max_age_s <= 0:
+            raise ValueError("a batch closes after >= 1 record and a positive age")
+
+    def should_close(self, pending: int, age_s: float) -> bool:
+        return pending >= self.max_records or (pending > 0 and age_s >= self.max_age_s)
+
+
+class BatchStore(Protocol):
+    """The part of the spool the batcher uses (an in-memory twin exists for tests)."""
+
+    records_added: asyncio.Event
+
+    @property
+    def unbatched(self) -> int: ...
+
+    async def seal_batch(self) -> Manifest | None: ...
+
+
+class Batcher:
+    def __init__(
+        self,
+        store: BatchStore,
+        policy: BatchPolicy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_sealed: Callable[[Manifest], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._monotonic = monotonic
+        self._on_sealed = on_sealed
+        self._opened_at: float | None = None
+
+    async def step(self) -> Manifest | None:
+        """Seal one batch if the policy says so; return it. Safe to call any time."""
+        pending = self._store.unbatched
+        if pending == 0:
+            self._opened_at = None
+            return None
+        now = self._monotonic()
+        if self._opened_at is None:
+            self._opened_at = now
+        if not self._policy.should_close(pending, now - self._opened_at):
+            return None
+        manifest = await self._store.seal_batch()
+        # The next open batch starts now (its records may be older, which only shortens it).
+        self._opened_at = now if self._store.unbatched else None
+        if manifest is not None and self._on_sealed is not None:
+            self._on_sealed(manifest)
+        return manifest
+
+    def _wait_s(self) -> float:
+        if self._opened_at is None:
+            return self._policy.max_age_s
+        remaining = self._policy.max_age_s - (self._monotonic() - self._opened_at)
+        return max(0.0, remaining)
+
+    async def run(self) -> None:
+        """Forever: wake on new records or when the open batch reaches its age."""
+        while True:
+            while await self.step() is not None:
+                pass
+            self._store.records_added.clear()
+            if self._store.unbatched >= self._policy.max_records:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store.records_added.wait(), self._wait_s() + 0.001)

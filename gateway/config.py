@@ -1,0 +1,215 @@
+"""Typed gateway configuration, read once at the entry point.
+
+The TOML file has one table per concern (``[gateway]``, ``[spool]``,
+``[batch]``, ``[uplink]``, ``[metrics]``, ``[clock]``) plus ``[[sources]]``.
+Each key maps mechanically to a field named ``<table>_<key>`` of
+:class:`GatewayConfig`, and each field can be overridden by the environment
+variable ``COLDTRAIL_<TABLE>_<KEY>`` (e.g. ``COLDTRAIL_SPOOL_BUDGET_BYTES``),
+so an operator can find any setting from any of the three names.
+
+Nothing here touches the spool: changing any value never resets stored data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from proofs.errors import FormatError
+from proofs.note import ALG_ED25519, NoteVerifier
+
+from .errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "GatewayConfig", "SourceSpec", "load_config"]
+
+ENV_PREFIX = "COLDTRAIL_"
+# docs/ingest-contract.md: the anchor refuses more than 10 000 records or 8 MiB per batch.
+_CONTRACT_MAX_RECORDS = 10_000
+_CONTRACT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One ``[[sources]]`` entry: its kind, a unique name and kind-specific options."""
+
+    kind: str
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    gateway_id: str
+    uplink_url: str
+    uplink_anchor_vkey: str
+    gateway_state_dir: Path = Path("/var/lib/coldtrail-gateway")
+    gateway_key_file: Path = Path("gateway.key")  # relative paths are under state_dir
+    gateway_registry_file: Path = Path("registry.json")
+    spool_file: Path = Path("spool.sqlite3")
+    spool_budget_bytes: int = 256 * 1024 * 1024
+    spool_commit_max_records: int = 5000
+    batch_max_records: int = 1000
+    batch_max_bytes: int = 4 * 1024 * 1024
+    batch_max_age_s: float = 10.0
+    uplink_token_file: Path | None = None
+    uplink_ca_file: Path | None = None
+    uplink_timeout_s: float = 30.0
+    uplink_backoff_initial_s: float = 1.0
+    uplink_backoff_max_s: float = 300.0
+    uplink_backfill_batches_per_s: float = 5.0
+    uplink_live_window_s: float = 60.0
+    metrics_port: int = 9108  # 0 turns the endpoint off; it always binds 127.0.0.1
+    clock_jump_threshold_s: float = 2.0
+    sources: tuple[SourceSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(self.gateway_id), "gateway.id is required")
+        for name in ("gateway_key_file", "gateway_registry_file", "spool_file"):
+            value = getattr(self, name)
+            if not value.is_absolute():
+                object.__setattr__(self, name, self.gateway_state_dir / value)
+        if self.uplink_token_file is not None and not self.uplink_token_file.is_absolute():
+            object.__setattr__(
+                self, "uplink_token_file", self.gateway_state_dir / self.uplink_token_file
+            )
+        _check(self.spool_budget_bytes >= 64 * 1024, "spool.budget_bytes must be at least 65536")
+        _check(self.spool_commit_max_records >= 1, "spool.commit_max_records must be >= 1")
+        _check(
+            1 <= self.batch_max_records <= _CONTRACT_MAX_RECORDS,
+            f"batch.max_records must be 1..{_CONTRACT_MAX_RECORDS} (the anchor's limit)",
+        )
+        _check(
+            4096 <= self.batch_max_bytes <= _CONTRACT_MAX_BODY_BYTES // 2,
+            "batch.max_bytes must be 4096..4194304 (half the anchor's body limit)",
+        )
+        _check(self.batch_max_age_s > 0, "batch.max_age_s must be positive")
+        _check(self.uplink_timeout_s > 0, "uplink.timeout_s must be positive")
+        _check(
+            0 < self.uplink_backoff_initial_s <= self.uplink_backoff_max_s,
+            "uplink.backoff_initial_s must be positive and at most uplink.backoff_max_s",
+        )
+        _check(self.uplink_backfill_batches_per_s > 0, "uplink.backfill_batches_per_s > 0")
+        _check(self.uplink_live_window_s >= 0, "uplink.live_window_s must not be negative")
+        _check(0 <= self.metrics_port <= 65535, "metrics.port must be 0..65535")
+        _check(self.clock_jump_threshold_s > 0, "clock.jump_threshold_s must be positive")
+        _check_anchor_url(self.uplink_url)
+        try:
+            verifier = NoteVerifier.from_vkey(self.uplink_anchor_vkey)
+        except FormatError as e:
+            raise ConfigError(f"uplink.anchor_vkey: {e.message}", code="bad-config") from e
+        _check(verifier.alg == ALG_ED25519, "uplink.anchor_vkey must be an Ed25519 (0x01) key")
+        names = [s.name for s in self.sources]
+        _check(len(names) == len(set(names)), "every [[sources]] entry needs a unique name")
+
+
+def _check(ok: bool, sentence: str) -> None:
+    if not ok:
+        raise ConfigError(sentence, code="bad-config")
+
+
+def _check_anchor_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    _check(parts.scheme in ("https", "http") and bool(parts.hostname), "uplink.url must be a URL")
+    if parts.scheme == "http":
+        # Plain HTTP would hand the bearer token to anyone on the path; only loopback
+        # (tests, a local TLS-terminating proxy) is allowed to skip TLS.
+        host = parts.hostname or ""
+        loopback = host == "localhost"
+        try:
+            loopback = loopback or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            pass
+        _check(loopback, "uplink.url must be https:// (plain http is allowed on loopback only)")
+
+
+def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
+    try:
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not an integer")
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not a number")
+            return float(raw)
+        if kind is Path or kind == (Path | None):
+            if raw in ("", None):
+                if kind is Path:
+                    raise ValueError("a path is required")
+                return None
+            return Path(str(raw))
+        if kind is str:
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            return raw
+    except ValueError as e:
+        raise ConfigError(f"{origin}: {name}: {e}") from e
+    raise ConfigError(f"{origin}: {name} has an unsupported type")  # pragma: no cover
+
+
+def _sources(raw: Any) -> tuple[SourceSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("[[sources]] must be an array of tables")
+    specs = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+            raise ConfigError(f"sources[{i}] needs a 'kind'")
+        options = {k: v for k, v in entry.items() if k not in ("kind", "name")}
+        name = entry.get("name", f"{entry['kind']}-{i}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"sources[{i}].name must be a non-empty string")
+        specs.append(SourceSpec(entry["kind"], name, types.MappingProxyType(options)))
+    return tuple(specs)
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None, origin: str = "config"
+) -> GatewayConfig:
+    """Build a config from parsed TOML tables plus ``COLDTRAIL_*`` overrides."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(GatewayConfig)
+    fields = {f.name for f in dataclasses.fields(GatewayConfig)} - {"sources"}
+    values: dict[str, Any] = {}
+    for table, content in data.items():
+        if table == "sources":
+            continue
+        if not isinstance(content, dict):
+            raise ConfigError(f"{origin}: [{table}] must be a table")
+        for key, raw in content.items():
+            name = f"{table}_{key}"
+            if name not in fields:
+                raise ConfigError(f"{origin}: unknown key {table}.{key}", code="unknown-key")
+            values[name] = _convert(f"{table}.{key}", hints[name], raw, origin)
+    for name in sorted(fields):
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _convert(name, hints[name], environ[env_name], env_name)
+    missing = [
+        n for n in ("gateway_id", "uplink_url", "uplink_anchor_vkey") if n not in values
+    ]
+    if missing:
+        keys = ", ".join(m.replace("_", ".", 1) for m in missing)
+        raise ConfigError(f"{origin}: missing required keys: {keys}", code="missing-key")
+    return GatewayConfig(**values, sources=_sources(data.get("sources")))
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read the TOML file at ``path`` once; environment overrides win over the file."""
+    target = Path(path)
+    try:
+        data = tomllib.loads(target.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"no config file at {target}", code="config-missing") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{target} is not valid TOML: {e}", code="bad-toml") from e
+    return config_from_mapping(data, environ, origin=str(target))

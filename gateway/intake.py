@@ -1,0 +1,54 @@
+"""The gateway's :class:`~gateway.observations.Sink`: sign, spool, then return.
+
+``submit`` returns only after the spool transaction holding the records is
+durable, which is what lets a source acknowledge its device or broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .metrics import GatewayMetrics
+from .observations import BadInput, Measurement, Observation, ScanEvent
+from .signer import Draft, Signer
+from .spool import Spool
+
+__all__ = ["SpoolSink"]
+
+
+class SpoolSink:
+    def __init__(self, signer: Signer, spool: Spool, metrics: GatewayMetrics | None = None) -> None:
+        self._signer = signer
+        self._spool = spool
+        self._metrics = metrics
+
+    async def submit(self, observations: Sequence[Observation]) -> None:
+        if not observations:
+            return
+        if self._metrics:
+            for obs in observations:
+                kind = (
+                    "measurement"
+                    if isinstance(obs, Measurement)
+                    else "scan"
+                    if isinstance(obs, ScanEvent)
+                    else "bad-input"
+                )
+                self._metrics.readings_in.labels(kind).inc()
+                if isinstance(obs, BadInput):
+                    self._metrics.source_errors.labels(obs.src, obs.code).inc()
+        await self._store(self._signer.drafts(observations))
+
+    async def record_gap(self, src: str, reason: str, detail: str, count: int = 1) -> None:
+        """A signed gap about the gateway or a source itself (restart, source down)."""
+        await self._store([self._signer.gap_draft(src, reason, detail, count)])
+
+    async def _store(self, drafts: list[Draft]) -> None:
+        if not drafts:
+            return
+        await self._spool.append(drafts)
+        if self._metrics:
+            self._metrics.records_spooled.inc(len(drafts))
+            for d in drafts:
+                if d.TYPE == "gap":
+                    self._metrics.gaps.labels(getattr(d, "reason", "?")).inc()

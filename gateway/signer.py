@@ -1,0 +1,195 @@
+"""Observations -> signed records: the one place the gateway key signs.
+
+Signing happens in two steps so that ``seq`` is allocated inside the spool's
+write transaction (no reuse, no holes): :meth:`Signer.drafts` turns
+observations into unsigned records with ``seq=0`` and the clock evidence of the
+moment they arrived; :meth:`Signer.sign` gives a draft its ``seq`` and signs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from proofs import records as rec
+from proofs.errors import FormatError
+from proofs.keys import SigningKey
+from proofs.records import Gap, Manifest, Reading, Scan
+
+from .clock import Clock, ClockReading
+from .observations import BadInput, Measurement, Observation, ScanEvent
+from .registry import DeviceRegistry
+
+__all__ = ["GATEWAY_SRC", "Draft", "Signer"]
+
+Draft = Reading | Scan | Gap
+GATEWAY_SRC = "gateway"  # ``src`` of records about the gateway itself (clock, restarts, spool)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+
+
+class Signer:
+    def __init__(
+        self,
+        gw: str,
+        key: SigningKey,
+        clock: Clock,
+        registry: Callable[[], DeviceRegistry],
+        *,
+        clock_jump_threshold_s: float = 2.0,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.gw = gw
+        self._key = key
+        self._clock = clock
+        self._registry = registry
+        self._jump_ms = clock_jump_threshold_s * 1000.0
+        self._entropy = entropy
+        self._last: ClockReading | None = None
+        self._dev_seq: dict[str, int] = {}
+
+    @property
+    def key_id(self) -> str:
+        return self._key.key_id
+
+    # --- drafts ---------------------------------------------------------------
+
+    def _now(self) -> tuple[ClockReading, list[Draft]]:
+        """Read the clock; a wall clock that moved against the monotonic one yields a gap."""
+        now = self._clock.read()
+        extra: list[Draft] = []
+        last = self._last
+        if last is not None and last.evidence.boot == now.evidence.boot:
+            wall_delta = now.wall_ms - last.wall_ms
+            mono_delta = (now.evidence.mono_ns - last.evidence.mono_ns) / 1e6
+            if abs(wall_delta - mono_delta) > self._jump_ms:
+                extra.append(
+                    self._gap_draft(
+                        now,
+                        GATEWAY_SRC,
+                        "clock-jump",
+                        f"wall clock moved {wall_delta} ms while the monotonic clock moved"
+                        f" {mono_delta:.0f} ms",
+                        count=0,
+                    )
+                )
+        self._last = now
+        return now, extra
+
+    def _salt(self) -> str:
+        return rec.new_salt(self._entropy(rec.SALT_SIZE))
+
+    def _gap_draft(
+        self, now: ClockReading, src: str, reason: str, detail: str, count: int = 1
+    ) -> Gap:
+        return Gap(
+            gw=self.gw,
+            seq=0,
+            src=src if _ID.match(src) else GATEWAY_SRC,
+            t=now.wall_ms,
+            clk=now.evidence,
+            salt=self._salt(),
+            reason=reason,
+            detail=detail[:1024],
+            count=count,
+        )
+
+    def gap_draft(self, src: str, reason: str, detail: str, count: int = 1) -> Gap:
+        now, _ = self._now()
+        return self._gap_draft(now, src, reason, detail, count)
+
+    def drafts(self, observations: Sequence[Observation]) -> list[Draft]:
+        """Unsigned records for ``observations``, in order, plus any gaps they reveal."""
+        now, out = self._now()
+        registry = self._registry()
+        for obs in observations:
+            try:
+                out.extend(self._draft(obs, now, registry))
+            except FormatError as e:
+                # Valid JSON from a source can still break record rules (a unit code that is
+                # not UN/ECE, a NaN): the loss is recorded, never dropped.
+                out.append(self._gap_draft(now, obs.src, "bad-frame", f"unusable observation: {e}"))
+        return out
+
+    def _draft(self, obs: Observation, now: ClockReading, registry: DeviceRegistry) -> list[Draft]:
+        common = {"gw": self.gw, "seq": 0, "t": now.wall_ms, "clk": now.evidence}
+        if isinstance(obs, Measurement):
+            out: list[Draft] = []
+            sensor = registry.sensor(obs.src)
+            if obs.dev_seq is not None:
+                previous = self._dev_seq.get(obs.src)
+                self._dev_seq[obs.src] = obs.dev_seq
+                if previous is not None and obs.dev_seq > previous + 1:
+                    missing = obs.dev_seq - previous - 1
+                    out.append(
+                        self._gap_draft(
+                            now,
+                            obs.src,
+                            "silent-sensor",
+                            f"device counter jumped from {previous} to {obs.dev_seq}",
+                            count=missing,
+                        )
+                    )
+            value = sensor.calibrate(obs.q, obs.val) if sensor else obs.val
+            out.append(
+                Reading(
+                    **common,
+                    src=obs.src,
+                    salt=self._salt(),
+                    asset=sensor.asset if sensor else None,
+                    q=obs.q,
+                    val=value,
+                    unit=obs.unit,
+                    dev_t=obs.dev_t,
+                )
+            )
+            return out
+        if isinstance(obs, ScanEvent):
+            scanner = registry.scanner(obs.src)
+            return [
+                Scan(
+                    **common,
+                    src=obs.src,
+                    salt=self._salt(),
+                    asset=scanner.asset if scanner else None,
+                    raw=obs.raw,
+                    sym=obs.sym,
+                    gs1=dict(obs.gs1),
+                    step=scanner.step if scanner else "inspecting",
+                    rp=scanner.read_point if scanner else "",
+                )
+            ]
+        if isinstance(obs, BadInput):
+            return [self._gap_draft(now, obs.src, "bad-frame", f"{obs.code}: {obs.detail}")]
+        raise TypeError(f"not an observation: {type(obs).__name__}")
+
+    # --- signing --------------------------------------------------------------
+
+    def sign(self, draft: Draft, seq: int) -> Draft:
+        """Give ``draft`` its ``seq`` and sign it (called inside the spool transaction)."""
+        return rec.sign(replace(draft, seq=seq), self._key)
+
+    def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap:
+        """The signed record that says the disk budget dropped ``lost_from..lost_to``."""
+        now = self._clock.read()
+        gap = Gap(
+            gw=self.gw,
+            seq=seq,
+            src=GATEWAY_SRC,
+            t=now.wall_ms,
+            clk=now.evidence,
+            salt=self._salt(),
+            reason="evicted",
+            detail=detail[:1024],
+            lost_from=lost_from,
+            lost_to=lost_to,
+            count=count,
+        )
+        return rec.sign(gap, self._key)
+
+    def sign_manifest(self, manifest: Manifest) -> Manifest:
+        return rec.sign(manifest, self._key)
+
+    def now_ms(self) -> int:
+        return self._clock.read().wall_ms

@@ -1,0 +1,70 @@
+"""Split a byte stream into lines, whatever the device's line ending and noise.
+
+Serial devices end lines with CR, LF, CRLF (sensors) or TAB (scanners), start
+talking mid-line after a reconnect, and sometimes stream garbage without any
+terminator. :class:`LineFramer` is the only place that buffers bytes, and it
+caps the buffer so a chattering device cannot grow the gateway's memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LineFramer", "Overflow"]
+
+
+@dataclass(frozen=True, slots=True)
+class Overflow:
+    """A line exceeded the cap; its bytes up to the next terminator were dropped."""
+
+    dropped_bytes: int
+
+
+class LineFramer:
+    """Feed it chunks as they arrive; it yields complete lines (terminator removed)
+    and :class:`Overflow` markers. Empty lines are skipped, which is how CRLF
+    (two terminators in a row) costs nothing."""
+
+    def __init__(self, terminators: bytes = b"\r\n", max_line_bytes: int = 256) -> None:
+        if not terminators:
+            raise ValueError("line framer: need at least one terminator byte")
+        if max_line_bytes < 1:
+            raise ValueError("line framer: max_line_bytes must be positive")
+        self._terminators = frozenset(terminators)
+        self._max = max_line_bytes
+        self._buf = bytearray()
+        self._discarding = 0  # >0 while skipping the rest of an over-long line
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, chunk: bytes) -> list[bytes | Overflow]:
+        out: list[bytes | Overflow] = []
+        start = 0
+        for i, byte in enumerate(chunk):
+            if byte in self._terminators:
+                self._take(chunk[start:i], out, end_of_line=True)
+                start = i + 1
+        self._take(chunk[start:], out, end_of_line=False)
+        return out
+
+    def _take(self, piece: bytes, out: list[bytes | Overflow], *, end_of_line: bool) -> None:
+        if self._discarding:
+            self._discarding += len(piece)
+            if end_of_line:
+                out.append(Overflow(self._discarding))
+                self._discarding = 0
+            return
+        self._buf += piece
+        if len(self._buf) > self._max:
+            self._discarding = len(self._buf)
+            self._buf.clear()
+            if end_of_line:
+                out.append(Overflow(self._discarding))
+                self._discarding = 0
+            return
+        if end_of_line:
+            if self._buf:
+                out.append(bytes(self._buf))
+            self._buf.clear()

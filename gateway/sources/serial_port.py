@@ -1,0 +1,130 @@
+"""Reading a serial device off the event loop, shared by sensors and scanners.
+
+pyserial blocks, so every read runs in a worker thread (``asyncio.to_thread``)
+with a short timeout: the loop never blocks, and cancellation takes effect
+within one timeout. :class:`ByteStream` is the seam: the real port in
+production, an in-memory twin in unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import serial
+
+from gateway.observations import BadInput, Observation, Sink
+
+from .backoff import BackoffPolicy, SourceCounters, reconnect_forever
+from .line_framer import LineFramer, Overflow
+
+__all__ = ["ByteStream", "PySerialStream", "count_frame", "read_lines_forever"]
+
+log = logging.getLogger("coldtrail.gateway.sources.serial")
+
+_CHUNK_BYTES = 4096
+
+
+class ByteStream(Protocol):
+    def read_chunk(self) -> bytes:
+        """Block until some bytes arrive or the read timeout passes (then ``b""``)."""
+
+    def close(self) -> None: ...
+
+
+class PySerialStream:
+    """A real serial port (USB adapter, UART or pty) through pyserial."""
+
+    def __init__(self, port: str, baudrate: int, read_timeout_s: float) -> None:
+        # exclusive=True: a second process opening the same logger would steal
+        # half of its bytes and turn good frames into bad ones.
+        self._port = serial.Serial(port, baudrate, timeout=read_timeout_s, exclusive=True)
+
+    def read_chunk(self) -> bytes:
+        first = self._port.read(1)
+        if not first:
+            return b""
+        waiting = self._port.in_waiting
+        return first + (self._port.read(min(waiting, _CHUNK_BYTES)) if waiting else b"")
+
+    def close(self) -> None:
+        self._port.close()
+
+
+OpenStream = Callable[[], ByteStream]
+DecodeLine = Callable[[bytes | Overflow], list[Observation]]
+
+
+async def read_lines_forever(
+    name: str,
+    open_stream: OpenStream,
+    framer_factory: Callable[[], LineFramer],
+    decode: DecodeLine,
+    sink: Sink,
+    counters: SourceCounters,
+    backoff: BackoffPolicy,
+    rng: random.Random | None = None,
+) -> None:
+    """Open, read, frame, decode and submit until cancelled, reopening on failure."""
+
+    async def session() -> None:
+        stream = await asyncio.to_thread(open_stream)
+        framer = framer_factory()  # a reopened port starts mid-line: fresh buffer
+        counters.connected = True
+        try:
+            while True:
+                chunk = await asyncio.to_thread(stream.read_chunk)
+                if not chunk:
+                    continue
+                observations: list[Observation] = []
+                for line in framer.feed(chunk):
+                    decoded = decode(line)
+                    count_frame(counters, decoded)
+                    observations.extend(decoded)
+                if observations:
+                    await _submit_until_durable(name, sink, observations, backoff, rng)
+        finally:
+            counters.connected = False
+            await asyncio.to_thread(stream.close)
+
+    await reconnect_forever(name, session, backoff, counters, log, rng)
+
+
+async def _submit_until_durable(
+    name: str,
+    sink: Sink,
+    observations: Sequence[Observation],
+    backoff: BackoffPolicy,
+    rng: random.Random | None,
+) -> None:
+    # A serial device cannot resend, so a failed submit is retried with the same
+    # observations instead of dropping them; meanwhile the kernel buffers the port.
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            await sink.submit(observations)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            delay = backoff.delay(attempt, rng)
+            attempt += 1
+            log.warning("source %s: submit failed (%s), retrying in %.2fs", name, e, delay)
+            await asyncio.sleep(delay)
+
+
+def count_frame(counters: SourceCounters, decoded: Sequence[Observation]) -> None:
+    """Count one frame (line or message): each bad part by code, and the frame as
+    ok when it produced at least one observation that is not bad."""
+    good = False
+    for obs in decoded:
+        if isinstance(obs, BadInput):
+            counters.count_bad(obs.code)
+        else:
+            good = True
+    if good:
+        counters.frames_ok += 1

@@ -1,0 +1,84 @@
+"""Temperature/humidity loggers on a serial port (USB adapter, UART, pty)."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway.observations import Observation, Sink
+
+from .backoff import BackoffPolicy, SourceCounters
+from .line_framer import LineFramer, Overflow
+from .serial_frames import parse_line
+from .serial_port import ByteStream, OpenStream, PySerialStream, read_lines_forever
+
+__all__ = ["SerialSensorConfig", "SerialSensorSource"]
+
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")  # a record 'src' id
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSensorConfig:
+    """One serial port carrying sensor frames (docs/serial-protocol.md).
+
+    ``name`` is the source's id; it is the ``src`` of bad-frame observations,
+    since a corrupt frame cannot be trusted to name its sensor. ``sensor_ids``
+    maps ids as devices send them to registry ids (unmapped ids pass through).
+    """
+
+    name: str
+    port: str  # /dev/ttyUSB0, /dev/serial/by-id/..., or a pty symlink
+    baudrate: int = 9600
+    sensor_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    max_line_bytes: int = 256
+    read_timeout_s: float = 0.2
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        if not SOURCE_NAME.fullmatch(self.name):
+            raise ValueError(f"serial source name {self.name!r} is not a valid id")
+        if not self.port:
+            raise ValueError(f"serial source {self.name}: 'port' is empty")
+        if self.baudrate <= 0 or self.max_line_bytes < 16 or self.read_timeout_s <= 0:
+            raise ValueError(f"serial source {self.name}: bad baudrate, line cap or timeout")
+        # Freeze a caller's dict so the config stays immutable.
+        object.__setattr__(self, "sensor_ids", MappingProxyType(dict(self.sensor_ids)))
+
+
+class SerialSensorSource:
+    """Implements :class:`gateway.observations.Source` for one sensor port."""
+
+    def __init__(
+        self,
+        config: SerialSensorConfig,
+        open_stream: OpenStream | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.counters = SourceCounters()
+        self._open: OpenStream = open_stream or self._open_pyserial
+        self._rng = rng
+
+    def _open_pyserial(self) -> ByteStream:
+        c = self.config
+        return PySerialStream(c.port, c.baudrate, c.read_timeout_s)
+
+    def decode(self, line: bytes | Overflow) -> list[Observation]:
+        return parse_line(line, self.name, self.config.sensor_ids)
+
+    async def run(self, sink: Sink) -> None:
+        c = self.config
+        await read_lines_forever(
+            self.name,
+            self._open,
+            lambda: LineFramer(b"\r\n", c.max_line_bytes),
+            self.decode,
+            sink,
+            self.counters,
+            c.backoff,
+            self._rng,
+        )

@@ -1,0 +1,848 @@
+"""The power-cut-safe spool: SQLite in WAL mode, one writer thread, group commit.
+
+Every operation runs as one explicit transaction on a dedicated thread that
+owns the only write connection. Appends that queue up while a commit is in
+flight are coalesced into the next transaction, so one fsync covers many
+submits (docs/adr/0202). ``seq`` is allocated inside that transaction: a
+record and the counter that numbered it become durable together or not at all,
+so ``seq`` survives restarts without reuse or holes.
+
+Disk budget (docs/adr/0203): when stored bytes exceed the budget, every
+unbatched record is first sealed into batches, then the oldest unsent batches
+lose their records (their small signed manifests stay and are sent with
+``"evicted": true``), and a signed ``evicted`` gap record names the lost range.
+Because eviction only ever drops whole sealed batches, ``seq`` never has a hole.
+
+Records leave the spool only in :meth:`Spool.confirm`, which the uplink calls
+after the anchor's receipt verified (docs/adr/0204).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from proofs.records import Gap, Manifest, manifest_from_json
+
+from .errors import SpoolError
+from .manifests import ChainHead, build_manifest
+from .signer import Draft
+
+__all__ = [
+    "BATCH_OVERHEAD_BYTES",
+    "RECORD_OVERHEAD_BYTES",
+    "OutgoingBatch",
+    "RecordSealer",
+    "Refusal",
+    "Spool",
+    "SpoolReport",
+    "SpoolStats",
+    "read_spool_report",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# What a row costs beyond its JSON in SQLite's b-tree (key, header, cell pointer, page
+# slack): counted so that the budget tracks the file size rather than the payload only.
+RECORD_OVERHEAD_BYTES = 40
+BATCH_OVERHEAD_BYTES = 120
+_EVICT_TO_FRACTION = 0.9  # evict down to 90 % so a full spool does not evict on every commit
+_RECEIPTS_KEPT = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,      -- the record's own seq: one row per seq, never reused
+    t_ms INTEGER NOT NULL,        -- the record's wall clock, for the manifest's 'opened'
+    stored_ms INTEGER NOT NULL,   -- when it became durable, for the uplink lag
+    body BLOB NOT NULL            -- canonical signed JSON: exactly what is hashed and sent
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_seq INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    closed_ms INTEGER NOT NULL,
+    manifest BLOB NOT NULL,
+    evicted INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'refused')),
+    refusal_status INTEGER,
+    refusal_code TEXT,
+    refusal_detail TEXT,
+    refused_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    batch_seq INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    manifest BLOB NOT NULL,
+    receipt BLOB NOT NULL
+);
+"""
+
+
+class RecordSealer(Protocol):
+    """What the spool needs from the signer (``gateway.signer.Signer`` implements it)."""
+
+    gw: str
+
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, draft: Draft, seq: int) -> Draft: ...
+
+    def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap: ...
+
+    def sign_manifest(self, manifest: Manifest) -> Manifest: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    code: str
+    detail: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingBatch:
+    manifest: Manifest
+    manifest_json: bytes
+    records: tuple[bytes, ...]  # empty when evicted
+    evicted: bool
+    closed_ms: int
+    refusal: Refusal | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    records: int = 0
+    bytes: int = 0
+    unbatched: int = 0
+    batches: int = 0
+    refused_batches: int = 0
+    evicted_records_total: int = 0
+    gaps_written_total: int = 0
+    next_seq: int = 1
+    oldest_unsent_ms: int | None = None
+    last_receipt_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReport:
+    """What ``coldtrail-gateway status`` shows, read from the spool file alone."""
+
+    gw: str
+    stats: SpoolStats
+    refusals: tuple[tuple[int, Refusal], ...]
+    last_receipt_batch: int | None
+    previous_run_clean: bool
+
+
+@dataclass
+class _Job:
+    kind: str
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any] | None
+    size: int = 0
+
+
+@dataclass
+class _Counters:
+    records: int = 0
+    bytes: int = 0
+    unbatched: int = 0
+    first_unbatched_stored_ms: int | None = None
+    batches: int = 0
+    refused: int = 0
+    head_closed_ms: int | None = None
+    evicted_total: int = 0
+    gaps_total: int = 0
+    next_seq: int = 1
+    last_receipt_ms: int | None = None
+    in_flight: int | None = None
+    over_budget_warned: bool = False
+    head: ChainHead = field(default_factory=ChainHead)
+    sealed_through: int = 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+class Spool:
+    """Async facade over the writer thread. Create with :meth:`Spool.open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        sealer: RecordSealer,
+        *,
+        budget_bytes: int,
+        batch_max_records: int,
+        batch_max_bytes: int,
+        commit_max_records: int = 5000,
+    ) -> None:
+        self.path = path
+        self._sealer = sealer
+        self._budget = budget_bytes
+        self._batch_max_records = batch_max_records
+        self._batch_max_bytes = batch_max_bytes
+        self._commit_max = commit_max_records
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._c = _Counters()
+        self._stats = SpoolStats()
+        self.previous_run_clean = True
+        self.records_added = asyncio.Event()
+        self.batches_changed = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        sealer: RecordSealer,
+        *,
+        budget_bytes: int,
+        batch_max_records: int = 1000,
+        batch_max_bytes: int = 4 * 1024 * 1024,
+        commit_max_records: int = 5000,
+    ) -> Spool:
+        spool = cls(
+            path,
+            sealer,
+            budget_bytes=budget_bytes,
+            batch_max_records=batch_max_records,
+            batch_max_bytes=batch_max_bytes,
+            commit_max_records=commit_max_records,
+        )
+        spool._loop = asyncio.get_running_loop()
+        spool._thread = threading.Thread(target=spool._run, name="spool-writer", daemon=True)
+        spool._thread.start()
+        try:
+            await spool._call("open")
+        except BaseException:
+            await spool.close(clean=False)
+            raise
+        return spool
+
+    async def close(self, *, clean: bool = True) -> None:
+        """Stop the writer thread; ``clean`` records that this run ended on purpose."""
+        if self._thread is None:
+            return
+        if clean and self._conn is not None:
+            with contextlib.suppress(SpoolError):
+                await self._call("mark_clean")
+        self._jobs.put(_Job("stop", (), None))
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    async def __aenter__(self) -> Spool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(clean=exc[0] is None)
+
+    # --- public operations ----------------------------------------------------
+
+    @property
+    def stats(self) -> SpoolStats:
+        return self._stats
+
+    @property
+    def unbatched(self) -> int:
+        return self._stats.unbatched
+
+    async def append(self, drafts: Sequence[Draft]) -> tuple[int, int]:
+        """Sign ``drafts`` with fresh seqs and commit them; return (first, last) seq.
+
+        Returns only after the transaction is durable (``synchronous=FULL``).
+        """
+        if not drafts:
+            raise SpoolError("nothing to append", code="empty-append")
+        result: tuple[int, int] = await self._call("append", tuple(drafts), size=len(drafts))
+        return result
+
+    async def seal_batch(self) -> Manifest | None:
+        """Seal up to ``batch_max_records`` unbatched records into a signed manifest."""
+        manifest: Manifest | None = await self._call("seal")
+        return manifest
+
+    async def head_batch(self, *, mark_in_flight: bool = True) -> OutgoingBatch | None:
+        """The oldest unsent batch (chain order), protected from eviction while in flight."""
+        batch: OutgoingBatch | None = await self._call("head", mark_in_flight)
+        return batch
+
+    async def release(self) -> None:
+        """The in-flight batch is no longer in flight (a send failed and will be retried)."""
+        await self._call("release")
+
+    async def confirm(self, batch_seq: int, receipt_json: bytes) -> None:
+        """Delete a batch and its records. Call only after ``verify_receipt`` passed."""
+        await self._call("confirm", batch_seq, receipt_json)
+
+    async def refuse(self, batch_seq: int, status: int, code: str, detail: str) -> None:
+        await self._call("refuse", batch_seq, status, code, detail)
+
+    async def retry_refused(self) -> int:
+        count: int = await self._call("retry_refused")
+        return count
+
+    # --- plumbing -------------------------------------------------------------
+
+    async def _call(self, kind: str, *args: Any, size: int = 0) -> Any:
+        if self._thread is None:
+            raise SpoolError("the spool is closed", code="spool-closed")
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._jobs.put(_Job(kind, args, future, size))
+        return await future
+
+    def _resolve(self, job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+        fut = job.future
+        if fut is None or self._loop is None:
+            return
+
+        def settle() -> None:
+            if fut.cancelled():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+        self._loop.call_soon_threadsafe(settle)
+
+    def _notify(self, event: asyncio.Event) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+                self._loop.call_soon_threadsafe(event.set)
+
+    def _run(self) -> None:
+        carry: _Job | None = None
+        while True:
+            job = carry if carry is not None else self._jobs.get()
+            carry = None
+            if job.kind == "stop":
+                break
+            if job.kind != "append":
+                self._run_one(job)
+                continue
+            group = [job]
+            total = job.size
+            # Group commit: everything already queued joins this transaction.
+            while total < self._commit_max:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt.kind != "append":
+                    carry = nxt  # runs right after this group, in queue order
+                    break
+                group.append(nxt)
+                total += nxt.size
+            self._append_group(group)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run_one(self, job: _Job) -> None:
+        handler: Callable[..., Any] = getattr(self, "_do_" + job.kind)
+        if job.kind == "open":
+            try:
+                self._resolve(job, handler(*job.args))
+            except Exception as e:
+                self._resolve(job, error=e)
+            return
+        conn = self._require_conn()
+        snapshot = _copy_counters(self._c)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = handler(conn, *job.args)
+            conn.execute("COMMIT")
+        except Exception as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._c = snapshot
+            self._resolve(job, error=_as_spool_error(e))
+            return
+        self._publish()
+        self._resolve(job, result)
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolError("the spool is not open", code="spool-closed")
+        return self._conn
+
+    # --- transactions (writer thread only) ------------------------------------
+
+    def _do_open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise SpoolError(f"{self.path}: cannot switch to WAL mode", code="no-wal")
+            # FULL: in WAL mode this fsyncs the log on every commit, so a committed (and
+            # therefore acknowledged) record survives a power cut. NORMAL would not (ADR 0202).
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA journal_size_limit = 16777216")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+            if not meta:
+                meta = {
+                    "schema": str(SCHEMA_VERSION),
+                    "gw": self._sealer.gw,
+                    "next_seq": "1",
+                    "next_batch_seq": "1",
+                    "prev_hash": ChainHead().prev_hash,
+                    "sealed_through": "0",
+                    "evicted_total": "0",
+                    "running": "0",
+                }
+                conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", list(meta.items()))
+            if meta.get("schema") != str(SCHEMA_VERSION):
+                raise SpoolError(
+                    f"{self.path} has spool schema {meta.get('schema')}, this gateway reads"
+                    f" {SCHEMA_VERSION}",
+                    code="spool-schema",
+                )
+            if meta["gw"] != self._sealer.gw:
+                # Never reset or mix: the records are signed as another gateway.
+                raise SpoolError(
+                    f"{self.path} belongs to gateway {meta['gw']!r}, the config says"
+                    f" {self._sealer.gw!r}; restore the config or use another spool file",
+                    code="spool-gateway-mismatch",
+                )
+            self.previous_run_clean = meta.get("running") != "1"
+            conn.execute("UPDATE meta SET v = '1' WHERE k = 'running'")
+            conn.execute("COMMIT")
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        self._conn = conn
+        c = self._c
+        c.next_seq = int(meta["next_seq"])
+        c.head = ChainHead(int(meta["next_batch_seq"]), meta["prev_hash"])
+        c.sealed_through = int(meta["sealed_through"])
+        c.evicted_total = int(meta.get("evicted_total", "0"))
+        last_receipt = meta.get("last_receipt_ms")
+        c.last_receipt_ms = int(last_receipt) if last_receipt else None
+        n, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records"
+        ).fetchone()
+        c.records = n
+        c.bytes = size + n * RECORD_OVERHEAD_BYTES
+        c.unbatched = conn.execute(
+            "SELECT COUNT(*) FROM records WHERE seq > ?", (c.sealed_through,)
+        ).fetchone()[0]
+        self._refresh_unbatched_head(conn)
+        self._refresh_batches(conn, with_bytes=True)
+        self._publish()
+
+    def _append_group(self, group: list[_Job]) -> None:
+        conn = self._require_conn()
+        c = self._c
+        snapshot = _copy_counters(c)
+        now = _now_ms()
+        rows: list[tuple[int, int, int, bytes]] = []
+        results: list[tuple[_Job, Any, BaseException | None]] = []
+        seq = c.next_seq
+        for job in group:
+            first = seq
+            job_rows = []
+            try:
+                for draft in job.args[0]:
+                    signed = self._sealer.sign(draft, seq)
+                    job_rows.append((seq, signed.t, now, signed.to_json()))
+                    seq += 1
+            except Exception as e:
+                # This submit alone fails (its seqs are not used); the rest of the group commits.
+                seq = first
+                results.append((job, None, _as_spool_error(e)))
+                continue
+            rows.extend(job_rows)
+            results.append((job, (first, seq - 1), None))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                conn.executemany(
+                    "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)", rows
+                )
+                c.next_seq = seq
+                conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq),))
+                if c.unbatched == 0:
+                    c.first_unbatched_stored_ms = now
+                c.records += len(rows)
+                c.unbatched += len(rows)
+                c.bytes += sum(len(r[3]) + RECORD_OVERHEAD_BYTES for r in rows)
+                if c.bytes > self._budget:
+                    self._evict(conn)
+            conn.execute("COMMIT")
+        except Exception as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._c = snapshot
+            error = _as_spool_error(e)
+            log.error("spool commit failed: %s", error)
+            for job, _result, _err in results:
+                self._resolve(job, error=error)
+            return
+        self._publish()
+        for job, result, err in results:
+            self._resolve(job, result, err)
+        if rows:
+            self._notify(self.records_added)
+
+    def _put_record(self, conn: sqlite3.Connection, record: Gap) -> None:
+        body = record.to_json()
+        now = _now_ms()
+        conn.execute(
+            "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)",
+            (record.seq, record.t, now, body),
+        )
+        c = self._c
+        c.next_seq = record.seq + 1
+        conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(c.next_seq),))
+        if c.unbatched == 0:
+            c.first_unbatched_stored_ms = now
+        c.records += 1
+        c.unbatched += 1
+        c.bytes += len(body) + RECORD_OVERHEAD_BYTES
+
+    def _seal(self, conn: sqlite3.Connection) -> Manifest | None:
+        c = self._c
+        rows = conn.execute(
+            "SELECT seq, t_ms, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            (c.sealed_through, self._batch_max_records),
+        ).fetchall()
+        if not rows:
+            return None
+        picked: list[tuple[int, int, bytes]] = []
+        size = 0
+        for seq, t_ms, body in rows:
+            if picked and size + len(body) > self._batch_max_bytes:
+                break
+            picked.append((seq, t_ms, body))
+            size += len(body) + 1
+        seqs = [p[0] for p in picked]
+        bodies = [p[2] for p in picked]
+        opened = min(p[1] for p in picked)
+        now = _now_ms()
+        unsigned = build_manifest(
+            self._sealer.gw, self._sealer.key_id, c.head, seqs, bodies, opened, now
+        )
+        manifest = self._sealer.sign_manifest(unsigned)
+        manifest_json = manifest.to_json()
+        conn.execute(
+            "INSERT INTO batches (batch_seq, first_seq, last_seq, closed_ms, manifest)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (manifest.batch_seq, manifest.first_seq, manifest.last_seq, now, manifest_json),
+        )
+        c.head = ChainHead(manifest.batch_seq + 1, manifest.hash_hex())
+        c.sealed_through = manifest.last_seq
+        conn.executemany(
+            "UPDATE meta SET v = ? WHERE k = ?",
+            [
+                (str(c.head.next_batch_seq), "next_batch_seq"),
+                (c.head.prev_hash, "prev_hash"),
+                (str(c.sealed_through), "sealed_through"),
+            ],
+        )
+        c.unbatched -= len(picked)
+        c.bytes += len(manifest_json) + BATCH_OVERHEAD_BYTES
+        c.batches += 1
+        if c.head_closed_ms is None:
+            c.head_closed_ms = now
+        self._refresh_unbatched_head(conn)
+        return manifest
+
+    def _do_seal(self, conn: sqlite3.Connection) -> Manifest | None:
+        manifest = self._seal(conn)
+        if manifest is not None:
+            self._notify(self.batches_changed)
+        return manifest
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        """Bring the spool under budget by dropping the oldest unsent batches' records."""
+        c = self._c
+        while c.unbatched:
+            if self._seal(conn) is None:
+                break
+        target = int(self._budget * _EVICT_TO_FRACTION)
+        candidates = conn.execute(
+            "SELECT batch_seq, first_seq, last_seq FROM batches"
+            " WHERE evicted = 0 AND state = 'pending' ORDER BY batch_seq"
+        ).fetchall()
+        runs: list[list[tuple[int, int, int, int]]] = []  # (batch_seq, first, last, n)
+        for batch_seq, first, last in candidates:
+            if c.bytes <= target:
+                break
+            if batch_seq == c.in_flight:
+                continue  # the anchor may be accepting it right now; it leaves by receipt
+            n, size = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records"
+                " WHERE seq BETWEEN ? AND ?",
+                (first, last),
+            ).fetchone()
+            conn.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+            conn.execute("UPDATE batches SET evicted = 1 WHERE batch_seq = ?", (batch_seq,))
+            c.records -= n
+            c.bytes -= size + n * RECORD_OVERHEAD_BYTES
+            c.evicted_total += n
+            if runs and runs[-1][-1][0] == batch_seq - 1:
+                runs[-1].append((batch_seq, first, last, n))
+            else:
+                runs.append([(batch_seq, first, last, n)])
+        if not runs:
+            if not c.over_budget_warned:
+                log.warning(
+                    "spool is over its %d-byte budget but holds nothing evictable"
+                    " (refused or in-flight batches only); keeping everything",
+                    self._budget,
+                )
+                c.over_budget_warned = True
+            return
+        c.over_budget_warned = False
+        conn.execute(
+            "UPDATE meta SET v = ? WHERE k = 'evicted_total'", (str(c.evicted_total),)
+        )
+        for run in runs:
+            lost_from, lost_to = run[0][1], run[-1][2]
+            count = sum(r[3] for r in run)
+            gap = self._sealer.evicted_gap(
+                c.next_seq,
+                lost_from,
+                lost_to,
+                count,
+                f"disk budget of {self._budget} bytes exceeded: records of batches"
+                f" {run[0][0]}..{run[-1][0]} dropped before they were anchored",
+            )
+            self._put_record(conn, gap)
+            c.gaps_total += 1
+            log.warning(
+                "spool budget: evicted records %d..%d (%d records), gap record seq %d",
+                lost_from,
+                lost_to,
+                count,
+                gap.seq,
+            )
+        self._refresh_batches(conn)
+
+    def _do_head(self, conn: sqlite3.Connection, mark_in_flight: bool) -> OutgoingBatch | None:
+        row = conn.execute(
+            "SELECT batch_seq, first_seq, last_seq, closed_ms, manifest, evicted, state,"
+            " refusal_status, refusal_code, refusal_detail, refused_ms"
+            " FROM batches ORDER BY batch_seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        batch_seq, first, last, closed_ms, manifest_json, evicted, state = row[:7]
+        refusal = Refusal(row[7], row[8], row[9], row[10]) if state == "refused" else None
+        bodies: tuple[bytes, ...] = ()
+        if not evicted:
+            bodies = tuple(
+                r[0]
+                for r in conn.execute(
+                    "SELECT body FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                    (first, last),
+                )
+            )
+            if len(bodies) != last - first + 1:
+                raise SpoolError(
+                    f"batch {batch_seq}: records {first}..{last} are incomplete in the spool",
+                    code="spool-corrupt",
+                )
+        if mark_in_flight:
+            self._c.in_flight = batch_seq
+        return OutgoingBatch(
+            manifest=manifest_from_json(manifest_json),
+            manifest_json=bytes(manifest_json),
+            records=bodies,
+            evicted=bool(evicted),
+            closed_ms=closed_ms,
+            refusal=refusal,
+        )
+
+    def _do_release(self, conn: sqlite3.Connection) -> None:
+        self._c.in_flight = None
+
+    def _do_confirm(self, conn: sqlite3.Connection, batch_seq: int, receipt_json: bytes) -> None:
+        c = self._c
+        row = conn.execute(
+            "SELECT first_seq, last_seq, manifest FROM batches WHERE batch_seq = ?", (batch_seq,)
+        ).fetchone()
+        if row is None:
+            raise SpoolError(f"batch {batch_seq} is not in the spool", code="unknown-batch")
+        first, last, manifest_json = row
+        n, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records WHERE seq BETWEEN ? AND ?",
+            (first, last),
+        ).fetchone()
+        now = _now_ms()
+        conn.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+        conn.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+        conn.execute(
+            "INSERT OR REPLACE INTO receipts (batch_seq, received_ms, manifest, receipt)"
+            " VALUES (?, ?, ?, ?)",
+            (batch_seq, now, manifest_json, receipt_json),
+        )
+        conn.execute(
+            "DELETE FROM receipts WHERE batch_seq <= ?", (batch_seq - _RECEIPTS_KEPT,)
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('last_receipt_ms', ?)", (str(now),)
+        )
+        c.records -= n
+        c.bytes -= size + n * RECORD_OVERHEAD_BYTES + len(manifest_json) + BATCH_OVERHEAD_BYTES
+        c.last_receipt_ms = now
+        if c.in_flight == batch_seq:
+            c.in_flight = None
+        self._refresh_batches(conn)
+        self._notify(self.batches_changed)
+
+    def _do_refuse(
+        self, conn: sqlite3.Connection, batch_seq: int, status: int, code: str, detail: str
+    ) -> None:
+        conn.execute(
+            "UPDATE batches SET state = 'refused', refusal_status = ?, refusal_code = ?,"
+            " refusal_detail = ?, refused_ms = ? WHERE batch_seq = ?",
+            (status, code, detail[:2000], _now_ms(), batch_seq),
+        )
+        if self._c.in_flight == batch_seq:
+            self._c.in_flight = None
+        self._refresh_batches(conn)
+
+    def _do_retry_refused(self, conn: sqlite3.Connection) -> int:
+        n = conn.execute(
+            "UPDATE batches SET state = 'pending' WHERE state = 'refused'"
+        ).rowcount
+        self._refresh_batches(conn)
+        self._notify(self.batches_changed)
+        return int(n)
+
+    def _do_mark_clean(self, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET v = '0' WHERE k = 'running'")
+
+    # --- counters -------------------------------------------------------------
+
+    def _refresh_unbatched_head(self, conn: sqlite3.Connection) -> None:
+        c = self._c
+        row = conn.execute(
+            "SELECT stored_ms FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
+            (c.sealed_through,),
+        ).fetchone()
+        c.first_unbatched_stored_ms = row[0] if row else None
+
+    def _refresh_batches(self, conn: sqlite3.Connection, *, with_bytes: bool = False) -> None:
+        c = self._c
+        n, refused, head_closed, manifest_bytes = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(state = 'refused'), 0), MIN(closed_ms),"
+            " COALESCE(SUM(LENGTH(manifest)), 0) FROM batches"
+        ).fetchone()
+        if with_bytes:
+            c.bytes += manifest_bytes + n * BATCH_OVERHEAD_BYTES
+        c.batches, c.refused, c.head_closed_ms = n, refused, head_closed
+
+    def _publish(self) -> None:
+        c = self._c
+        oldest = [m for m in (c.head_closed_ms, c.first_unbatched_stored_ms) if m is not None]
+        self._stats = SpoolStats(
+            records=c.records,
+            bytes=c.bytes,
+            unbatched=c.unbatched,
+            batches=c.batches,
+            refused_batches=c.refused,
+            evicted_records_total=c.evicted_total,
+            gaps_written_total=c.gaps_total,
+            next_seq=c.next_seq,
+            oldest_unsent_ms=min(oldest) if oldest else None,
+            last_receipt_ms=c.last_receipt_ms,
+        )
+
+
+def _copy_counters(c: _Counters) -> _Counters:
+    return _Counters(**{k: getattr(c, k) for k in c.__dataclass_fields__})
+
+
+def _as_spool_error(e: BaseException) -> SpoolError:
+    if isinstance(e, SpoolError):
+        return e
+    if isinstance(e, sqlite3.Error):
+        return SpoolError(f"SQLite: {e}", code="sqlite-error")
+    return SpoolError(f"{type(e).__name__}: {e}", code="spool-failed")
+
+
+def read_spool_report(path: Path) -> SpoolReport:
+    """Read-only view of a spool file for ``coldtrail-gateway status`` (daemon may run)."""
+    if not path.exists():
+        raise SpoolError(f"no spool at {path}", code="spool-missing")
+    conn = _connect(path, read_only=True)
+    try:
+        meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+        sealed = int(meta.get("sealed_through", "0"))
+        n, size, first_unbatched = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0),"
+            " (SELECT MIN(stored_ms) FROM records WHERE seq > ?) FROM records",
+            (sealed,),
+        ).fetchone()
+        unbatched = conn.execute("SELECT COUNT(*) FROM records WHERE seq > ?", (sealed,)).fetchone()[0]
+        batches, head_closed, manifest_bytes = conn.execute(
+            "SELECT COUNT(*), MIN(closed_ms), COALESCE(SUM(LENGTH(manifest)), 0) FROM batches"
+        ).fetchone()
+        refusals = tuple(
+            (r[0], Refusal(r[1], r[2], r[3], r[4]))
+            for r in conn.execute(
+                "SELECT batch_seq, refusal_status, refusal_code, refusal_detail, refused_ms"
+                " FROM batches WHERE state = 'refused' ORDER BY batch_seq"
+            )
+        )
+        last = conn.execute("SELECT MAX(batch_seq) FROM receipts").fetchone()[0]
+    finally:
+        conn.close()
+    oldest = [m for m in (head_closed, first_unbatched) if m is not None]
+    last_receipt = meta.get("last_receipt_ms")
+    stats = SpoolStats(
+        records=n,
+        bytes=size + n * RECORD_OVERHEAD_BYTES + manifest_bytes + batches * BATCH_OVERHEAD_BYTES,
+        unbatched=unbatched,
+        batches=batches,
+        refused_batches=len(refusals),
+        evicted_records_total=int(meta.get("evicted_total", "0")),
+        next_seq=int(meta.get("next_seq", "1")),
+        oldest_unsent_ms=min(oldest) if oldest else None,
+        last_receipt_ms=int(last_receipt) if last_receipt else None,
+    )
+    return SpoolReport(
+        gw=meta.get("gw", "?"),
+        stats=stats,
+        refusals=refusals,
+        last_receipt_batch=last,
+        previous_run_clean=meta.get("running") != "1",
+    )

@@ -1,0 +1,130 @@
+"""Proof bundles and `coldtrail-verify`: valid passes, any flipped value fails."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.sample_bundle import make_bundle, make_ledger
+from proofs.bundle import verify_bundle
+from proofs.errors import ProofsError, VerificationError
+from proofs.verify_cli import main as verify_main
+
+
+@pytest.fixture(scope="module")
+def ledger():
+    return make_ledger()
+
+
+@pytest.fixture(scope="module")
+def bundle(ledger) -> dict[str, Any]:
+    return make_bundle(ledger)
+
+
+def test_a_real_bundle_verifies(bundle: dict[str, Any]) -> None:
+    report = verify_bundle(bundle)
+    assert report.records == 9 and report.batches == 3 and report.tree_size == 3
+    assert report.cosigners == ["member-a.coldtrail.example"]
+    assert not report.pinned
+    assert report.summary["quantities"]["temperature"]["count"] == 8
+
+
+def test_pinned_keys_are_honoured(ledger, bundle: dict[str, Any]) -> None:
+    report = verify_bundle(bundle, trusted_log_vkeys=[ledger.log_signer.verifier.to_vkey()])
+    assert report.pinned
+    impostor = make_ledger(seed=11).log_signer.verifier.to_vkey()
+    with pytest.raises(VerificationError):
+        verify_bundle(bundle, trusted_log_vkeys=[impostor])
+
+
+def test_quorum_that_is_not_met_fails(bundle: dict[str, Any]) -> None:
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(bundle, quorum=2)
+    assert e.value.code == "no-quorum"
+
+
+def _leaves(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, node
+
+
+def _flipped(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.5
+    if isinstance(value, str):
+        if not value:
+            return "x"
+        i = len(value) // 2
+        c = value[i]
+        return value[:i] + ("B" if c != "B" else "C") + value[i + 1 :]
+    raise AssertionError(f"unexpected leaf {value!r}")
+
+
+def _set(doc: Any, path: tuple, value: Any) -> None:
+    for p in path[:-1]:
+        doc = doc[p]
+    doc[path[-1]] = value
+
+
+def test_flipping_any_value_in_the_bundle_makes_it_invalid(bundle: dict[str, Any]) -> None:
+    leaves = list(_leaves(bundle))
+    assert len(leaves) > 150
+    survivors = []
+    for path, value in leaves:
+        tampered = copy.deepcopy(bundle)
+        _set(tampered, path, _flipped(value))
+        try:
+            verify_bundle(tampered)
+        except ProofsError:
+            continue
+        survivors.append(path)
+    assert survivors == []
+
+
+def test_cli_exit_codes(tmp_path: Path, bundle: dict[str, Any], capsys) -> None:
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    assert verify_main([str(good)]) == 0
+    assert "VALID" in capsys.readouterr().out
+
+    bad = copy.deepcopy(bundle)
+    bad["batches"][1]["records"][0]["record"]["val"] = 25.0
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert verify_main([str(tmp_path / "bad.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("INVALID:") and "signature" in err
+
+    (tmp_path / "garbage.json").write_bytes(b"\x00\xffnot json")
+    assert verify_main([str(tmp_path / "garbage.json")]) == 2
+    assert verify_main([str(tmp_path / "missing.json")]) == 2
+    assert verify_main([]) == 2
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert verify_main([str(tmp_path / "list.json")]) == 1
+
+
+def test_cli_runs_as_installed_console_script(tmp_path: Path, bundle: dict[str, Any]) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    script = Path(sys.executable).parent / "coldtrail-verify"
+    done = subprocess.run([str(script), str(path), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["records"] == 9
+    done = subprocess.run([str(script), "-"], input="{}", capture_output=True, text=True)
+    assert done.returncode == 1 and "coldtrail-bundle/1" in done.stderr
