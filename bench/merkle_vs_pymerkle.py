@@ -50,7 +50,7 @@ def _pymerkle(entries: list[bytes], sample: list[int]) -> tuple[float, float, by
 
 
 def run(sizes: tuple[int, ...] = (100_000, 1_000_000), repeats: int = 3) -> list[float]:
-    table = Table("Merkle: root over N leaves + 10k inclusion proofs (median of %d)" % repeats)
+    table = Table(f"Merkle: root over N leaves + 10k inclusion proofs (median of {repeats})")
     ratios = []
     for n in sizes:
         entries = _entries(n)
