@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from .faults import FaultPlan
 from .frames import LINE_ENDINGS
@@ -29,6 +31,7 @@ from .scenario import DEFAULT_START_MS, custody_scans, logger_stream, mqtt_strea
 __all__ = ["main"]
 
 SUFFIXES = {**LINE_ENDINGS, "tab": b"\t"}
+T = TypeVar("T")
 _FOREVER = 10**12
 
 
@@ -54,7 +57,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--count", type=int, default=None, help="samples per device, then stop")
     p.add_argument("--duration", type=float, default=None, help="seconds, then stop")
-    p.add_argument("--rate", type=_rate, default=1.0, help="samples per second; 0 = flat out")
+    p.add_argument(
+        "--rate",
+        type=_rate,
+        default=1.0,
+        help="frames, scans or MQTT messages per second; 0 = flat out",
+    )
     p.add_argument(
         "--start",
         type=_start_ms,
@@ -90,9 +98,9 @@ def _faults(args: argparse.Namespace) -> FaultPlan:
 
 
 def _paced(
-    items: Iterable[bytes],
+    items: Iterable[T],
     args: argparse.Namespace,
-    write: Callable[[bytes], None],
+    write: Callable[[T], None],
     stop: threading.Event,
 ) -> int:
     """Write items at ``--rate`` until exhausted, ``--duration`` or ``stop``."""
@@ -158,19 +166,8 @@ def run_mqtt(args: argparse.Namespace, stop: threading.Event) -> int:
     )
     with Publisher.connected(args.host, args.port, f"coldtrail-sim-{args.seed}") as pub:
         print(f"mqtt {args.host}:{args.port} {','.join(formats)}", flush=True)
-        # One "item" per sample round: pace rounds, not single messages.
-        _paced(
-            (e.topic.encode() + b"\0" + e.payload for e in stream),
-            args,
-            lambda b: pub.publish(*_split_topic(b)),
-            stop,
-        )
+        _paced(stream, args, lambda e: pub.publish(e.topic, e.payload), stop)
     return 0
-
-
-def _split_topic(item: bytes) -> tuple[str, bytes]:
-    topic, _, payload = item.partition(b"\0")
-    return topic.decode(), payload
 
 
 def run_scenario(args: argparse.Namespace, stop: threading.Event) -> int:
@@ -191,7 +188,8 @@ def run_scenario(args: argparse.Namespace, stop: threading.Event) -> int:
     if args.host:
         mqtt_args = argparse.Namespace(**vars(args), formats="all", devices=1)
         jobs.append(lambda: run_mqtt(mqtt_args, stop))
-    threads = [threading.Thread(target=job, daemon=True) for job in jobs]
+    # Not daemons: on SIGTERM/Ctrl-C they see ``stop`` and clean up their ptys and links.
+    threads = [threading.Thread(target=job) for job in jobs]
     for t in threads:
         t.start()
     for t in threads:
@@ -243,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stop = threading.Event()
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # SIGTERM (systemd, a test stopping us by PID) ends the run cleanly, so the
+        # pty symlinks are removed instead of left dangling.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         return int(args.func(args, stop))
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["FaultPlan", "corrupt_frame", "garbage_bytes"]
+__all__ = ["FaultPlan", "corrupt_frame", "garbage_bytes", "scanner_noise"]
 
 EPOCH_RESET_MS = 86_400_000  # an RTC that lost power restarts near 1970-01-01
 
@@ -42,3 +42,9 @@ def corrupt_frame(frame: bytes, rng: random.Random) -> bytes:
 def garbage_bytes(rng: random.Random) -> bytes:
     """A burst of random bytes ending in a line break, as after a glitch."""
     return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 24))) + b"\r\n"
+
+
+def scanner_noise(rng: random.Random) -> bytes:
+    """What a scanner cable glitch delivers: bytes that can never be valid UTF-8
+    (lone continuation bytes) and contain no terminator, so exactly one bad read."""
+    return bytes(rng.randrange(0x80, 0xC0) for _ in range(rng.randrange(1, 12)))

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from . import gs1
-from .faults import EPOCH_RESET_MS, FaultPlan, corrupt_frame, garbage_bytes
+from .faults import EPOCH_RESET_MS, FaultPlan, corrupt_frame, garbage_bytes, scanner_noise
 from .frames import encode_frame
 from .payloads import FORMATS, Sample
 from .thermal import ThermalModel
@@ -117,9 +117,11 @@ def custody_scans(
     max_c, min_c = 8.0, 2.0
     out: list[ScanEmission] = []
 
-    def emit(step: str, rp: str, sym: str, data: str, expect: dict[str, str], kind: str = "gs1"):
+    def emit(
+        step: str, rp: str, sym: str, data: str, expect: dict[str, str], kind: str = "gs1"
+    ) -> None:
         if rng.random() < faults.garbage:
-            out.append(ScanEmission(step, rp, garbage_bytes(rng)[:-2] + suffix, "garbage"))
+            out.append(ScanEmission(step, rp, scanner_noise(rng) + suffix, "garbage"))
         if kind == "gs1" and not data.startswith("http") and rng.random() < faults.noise:
             # A misread that slipped past the symbology check: one digit changed.
             i = rng.randrange(len(sym) + 2, len(sym) + 16)

@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
+from gateway.observations import BadInput, Measurement, Observation
 
 __all__ = ["BackoffPolicy", "SourceCounters", "reconnect_forever", "truncate_for_log"]
 
 _LOG_PREVIEW_CHARS = 64
+_MAX_SEQ_JUMP = 10_000
 
 
 def truncate_for_log(data: bytes | str, limit: int = _LOG_PREVIEW_CHARS) -> str:
@@ -67,11 +71,42 @@ class SourceCounters:
     frames_ok: int = 0
     frames_bad: Counter[str] = field(default_factory=Counter)  # by BadInput code
     reconnects: int = 0  # sessions that ended and were retried
+    partial_at_open: int = 0  # line tails dropped because the port opened mid-line
     connected: bool = False
     last_error: str = ""  # exception type and message of the last failed session
+    # Monotonic time of the last good reading per sensor id, so the core can
+    # write 'silent-sensor' gap records for sensors that stopped reporting.
+    last_reading_mono: dict[str, float] = field(default_factory=dict)
+    # Samples a device numbered but the gateway never received (jumps in dev_seq).
+    device_seq_missed: int = 0
+    _last_dev_seq: dict[str, int] = field(default_factory=dict, repr=False)
 
     def count_bad(self, code: str) -> None:
         self.frames_bad[code] += 1
+
+    def count_frame(self, decoded: Sequence[Observation]) -> None:
+        """Count one frame (line or message): each bad part by its code, and the
+        frame as ok when it gave at least one observation that is not bad."""
+        good = False
+        now = time.monotonic()
+        for obs in decoded:
+            if isinstance(obs, BadInput):
+                self.count_bad(obs.code)
+            else:
+                good = True
+                self.last_reading_mono[obs.src] = now
+                if isinstance(obs, Measurement) and obs.dev_seq is not None:
+                    self._note_dev_seq(obs.src, obs.dev_seq)
+        if good:
+            self.frames_ok += 1
+
+    def _note_dev_seq(self, src: str, seq: int) -> None:
+        last = self._last_dev_seq.get(src)
+        self._last_dev_seq[src] = seq
+        # A small forward jump is loss; a backward or huge jump is a device reboot
+        # or counter wrap, where nothing can be concluded. Equal: same sample.
+        if last is not None and 1 < seq - last <= _MAX_SEQ_JUMP:
+            self.device_seq_missed += seq - last - 1
 
 
 async def reconnect_forever(

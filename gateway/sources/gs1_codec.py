@@ -2,8 +2,9 @@
 
 biip 5.2 reports errors inside its result instead of raising, does not treat a
 ``]Q1`` (plain QR) URL as a GS1 Digital Link, needs ``GS1Message.parse_hri`` for
-parenthesised human-readable text, and leaves AIs 4330-4333 (pack temperature
-limits) as raw strings. See docs/adr/0104-gs1-parsing-with-biip.md.
+parenthesised human-readable text, leaves AIs 4330-4333 (pack temperature
+limits) as raw strings, and accepts a GS1 message whose GTIN or SSCC has a
+wrong check digit (the error is only on the element). See docs/adr/0104-gs1-parsing-with-biip.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import biip
 from biip import ParseConfig, ParseError
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
+from biip.gs1_element_strings import GS1ElementStrings
 from biip.gs1_messages import GS1Message
 from biip.symbology import ISOSymbology, SymbologyIdentifier
 
@@ -100,10 +102,15 @@ def decode_pack_temperature(raw: str) -> str | None:
     return f"{sign}{hundredths // 100}.{hundredths % 100:02d}"
 
 
-def _elements(element_strings: object) -> Gs1Parse:
+def _elements(element_strings: GS1ElementStrings) -> Gs1Parse:
     out: dict[str, str] = {}
-    for es in element_strings:  # type: ignore[attr-defined]
+    for es in element_strings:
         ai = es.ai.ai
+        # biip accepts the message but records a bad GTIN/SSCC/GLN check digit
+        # only on the element: a misread must not pass as a valid scan.
+        element_error = es.gtin_error or es.sscc_error or es.gln_error
+        if element_error:
+            return Gs1Parse(error=f"AI {ai}: {_first_sentence(element_error)}")
         if ai in out:  # a repeated AI is invalid GS1; keep the first, as biip's .get does
             continue
         out[ai] = es.value

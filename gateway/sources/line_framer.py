@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LineFramer", "Overflow"]
+__all__ = ["LineFramer", "Overflow", "Resync"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,12 +20,26 @@ class Overflow:
     dropped_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The tail of a line that was already being sent when the port was opened."""
+
+    dropped_bytes: int
+
+
 class LineFramer:
     """Feed it chunks as they arrive; it yields complete lines (terminator removed)
     and :class:`Overflow` markers. Empty lines are skipped, which is how CRLF
-    (two terminators in a row) costs nothing."""
+    (two terminators in a row) costs nothing.
 
-    def __init__(self, terminators: bytes = b"\r\n", max_line_bytes: int = 256) -> None:
+    With ``sync`` (e.g. ``b"$"``), a first line that does not start with it is
+    reported as :class:`Resync` instead: a port opened mid-frame is not line
+    noise, and a gap record for every gateway start would cry wolf.
+    """
+
+    def __init__(
+        self, terminators: bytes = b"\r\n", max_line_bytes: int = 256, sync: bytes | None = None
+    ) -> None:
         if not terminators:
             raise ValueError("line framer: need at least one terminator byte")
         if max_line_bytes < 1:
@@ -34,13 +48,15 @@ class LineFramer:
         self._max = max_line_bytes
         self._buf = bytearray()
         self._discarding = 0  # >0 while skipping the rest of an over-long line
+        self._sync = sync
+        self._synced = sync is None
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, chunk: bytes) -> list[bytes | Overflow]:
-        out: list[bytes | Overflow] = []
+    def feed(self, chunk: bytes) -> list[bytes | Overflow | Resync]:
+        out: list[bytes | Overflow | Resync] = []
         start = 0
         for i, byte in enumerate(chunk):
             if byte in self._terminators:
@@ -49,7 +65,9 @@ class LineFramer:
         self._take(chunk[start:], out, end_of_line=False)
         return out
 
-    def _take(self, piece: bytes, out: list[bytes | Overflow], *, end_of_line: bool) -> None:
+    def _take(
+        self, piece: bytes, out: list[bytes | Overflow | Resync], *, end_of_line: bool
+    ) -> None:
         if self._discarding:
             self._discarding += len(piece)
             if end_of_line:
@@ -66,5 +84,12 @@ class LineFramer:
             return
         if end_of_line:
             if self._buf:
-                out.append(bytes(self._buf))
+                line = bytes(self._buf)
+                if not self._synced and self._sync is not None:
+                    self._synced = True
+                    if not line.startswith(self._sync):
+                        out.append(Resync(len(line)))
+                        self._buf.clear()
+                        return
+                out.append(line)
             self._buf.clear()

@@ -26,7 +26,6 @@ from gateway.observations import Observation, Sink
 
 from .backoff import BackoffPolicy, SourceCounters, reconnect_forever
 from .mqtt_adapters import TopicRoute, adapt
-from .serial_port import count_frame
 from .serial_sensor import SOURCE_NAME
 
 __all__ = ["MqttSource", "MqttSourceConfig"]
@@ -117,7 +116,7 @@ class MqttSource:
         if c.tls_ca_file:
             kwargs["tls_params"] = aiomqtt.TLSParameters(ca_certs=c.tls_ca_file)
         if c.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = c.session_expiry_s
             props.ReceiveMaximum = c.receive_maximum
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
@@ -130,8 +129,11 @@ class MqttSource:
         wrapped = _paho_of(client)
         wrapped.manual_ack_set(True)  # before connecting: the broker may resend at once
         async with client:
-            self.counters.connected = True
+            # Subscribing again on every session is harmless with a resumed
+            # session and necessary when the broker lost it (restart without
+            # persistence); "connected" means subscribed, i.e. ready for data.
             await client.subscribe([(f, 1) for f in self.config.filters])
+            self.counters.connected = True
             messages = client.messages
             while True:
                 batch = [await anext(messages)]
@@ -142,19 +144,23 @@ class MqttSource:
     async def _commit_then_ack(
         self, sink: Sink, wrapped: paho.Client, batch: list[aiomqtt.Message]
     ) -> None:
-        observations: list[Observation] = []
+        per_message: list[list[Observation]] = []
+        retained = 0
         for message in batch:
             if message.retain:
-                self.retained_skipped += 1
+                retained += 1
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            decoded = self.decode(message.topic.value, payload)
-            count_frame(self.counters, decoded)
-            observations.extend(decoded)
+            per_message.append(self.decode(message.topic.value, payload))
+        observations = [obs for decoded in per_message for obs in decoded]
         if observations:
             # If this raises, nothing below runs: no PUBACK, the session ends and
             # the broker redelivers the whole batch after the reconnect.
             await sink.submit(observations)
+        # Counted only once committed, so a redelivered batch is not counted twice.
+        self.retained_skipped += retained
+        for decoded in per_message:
+            self.counters.count_frame(decoded)
         for message in batch:
             if message.qos > 0:
                 # PUBACKs go out in receive order, as MQTT requires.

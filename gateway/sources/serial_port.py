@@ -16,12 +16,12 @@ from typing import Protocol
 
 import serial
 
-from gateway.observations import BadInput, Observation, Sink
+from gateway.observations import Observation, Sink
 
 from .backoff import BackoffPolicy, SourceCounters, reconnect_forever
-from .line_framer import LineFramer, Overflow
+from .line_framer import LineFramer, Overflow, Resync
 
-__all__ = ["ByteStream", "PySerialStream", "count_frame", "read_lines_forever"]
+__all__ = ["ByteStream", "PySerialStream", "read_lines_forever"]
 
 log = logging.getLogger("coldtrail.gateway.sources.serial")
 
@@ -44,11 +44,11 @@ class PySerialStream:
         self._port = serial.Serial(port, baudrate, timeout=read_timeout_s, exclusive=True)
 
     def read_chunk(self) -> bytes:
-        first = self._port.read(1)
+        first = bytes(self._port.read(1))
         if not first:
             return b""
-        waiting = self._port.in_waiting
-        return first + (self._port.read(min(waiting, _CHUNK_BYTES)) if waiting else b"")
+        waiting = int(self._port.in_waiting)
+        return first + (bytes(self._port.read(min(waiting, _CHUNK_BYTES))) if waiting else b"")
 
     def close(self) -> None:
         self._port.close()
@@ -81,8 +81,11 @@ async def read_lines_forever(
                     continue
                 observations: list[Observation] = []
                 for line in framer.feed(chunk):
+                    if isinstance(line, Resync):
+                        counters.partial_at_open += 1
+                        continue
                     decoded = decode(line)
-                    count_frame(counters, decoded)
+                    counters.count_frame(decoded)
                     observations.extend(decoded)
                 if observations:
                     await _submit_until_durable(name, sink, observations, backoff, rng)
@@ -115,16 +118,3 @@ async def _submit_until_durable(
             attempt += 1
             log.warning("source %s: submit failed (%s), retrying in %.2fs", name, e, delay)
             await asyncio.sleep(delay)
-
-
-def count_frame(counters: SourceCounters, decoded: Sequence[Observation]) -> None:
-    """Count one frame (line or message): each bad part by code, and the frame as
-    ok when it produced at least one observation that is not bad."""
-    good = False
-    for obs in decoded:
-        if isinstance(obs, BadInput):
-            counters.count_bad(obs.code)
-        else:
-            good = True
-    if good:
-        counters.frames_ok += 1

@@ -44,6 +44,11 @@ class SerialSensorConfig:
             raise ValueError(f"serial source {self.name}: 'port' is empty")
         if self.baudrate <= 0 or self.max_line_bytes < 16 or self.read_timeout_s <= 0:
             raise ValueError(f"serial source {self.name}: bad baudrate, line cap or timeout")
+        for device_id, registry_id in self.sensor_ids.items():
+            if not SOURCE_NAME.fullmatch(str(registry_id)):
+                raise ValueError(
+                    f"serial source {self.name}: sensor_ids[{device_id!r}] is not a valid id"
+                )
         # Freeze a caller's dict so the config stays immutable.
         object.__setattr__(self, "sensor_ids", MappingProxyType(dict(self.sensor_ids)))
 
@@ -75,7 +80,7 @@ class SerialSensorSource:
         await read_lines_forever(
             self.name,
             self._open,
-            lambda: LineFramer(b"\r\n", c.max_line_bytes),
+            lambda: LineFramer(b"\r\n", c.max_line_bytes, sync=b"$"),
             self.decode,
             sink,
             self.counters,

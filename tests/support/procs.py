@@ -76,7 +76,7 @@ def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
         f"log_dest file {workdir / 'mosquitto.log'}\n"
     )
     proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for_port(port, proc=proc)
