@@ -50,8 +50,10 @@ def _prepare(value: Any) -> Any:
         if not math.isfinite(value):
             raise _NotFast
         magnitude = abs(value)
-        if value.is_integer() and magnitude <= _MAX_SAFE_INT:
-            return int(value)
+        if value.is_integer():
+            if magnitude <= _MAX_SAFE_INT:
+                return int(value)
+            raise _NotFast
         if 1e-4 <= magnitude < 1e16:
             return value
         raise _NotFast

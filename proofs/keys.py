@@ -1,8 +1,13 @@
-"""Ed25519 keys: the one module of ``proofs`` that touches ``cryptography``.
+"""Ed25519 keys: the one module of ``proofs`` that touches a crypto library.
 
 Everything else in coldtrail signs and verifies through :class:`SigningKey` and
 :class:`PublicKey`, so the algorithm is fixed in one place and the backend can
 be swapped without touching callers.
+
+Keys, PEM files and signing use ``cryptography`` (OpenSSL). Verification uses
+libsodium through PyNaCl, which verifies about 1.8x faster here (23.8k/s vs
+13.3k/s per core) and is the anchor's hot path; libsodium is also the stricter
+verifier (it rejects non-canonical and small-order encodings). See docs/adr/0007.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from .errors import KeyError_, VerificationError
 
@@ -33,14 +40,15 @@ def key_id_of(public_raw: bytes) -> str:
 class PublicKey:
     """An Ed25519 public key that verifies signatures."""
 
-    __slots__ = ("_key", "raw")
+    __slots__ = ("_verify_key", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, bytes | bytearray) or len(raw) != _PUBLIC_SIZE:
             raise KeyError_("an Ed25519 public key is exactly 32 bytes", code="bad-public-key")
         self.raw = bytes(raw)
         try:
-            self._key = Ed25519PublicKey.from_public_bytes(self.raw)
+            Ed25519PublicKey.from_public_bytes(self.raw)  # refuse what OpenSSL refuses, too
+            self._verify_key = VerifyKey(self.raw)
         except ValueError as e:
             raise KeyError_(f"not an Ed25519 public key: {e}", code="bad-public-key") from e
 
@@ -67,8 +75,8 @@ class PublicKey:
                 code="bad-signature",
             )
         try:
-            self._key.verify(signature, message)
-        except InvalidSignature as e:
+            self._verify_key.verify(message, signature)
+        except BadSignatureError as e:
             raise VerificationError("signature does not verify", code="bad-signature") from e
 
     def __eq__(self, other: object) -> bool:

@@ -40,3 +40,13 @@ def test_non_finite_numbers_are_refused() -> None:
     for bad in (float("nan"), float("inf"), 2**63):
         with pytest.raises(FormatError):
             canonical_json({"x": bad})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e16, 1e-5, 1e21, 1e-7, 123456789012345.6, 0.0001, -0.0, 5.0, 2.0**53, 2.0**53 - 1, 1e15 + 0.5],
+)
+def test_float_edges_one_at_a_time(value: float) -> None:
+    """Each edge alone, so a fast-path slip is not hidden by a sibling that falls back."""
+    assert canonical_json(value) == rfc8785.dumps(value)
+    assert canonical_json({"v": value}) == rfc8785.dumps({"v": value})
