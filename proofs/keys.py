@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 

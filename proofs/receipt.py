@@ -58,21 +58,31 @@ class Receipt:
         if not isinstance(d, dict) or not isinstance(d.get("receipt"), dict):
             raise FormatError("a receipt is {'receipt': {...}, 'sig': ...}", code="bad-receipt")
         b = d["receipt"]
+
+        def need(name: str, kind: type) -> Any:
+            value = b.get(name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise FormatError(f"receipt: '{name}' must be {kind.__name__}", code="bad-receipt")
+            return value
+
+        proof_b64 = need("log_proof", list)
+        sig = d.get("sig")
+        if not isinstance(sig, str) or not all(isinstance(p, str) for p in proof_b64):
+            raise FormatError("receipt: 'sig' and proof hashes are strings", code="bad-receipt")
         try:
-            proof = tuple(base64.b64decode(p, validate=True) for p in b["log_proof"])
-            r = cls(
-                gw=str(b["gw"]),
-                batch_seq=int(b["batch_seq"]),
-                manifest_hash=str(b["manifest_hash"]),
-                leaf_index=int(b["leaf_index"]),
-                log_proof=proof,
-                checkpoint=str(b["checkpoint"]),
-                accepted_at=int(b["accepted_at"]),
-                sig=str(d.get("sig", "")),
-            )
-        except (KeyError, TypeError, ValueError, binascii.Error) as e:
-            raise FormatError(f"receipt is malformed: {e}", code="bad-receipt") from e
-        return r
+            proof = tuple(base64.b64decode(p, validate=True) for p in proof_b64)
+        except (ValueError, binascii.Error) as e:
+            raise FormatError("receipt: a proof hash is not base64", code="bad-receipt") from e
+        return cls(
+            gw=need("gw", str),
+            batch_seq=need("batch_seq", int),
+            manifest_hash=need("manifest_hash", str),
+            leaf_index=need("leaf_index", int),
+            log_proof=proof,
+            checkpoint=need("checkpoint", str),
+            accepted_at=need("accepted_at", int),
+            sig=sig,
+        )
 
 
 def sign_receipt(receipt: Receipt, log_key: SigningKey) -> Receipt:

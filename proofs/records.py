@@ -124,6 +124,16 @@ def _b64sig(value: str, where: str) -> bytes:
     return raw
 
 
+def _no_extra(d: dict[str, Any], allowed: Any, where: str) -> None:
+    """Refuse fields outside the signed body: what is carried must be what is signed."""
+    extra = set(d) - set(allowed) - {"sig"}
+    if extra:
+        raise FormatError(
+            f"{where}: unknown or null field(s) {', '.join(sorted(map(str, extra)))}",
+            code="unknown-field",
+        )
+
+
 def _loads(data: bytes | str, where: str) -> dict[str, Any]:
     try:
         obj = json.loads(data)
@@ -164,6 +174,7 @@ class ClockEvidence:
     def from_dict(cls, d: Any, where: str) -> ClockEvidence:
         if not isinstance(d, dict):
             raise FormatError(f"{where}: 'clk' must be an object", code="bad-field")
+        _no_extra(d, ("mono_ns", "boot", "sync"), where + ".clk")
         return cls(
             mono_ns=_need(d, "mono_ns", int, where + ".clk"),
             boot=_need(d, "boot", str, where + ".clk"),
@@ -289,13 +300,15 @@ class Reading(Record):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Reading:
         w = "reading"
-        return cls(
+        record = cls(
             **cls._common_from(d, w),
             q=_need(d, "q", str, w),
             val=_need(d, "val", (int, float), w),
             unit=_need(d, "unit", str, w),
             dev_t=_opt(d, "dev_t", int, w),
         )
+        _no_extra(d, record.body(), w)
+        return record
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -336,7 +349,7 @@ class Scan(Record):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scan:
         w = "scan"
-        return cls(
+        record = cls(
             **cls._common_from(d, w),
             raw=_need(d, "raw", str, w),
             sym=_need(d, "sym", str, w),
@@ -344,6 +357,8 @@ class Scan(Record):
             step=_need(d, "step", str, w),
             rp=_need(d, "rp", str, w),
         )
+        _no_extra(d, record.body(), w)
+        return record
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -388,7 +403,7 @@ class Gap(Record):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Gap:
         w = "gap"
-        return cls(
+        record = cls(
             **cls._common_from(d, w),
             reason=_need(d, "reason", str, w),
             detail=_opt(d, "detail", str, w) or "",
@@ -396,6 +411,8 @@ class Gap(Record):
             lost_to=_opt(d, "lost_to", int, w),
             count=_need(d, "count", int, w),
         )
+        _no_extra(d, record.body(), w)
+        return record
 
 
 _TYPES: dict[str, type[Reading] | type[Scan] | type[Gap]] = {
@@ -423,6 +440,12 @@ def record_from_json(data: bytes | str) -> Reading | Scan | Gap:
 
 
 # --- batch manifest -----------------------------------------------------------
+
+
+_MANIFEST_FIELDS = frozenset(
+    {"v", "type", "gw", "batch_seq", "prev", "first_seq", "last_seq", "count", "root"}
+    | {"opened", "closed", "key"}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -514,6 +537,7 @@ class Manifest:
         v = _need(d, "v", int, w)
         if v != FORMAT_VERSION:
             raise FormatError(f"manifest: unsupported format version {v}", code="bad-version")
+        _no_extra(d, _MANIFEST_FIELDS, w)
         return cls(
             gw=_need(d, "gw", str, w),
             batch_seq=_need(d, "batch_seq", int, w),

@@ -221,3 +221,12 @@ def test_public_key_validation() -> None:
         PublicKey.from_base64("!!!")
     with pytest.raises(VerificationError):
         KEY.public_key.verify(b"x" * 63, b"m")
+
+
+def test_unsigned_extra_fields_are_refused() -> None:
+    """A field outside the signed body would ride along unsigned: refuse it."""
+    signed = sign(reading(), KEY).to_dict()
+    for extra in ({"note": "x"}, {"asset": None}, {"clk": {**CLK.to_dict(), "tz": 1}}):
+        with pytest.raises(FormatError) as e:
+            record_from_dict({**signed, **extra})
+        assert e.value.code == "unknown-field"
