@@ -33,13 +33,16 @@ from .openapi import openapi_document
 from .problems import problem_middleware
 from .store import Checkpoint, LedgerStore, StoredBatch
 from .store_sqlite import SqliteLedger
+from .web import setup_web
 
 __all__ = [
     "CONFIG",
     "INGESTOR",
     "METRICS",
+    "OPENAPI",
     "SIGNER",
     "STORE",
+    "VERIFIER",
     "batch_json",
     "block_json",
     "create_app",
@@ -53,6 +56,9 @@ METRICS = web.AppKey("metrics", AnchorMetrics)
 VERIFIER = web.AppKey("verifier", BatchVerifier)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 STARTED_AT = web.AppKey("started_at", float)
+# The OpenAPI document this app serves; route modules added to the app (anchor/web.py)
+# add their own paths to it in their setup function, so /openapi.json covers them too.
+OPENAPI = web.AppKey("openapi", dict)
 
 _log = logging.getLogger("coldtrail.anchor")
 _JSON = "application/json"
@@ -310,7 +316,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return _json(request.app[OPENAPI])
 
 
 ROUTES = [
@@ -322,7 +328,8 @@ ROUTES = [
     web.get("/v1/log/inclusion", get_inclusion),
     web.get("/v1/log/consistency", get_consistency),
     web.get("/v1/log/leaves/{index}", get_leaf),
-    web.get("/v1/gateways/{gw}/batches", get_gateway_batches),
+    # Gateway ids may contain "/" (proofs.records allows it).
+    web.get("/v1/gateways/{gw:.+}/batches", get_gateway_batches),
     web.get("/healthz", get_health),
     web.get("/metrics", get_metrics),
     web.get("/openapi.json", get_openapi),
@@ -401,8 +408,10 @@ def create_app(config: AnchorConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
+    app[OPENAPI] = openapi_document()
     app.cleanup_ctx.extend(
         [_store_ctx, _signer_ctx, _verifier_ctx, _ingestor_ctx, _checkpoint_interval_ctx]
     )
     app.router.add_routes(ROUTES)
+    setup_web(app)  # provenance pages, API, bundles, explorer (anchor/web.py)
     return app

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proofs.canonical import canonical_json
 from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey
+from proofs.merkle import leaf_hash
 from proofs.records import Gap, Reading, Scan, record_from_dict, verify
 
 from .errors import AnchorError
@@ -96,6 +98,14 @@ def verify_chunk(
             record = record_from_dict(item)
         except FormatError as e:
             raise AnchorError("malformed", f"record {offset + i}: {e.message}") from e
+        signed = record.to_dict()
+        if len(signed) != len(item):
+            # Unsigned extra fields would be dropped silently by the parser; refuse them.
+            extra = sorted(k for k in set(item) - set(signed) if item[k] is not None)
+            if extra:
+                raise AnchorError(
+                    "malformed", f"record seq {record.seq}: unknown fields {', '.join(extra)}"
+                )
         if record.gw != gw:
             raise AnchorError(
                 "malformed", f"record seq {record.seq} names gateway {record.gw}, not {gw}"
@@ -111,9 +121,9 @@ def verify_chunk(
             raise AnchorError(
                 "bad-signature", f"record seq {record.seq} of {gw}: signature does not verify"
             ) from e
-        json_bytes = record.to_json()
+        json_bytes = canonical_json(signed)
         out.records.append(_new_record(record, json_bytes))
-        out.leaf_hashes.append(record.leaf_hash())
+        out.leaf_hashes.append(leaf_hash(json_bytes))
         if (
             isinstance(record, Gap)
             and record.reason == "evicted"

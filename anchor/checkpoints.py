@@ -14,7 +14,7 @@ the log (docs/adr/0303).
 from __future__ import annotations
 
 import abc
-import base64
+import logging
 import time
 from dataclasses import dataclass
 
@@ -36,6 +36,8 @@ from proofs.records import manifest_from_json, verify
 from . import log
 from .errors import LedgerCorrupt
 from .store import Checkpoint, LedgerTx
+
+_log = logging.getLogger("coldtrail.anchor.checkpoints")
 
 __all__ = [
     "CheckpointSigner",
@@ -97,9 +99,25 @@ class InProcessMember(Cosigner):
     def verifier(self) -> NoteVerifier:
         return self._signer.verifier
 
+    def _last_cosigned(self, tx: LedgerTx, latest: Checkpoint | None) -> Checkpoint | None:
+        """The newest checkpoint this member cosigned (normally ``latest`` itself)."""
+        verifier = self.verifier
+        cp = latest
+        while cp is not None:
+            note = SignedNote.parse(cp.note)
+            if any(
+                s.name == verifier.name and s.key_id == verifier.key_id for s in note.signatures
+            ):
+                return cp
+            cp = tx.checkpoint(cp.height - 1) if cp.height > 0 else None
+        return None
+
     def review_and_cosign(
         self, tx: LedgerTx, previous: Checkpoint | None, checkpoint_text: str, now_s: int
     ) -> NoteSignature:
+        # Review from what *this member* last cosigned, so entries in a checkpoint it
+        # refused are reviewed before it cosigns anything that contains them.
+        previous = self._last_cosigned(tx, previous)
         new = CheckpointText.from_text(checkpoint_text)
         old_size = 0 if previous is None else previous.size
         if previous is not None and old_size > 0:
@@ -164,13 +182,10 @@ def sign_checkpoint(
         # the log signature alone already commits the node to this tree.
         try:
             sig = member.review_and_cosign(tx, latest, text, now_ms // 1000)
-        except (ProofsError, LedgerCorrupt, KeyError):
+        except (ProofsError, LedgerCorrupt, KeyError) as e:
+            _log.warning("member %s refused to cosign size %d: %s", member.verifier.name, size, e)
             continue
         note = note.with_signature(sig)
         cosigned += 1
     final = cosigned >= signer.policy.threshold
     return tx.add_checkpoint(size, root, note.to_text(), now_ms, cosigned, final)
-
-
-def note_root_b64(checkpoint: Checkpoint) -> str:
-    return base64.b64encode(checkpoint.root).decode()

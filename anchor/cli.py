@@ -1,10 +1,247 @@
-"""`coldtrail-anchor`: placeholder until its issue lands."""
+"""``coldtrail-anchor``: set up, run and administer an anchoring node.
+
+Every command reads the same config (``--config`` or ``$COLDTRAIL_ANCHOR_CONFIG``,
+then ``COLDTRAIL_ANCHOR_*`` overrides). Exit codes: 0 done, 1 refused or
+inconsistent (the reason is printed), 2 usage or configuration error.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
 import sys
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from proofs.errors import KeyError_, ProofsError
+from proofs.keys import SigningKey
+from proofs.keystore import save_signing_key
+
+from .app import INGESTOR, create_app, open_signer
+from .auth import enroll_gateway, issue_token
+from .checkpoints import sign_checkpoint
+from .config import AnchorConfig, load_config
+from .errors import ConfigError, LedgerCorrupt
+from .sd_notify import notify, watchdog_loop
+from .store import ROLES
+from .store_sqlite import SqliteLedger
+from .verify_ledger import ProgressBar, verify_ledger
+
+__all__ = ["init_node", "main"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("coldtrail-anchor: not yet available (see the anchor issue)", file=sys.stderr)
-    return 2
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _parse_time(text: str) -> int:
+    """ms since the epoch from digits (ms) or an ISO 8601 time (UTC if no offset)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ms or ISO 8601)") from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
+    """Create keys (0600, never overwritten), the ledger and its genesis checkpoint."""
+    # The ledger holds token hashes and raw readings: owner-only, like the keys.
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (config.node_key_file, config.cosigner_key_file):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            save_signing_key(SigningKey.generate(), path)
+    signer = open_signer(config)
+    fresh = not config.db_file.exists()
+    store = SqliteLedger(config.db_file)
+    if fresh:
+        # SQLite gives the -wal and -shm files the mode of the database file.
+        config.db_file.chmod(0o600)
+    try:
+        with store.transaction() as tx:
+            sign_checkpoint(tx, signer)
+    finally:
+        store.close()
+    return signer.log_vkey, signer.member_vkeys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coldtrail-anchor", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--config",
+        default=os.environ.get("COLDTRAIL_ANCHOR_CONFIG"),
+        help="TOML config (default: $COLDTRAIL_ANCHOR_CONFIG, else built-in defaults)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create the node key, member key and ledger; print vkeys")
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--port", type=int, default=None, help="override listen_port")
+    org = sub.add_parser("org", help="organisations").add_subparsers(dest="action", required=True)
+    org_add = org.add_parser("add")
+    org_add.add_argument("id")
+    org_add.add_argument("--name", default=None)
+    org.add_parser("list")
+    gw = sub.add_parser("gateway", help="gateways").add_subparsers(dest="action", required=True)
+    enroll = gw.add_parser("enroll")
+    enroll.add_argument("--org", required=True)
+    enroll.add_argument("--id", required=True)
+    enroll.add_argument("--public-key", required=True, help="base64 raw Ed25519 public key")
+    enroll.add_argument("--asset", default=None, help="asset or read point it is mounted on")
+    revoke = gw.add_parser("revoke")
+    revoke.add_argument("--id", required=True)
+    revoke.add_argument("--at", type=_parse_time, default=None, help="ms or ISO 8601; now")
+    revoke.add_argument("--reason", default="")
+    gw.add_parser("list")
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    create = tok.add_parser("create")
+    create.add_argument("--org", required=True)
+    create.add_argument("--role", required=True, choices=sorted(ROLES))
+    create.add_argument("--label", default="")
+    trevoke = tok.add_parser("revoke")
+    trevoke.add_argument("--id", required=True, help="the token id (ct_<id>_...)")
+    sub.add_parser("checkpoint", help="sign a checkpoint of the current log now")
+    vl = sub.add_parser("verify-ledger", help="re-verify the whole stored ledger")
+    vl.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+async def _serve(config: AnchorConfig) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.listen_host, config.listen_port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        port = runner.addresses[0][1] if runner.addresses else config.listen_port
+        print(f"coldtrail-anchor listening on http://{config.listen_host}:{port}", flush=True)
+        notify("READY=1")
+        watchdog = loop.create_task(watchdog_loop(lambda: app[INGESTOR].running))
+        await stop.wait()
+        notify("STOPPING=1")
+        watchdog.cancel()
+    finally:
+        await runner.cleanup()
+
+
+def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
+    cmd = args.command
+    if cmd == "init":
+        log_vkey, member_vkeys = init_node(config)
+        print(f"log vkey:      {log_vkey}")
+        for v in member_vkeys:
+            print(f"cosigner vkey: {v}")
+        print(f"ledger:        {config.db_file}")
+        return EXIT_OK
+    if cmd == "serve":
+        logging.basicConfig(
+            level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        if args.port is not None:
+            config = load_config(args.config, listen_port=args.port)
+        asyncio.run(_serve(config))
+        return EXIT_OK
+    store = SqliteLedger(config.db_file)
+    try:
+        return _admin(args, config, store)
+    finally:
+        store.close()
+
+
+def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) -> int:
+    cmd, action = args.command, getattr(args, "action", None)
+    now = _now_ms()
+    if cmd == "org" and action == "add":
+        org = store.add_organisation(args.id, args.name or args.id, now)
+        print(f"organisation {org.id} added")
+    elif cmd == "org" and action == "list":
+        for o in store.organisations():
+            print(f"{o.id}\t{o.name}")
+    elif cmd == "gateway" and action == "enroll":
+        g = enroll_gateway(store, args.id, args.org, args.public_key, args.asset, now)
+        print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}")
+    elif cmd == "gateway" and action == "revoke":
+        g = store.revoke_gateway(args.id, args.at if args.at is not None else now, args.reason)
+        print(f"gateway {g.id} revoked from {g.revoked_at} ms")
+    elif cmd == "gateway" and action == "list":
+        for g in store.gateways():
+            state = "revoked" if g.revoked_at is not None else "active"
+            print(f"{g.id}\t{g.org_id}\t{g.asset or '-'}\t{g.key_id}\t{state}")
+    elif cmd == "token" and action == "create":
+        token, row = issue_token(store, args.org, args.role, now, args.label)
+        print(token)
+        print(
+            f"token {row.id} for {row.org_id} ({row.role}); it is shown only once", file=sys.stderr
+        )
+    elif cmd == "token" and action == "revoke":
+        t = store.revoke_token(args.id, now)
+        print(f"token {t.id} revoked")
+    elif cmd == "checkpoint":
+        signer = open_signer(config)
+        with store.transaction() as tx:
+            cp = sign_checkpoint(tx, signer)
+        print(cp.note, end="")
+        print(f"height {cp.height}, size {cp.size}, final {cp.final}", file=sys.stderr)
+    elif cmd == "verify-ledger":
+        signer = open_signer(config)
+        bar: ProgressBar | None = None
+
+        def progress(done: int, total: int, label: str) -> None:
+            nonlocal bar
+            if args.quiet:
+                return
+            if bar is None:
+                bar = ProgressBar(total)
+            bar.advance(1, label)
+
+        try:
+            report = verify_ledger(store, signer, progress)
+        except LedgerCorrupt as e:
+            if bar is not None:
+                bar.finish()
+            print(f"INCONSISTENT: {e}", file=sys.stderr)
+            return EXIT_REFUSED
+        if bar is not None:
+            bar.finish()
+        print(
+            f"ledger OK: {report.batches} batches, {report.records} records,"
+            f" {report.checkpoints} checkpoints, log size {report.log_size}"
+        )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return EXIT_USAGE if e.code else EXIT_OK
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"coldtrail-anchor: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run(args, config)
+    except (ValueError, KeyError_, ProofsError) as e:
+        print(f"coldtrail-anchor: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -67,6 +68,9 @@ class IngestOutcome:
     leaf_index: int
 
 
+_MANIFEST_FIELDS = {f.name for f in dataclasses.fields(Manifest)} | {"v", "type"}
+
+
 def parse_ingest_body(body: bytes, max_records: int) -> IngestRequest:
     try:
         doc = json.loads(body)
@@ -85,8 +89,14 @@ def parse_ingest_body(body: bytes, max_records: int) -> IngestRequest:
     evicted = doc.get("evicted", False)
     if not isinstance(evicted, bool):
         raise AnchorError("malformed", "'evicted' must be true or false")
+    raw_manifest = doc.get("manifest")
+    if isinstance(raw_manifest, dict):
+        # Unsigned extra fields would be dropped silently by the parser; refuse them.
+        extra = set(raw_manifest) - _MANIFEST_FIELDS
+        if extra:
+            raise AnchorError("malformed", f"unknown manifest fields: {', '.join(sorted(extra))}")
     try:
-        manifest = manifest_from_dict(doc.get("manifest"))
+        manifest = manifest_from_dict(raw_manifest)
     except FormatError as e:
         raise AnchorError("malformed", e.message) from e
     except (TypeError, ValueError) as e:
@@ -101,9 +111,15 @@ def parse_ingest_body(body: bytes, max_records: int) -> IngestRequest:
 
 
 def check_chain(
-    manifest: Manifest, head: GatewayHead | None, evicted_gaps: Sequence[tuple[int, int]]
+    manifest: Manifest,
+    head: GatewayHead | None,
+    evicted_gaps: Sequence[tuple[int, int]] | None,
 ) -> None:
-    """Contract checks 4 and 5: the manifest chains to the head and its seqs follow on."""
+    """Contract checks 4 and 5: the manifest chains to the head and its seqs follow on.
+
+    ``evicted_gaps`` are the ``(lost_from, lost_to)`` of the batch's ``evicted`` gap
+    records; ``None`` means they are not known yet and a seq hole is not judged.
+    """
     expected_batch = 1 if head is None else head.batch_seq + 1
     expected_prev = ZERO_HASH if head is None else head.manifest_hash
     expected_first = 1 if head is None else head.last_seq + 1
@@ -131,7 +147,7 @@ def check_chain(
         )
     if manifest.first_seq > expected_first:
         hole = (expected_first, manifest.first_seq - 1)
-        if hole not in evicted_gaps:
+        if evicted_gaps is not None and hole not in evicted_gaps:
             raise AnchorError(
                 "seq-gap",
                 f"seqs {hole[0]}..{hole[1]} of {manifest.gw} are missing and no 'evicted' gap"
@@ -141,7 +157,6 @@ def check_chain(
 
 @dataclass(slots=True)
 class _Pending:
-    gateway_id: str
     org_id: str
     manifest: Manifest
     manifest_hash: str
@@ -203,7 +218,8 @@ class Ingestor:
 
     async def ingest(self, principal: Principal, body: bytes) -> IngestOutcome:
         require_role(principal, "gateway")
-        request = parse_ingest_body(body, self.max_records)
+        # Parsing up to 8 MiB of JSON takes long enough to stall other requests.
+        request = await asyncio.to_thread(parse_ingest_body, body, self.max_records)
         manifest = request.manifest
         manifest_hash = manifest.hash_hex()
         gateway = await asyncio.to_thread(self.store.gateway, manifest.gw)
@@ -236,7 +252,7 @@ class Ingestor:
         head = await asyncio.to_thread(self.store.gateway_head, manifest.gw)
         # Refuse out-of-order batches before paying for their records; the seq
         # hole check needs the records' gap statements, so it waits.
-        check_chain(manifest, head, _ANY_GAP)
+        check_chain(manifest, head, None)
         records: list[NewRecord] = []
         gaps: list[tuple[int, int]] = []
         if not request.evicted:
@@ -249,7 +265,8 @@ class Ingestor:
                 public_key.raw, manifest.gw, manifest.first_seq, request.records
             )
             self.metrics.records_verified.inc(len(verified.records))
-            if MerkleTree(verified.leaf_hashes).root().hex() != manifest.root:
+            root = await asyncio.to_thread(_merkle_root, verified.leaf_hashes)
+            if root.hex() != manifest.root:
                 raise AnchorError(
                     "root-mismatch",
                     f"the records do not reproduce the root of manifest {manifest.batch_seq}",
@@ -274,7 +291,7 @@ class Ingestor:
             records=records,
         )
         return await self._submit(
-            _Pending(manifest.gw, principal.org_id, manifest, manifest_hash, batch, gaps, _fut())
+            _Pending(principal.org_id, manifest, manifest_hash, batch, gaps, _fut())
         )
 
     async def _resend(
@@ -291,7 +308,7 @@ class Ingestor:
             return IngestOutcome(False, existing.receipt_json, existing.leaf_index)
         # Committed before a crash took the receipt with it: sign it now.
         return await self._submit(
-            _Pending(manifest.gw, principal.org_id, manifest, manifest_hash, None, [], _fut())
+            _Pending(principal.org_id, manifest, manifest_hash, None, [], _fut())
         )
 
     async def _submit(self, pending: _Pending) -> IngestOutcome:
@@ -331,7 +348,7 @@ class Ingestor:
                     p.future.set_result(result)
 
     def _commit_group(self, group: list[_Pending]) -> list[IngestOutcome | AnchorError]:
-        results: list[IngestOutcome | AnchorError | int] = []
+        results: list[IngestOutcome | AnchorError | tuple[int, bool]] = []
         with self.store.transaction() as tx:
             for p in group:
                 try:
@@ -341,20 +358,25 @@ class Ingestor:
                     results.append(e)
             checkpoint: Checkpoint | None = None
             out: list[IngestOutcome | AnchorError] = []
-            for p, r in zip(group, results, strict=True):
+            for r in results:
                 if isinstance(r, AnchorError | IngestOutcome):
                     out.append(r)
                     continue
                 if checkpoint is None:
                     checkpoint = sign_checkpoint(tx, self.signer)
                     self.metrics.checkpoints_signed.inc()
-                out.append(self._receipt(tx, p, r, checkpoint))
+                leaf_index, created = r
+                out.append(self._receipt(tx, leaf_index, created, checkpoint))
             size = tx.log_size()
         self.metrics.log_size.set(size)
         return out
 
-    def _apply(self, tx: LedgerTx, p: _Pending) -> IngestOutcome | int:
-        """Append ``p`` (or find it) inside the transaction; return its leaf index."""
+    def _apply(self, tx: LedgerTx, p: _Pending) -> IngestOutcome | tuple[int, bool]:
+        """Append ``p`` (or find it) inside the transaction.
+
+        Returns the stored outcome of an already receipted batch, or the leaf index
+        that still needs a receipt and whether this request created it.
+        """
         existing = tx.batch_by_seq(p.manifest.gw, p.manifest.batch_seq)
         if existing is not None:
             if existing.manifest_hash != p.manifest_hash:
@@ -364,7 +386,8 @@ class Ingestor:
                 )
             if existing.receipt_json is not None:
                 return IngestOutcome(False, existing.receipt_json, existing.leaf_index)
-            return existing.leaf_index
+            # Appended earlier in this same group by an identical concurrent request.
+            return existing.leaf_index, False
         if p.batch is None:
             raise AnchorError("internal", "a resent batch vanished from the ledger")
         gateway = tx.gateway(p.manifest.gw)
@@ -373,10 +396,10 @@ class Ingestor:
         if gateway.revoked_by(p.batch.accepted_at):
             raise AnchorError("revoked", f"gateway {p.manifest.gw} was revoked")
         check_chain(p.manifest, tx.gateway_head(p.manifest.gw), p.evicted_gaps)
-        return tx.append_batch(p.batch)
+        return tx.append_batch(p.batch), True
 
     def _receipt(
-        self, tx: LedgerTx, p: _Pending, leaf_index: int, checkpoint: Checkpoint
+        self, tx: LedgerTx, leaf_index: int, created: bool, checkpoint: Checkpoint
     ) -> IngestOutcome:
         batch = tx.batch(leaf_index)
         assert batch is not None
@@ -391,7 +414,7 @@ class Ingestor:
         )
         signed = sign_receipt(receipt, self.signer.log_key)
         stored = tx.set_receipt(leaf_index, canonical_json(signed.to_dict()))
-        return IngestOutcome(p.batch is not None, stored, leaf_index)
+        return IngestOutcome(created, stored, leaf_index)
 
     async def checkpoint_now(self) -> Checkpoint:
         """Sign a checkpoint of the current log (or return the current one)."""
@@ -408,13 +431,8 @@ class Ingestor:
         return result
 
 
-# Early chain check: any hole might be covered by a gap record not parsed yet.
-class _AnyGap(list[tuple[int, int]]):
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-_ANY_GAP = _AnyGap()
+def _merkle_root(leaf_hashes: list[bytes]) -> bytes:
+    return MerkleTree(leaf_hashes).root()
 
 
 def _fut() -> asyncio.Future[IngestOutcome]:

@@ -67,8 +67,8 @@ def problem_middleware(
             return await handler(request)
         except AnchorError as e:
             code, detail = e.code, e.detail
-        except web.HTTPRequestEntityTooLarge as e:
-            code, detail = "too-large", f"the body is larger than {e.max_size} bytes"
+        except web.HTTPRequestEntityTooLarge:
+            code, detail = "too-large", "the body is larger than this service accepts"
         except web.HTTPException as e:
             if e.status < 400:
                 raise

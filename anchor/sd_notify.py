@@ -44,7 +44,7 @@ def watchdog_interval_s() -> float | None:
 
 
 async def watchdog_loop(is_healthy: Callable[[], bool]) -> None:
-    """Ping the watchdog while the loop turns and ``is_healthy()``; systemd restarts us otherwise."""
+    """Ping while the loop turns and ``is_healthy()``; otherwise systemd restarts us."""
     interval = watchdog_interval_s()
     if interval is None:
         return

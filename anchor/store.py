@@ -225,6 +225,9 @@ class LedgerTx(abc.ABC):
     def latest_checkpoint(self) -> Checkpoint | None: ...
 
     @abc.abstractmethod
+    def checkpoint(self, height: int) -> Checkpoint | None: ...
+
+    @abc.abstractmethod
     def add_checkpoint(
         self, size: int, root: bytes, note: str, signed_at: int, cosignatures: int, final: bool
     ) -> Checkpoint: ...

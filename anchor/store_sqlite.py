@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_asset_t ON records(asset, t);
 CREATE INDEX IF NOT EXISTS records_src_t ON records(src, t);
 CREATE INDEX IF NOT EXISTS records_batch ON records(batch_leaf, batch_index);
+CREATE INDEX IF NOT EXISTS provenance_records_gw_t ON records(gw, t);
 CREATE TABLE IF NOT EXISTS scans (
     gw TEXT NOT NULL, seq INTEGER NOT NULL, t INTEGER NOT NULL, src TEXT NOT NULL,
     asset TEXT, rp TEXT NOT NULL, step TEXT NOT NULL,
@@ -101,13 +102,19 @@ _GW_COLS = "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revo
 _TOKEN_COLS = "id, org_id, role, token_hash, created_at, revoked_at, label"  # noqa: S105
 
 
+def _bytes(value: Any) -> bytes:
+    # A hand-edited row may hold TEXT where BLOB was written; read it, so that
+    # verify-ledger names the damage instead of crashing on it.
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _batch(row: Any) -> StoredBatch:
     return StoredBatch(
         leaf_index=row[0],
         gw=row[1],
         batch_seq=row[2],
         manifest_hash=row[3],
-        manifest_json=bytes(row[4]),
+        manifest_json=_bytes(row[4]),
         first_seq=row[5],
         last_seq=row[6],
         count=row[7],
@@ -116,7 +123,7 @@ def _batch(row: Any) -> StoredBatch:
         closed=row[10],
         records_evicted=bool(row[11]),
         accepted_at=row[12],
-        receipt_json=None if row[13] is None else bytes(row[13]),
+        receipt_json=None if row[13] is None else _bytes(row[13]),
     )
 
 
@@ -130,7 +137,7 @@ def _record(row: Any) -> StoredRecord:
         t=row[5],
         batch_leaf=row[6],
         batch_index=row[7],
-        json=bytes(row[8]),
+        json=_bytes(row[8]),
         q=row[9],
         val=row[10],
         unit=row[11],
@@ -141,7 +148,7 @@ def _checkpoint(row: Any) -> Checkpoint:
     return Checkpoint(
         height=row[0],
         size=row[1],
-        root=bytes(row[2]),
+        root=_bytes(row[2]),
         note=row[3],
         signed_at=row[4],
         cosignatures=row[5],
@@ -198,6 +205,10 @@ class _Reads:
         if row is None:
             raise KeyError(f"log node ({level}, {index}) is not stored")
         return bytes(row[0])
+
+    def checkpoint(self, height: int) -> Checkpoint | None:
+        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints WHERE height = ?", (height,))
+        return None if row is None else _checkpoint(row)
 
     def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
         where = "WHERE final = 1" if final_only else ""
@@ -365,10 +376,13 @@ class SqliteLedger(LedgerStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _SqliteTx(conn)
+                # A COMMIT that fails (disk full, I/O error) must not leave the
+                # connection inside the transaction for the next writer.
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         with self.transaction() as tx:
@@ -532,8 +546,7 @@ class SqliteLedger(LedgerStore):
         return self._reads().latest_checkpoint(final_only=final_only)
 
     def checkpoint(self, height: int) -> Checkpoint | None:
-        row = self._reads()._one(f"SELECT {_CP_COLS} FROM checkpoints WHERE height = ?", (height,))
-        return None if row is None else _checkpoint(row)
+        return self._reads().checkpoint(height)
 
     def checkpoint_covering(
         self, leaf_index: int, *, final_only: bool = False

@@ -1,0 +1,273 @@
+"""``coldtrail-anchor verify-ledger``: re-verify the whole stored ledger.
+
+Checks, in log order: every manifest (canonical bytes, hash, enrolled key,
+signature, revocation time, per-gateway hash chain and seq continuity), every
+record (canonical bytes, signature, seq, batch root), every stored receipt,
+every stored log node against hashes recomputed from the leaves, and every
+checkpoint (log signature, cosignatures and finality, root, consistency with
+the previous one). The first inconsistency raises :class:`LedgerCorrupt`
+naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from proofs.errors import ProofsError
+from proofs.keys import PublicKey
+from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency
+from proofs.note import Checkpoint as CheckpointText
+from proofs.note import SignedNote
+from proofs.receipt import verify_receipt
+from proofs.records import Gap, manifest_from_json, record_from_json, verify
+
+from . import log
+from .checkpoints import CheckpointSigner
+from .errors import AnchorError, LedgerCorrupt
+from .ingest import check_chain
+from .store import GatewayHead, LedgerStore
+
+__all__ = ["LedgerReport", "ProgressBar", "verify_ledger"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    batches: int
+    records: int
+    checkpoints: int
+    log_size: int
+
+
+class ProgressBar:
+    """A one-line progress bar on a stream (stderr), redrawn at most 10 times a second."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.stream = stream
+        self.width = width
+        self._last = 0.0
+        self._drawn = -1
+        self.label = ""
+
+    def advance(self, n: int = 1, label: str = "") -> None:
+        self.done += n
+        self.label = label or self.label
+        now = time.monotonic()
+        if now - self._last >= 0.1 or self.done >= self.total:
+            self._last = now
+            self._draw()
+
+    def _draw(self) -> None:
+        self._drawn = self.done
+        frac = min(self.done / self.total, 1.0)
+        filled = int(frac * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {frac * 100:5.1f}% {self.label:<24}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._drawn != self.done:
+            self._draw()
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _fold_leaf(store: LedgerStore, pending: dict[int, bytes], index: int, leaf: bytes) -> None:
+    level, idx, current = 0, index, leaf
+    while idx & 1:
+        current = node_hash(pending[level], current)
+        level, idx = level + 1, idx >> 1
+        try:
+            stored = store.get_node(level, idx)
+        except KeyError as e:
+            raise _fail("log", f"complete subtree ({level}, {idx}) is not stored") from e
+        if stored != current:
+            raise _fail("log", f"stored subtree ({level}, {idx}) is not the recomputed hash")
+    pending[level] = current
+
+
+def _root_of(pending: dict[int, bytes], size: int) -> bytes:
+    """The root of the first ``size`` leaves from the complete subtrees they split into."""
+    root: bytes | None = None
+    for level in range(size.bit_length()):
+        if size >> level & 1:
+            root = pending[level] if root is None else node_hash(pending[level], root)
+    assert root is not None
+    return root
+
+
+def _fail(where: str, what: str) -> LedgerCorrupt:
+    return LedgerCorrupt(f"{where}: {what}")
+
+
+def verify_ledger(
+    store: LedgerStore,
+    signer: CheckpointSigner,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> LedgerReport:
+    """Return a report, or raise :class:`LedgerCorrupt` at the first inconsistency.
+
+    ``progress(done, total, label)`` is called as work proceeds.
+    """
+    size = store.log_size()
+    checkpoints = list(store.checkpoints_ascending())
+    total = size + len(checkpoints) + 1
+    done = 0
+
+    def step(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, label)
+
+    log_verifier = signer.log_verifier
+    log_vkey = signer.log_vkey
+    heads: dict[str, GatewayHead] = {}
+    records_seen = 0
+    # The log is re-derived leaf by leaf with O(log n) memory: ``pending[L]`` is the
+    # newest complete subtree at level L, and every subtree completed on the way is
+    # compared with the stored node. Roots at checkpointed sizes are taken on the way.
+    pending: dict[int, bytes] = {}
+    wanted_sizes = {cp.size for cp in checkpoints}
+    roots: dict[int, bytes] = {0: EMPTY_ROOT}
+    batches_seen = 0
+    for index, batch in enumerate(store.batches()):
+        where = f"log leaf {index} ({batch.gw} batch {batch.batch_seq})"
+        if batch.leaf_index != index:
+            raise _fail(where, f"leaf indexes skip from {index - 1} to {batch.leaf_index}")
+        try:
+            manifest = manifest_from_json(batch.manifest_json)
+        except ProofsError as e:
+            raise _fail(where, f"manifest does not parse: {e}") from e
+        if manifest.to_json() != batch.manifest_json:
+            raise _fail(where, "manifest bytes are not canonical")
+        if hashlib.sha256(batch.manifest_json).hexdigest() != batch.manifest_hash:
+            raise _fail(where, "stored manifest hash is wrong")
+        if (manifest.gw, manifest.batch_seq) != (batch.gw, batch.batch_seq):
+            raise _fail(where, "indexed gateway or batch_seq differs from the manifest")
+        lh = leaf_hash(batch.manifest_json)
+        try:
+            stored_leaf = store.get_node(0, index)
+        except KeyError as e:
+            raise _fail(where, "log leaf hash is missing") from e
+        if stored_leaf != lh:
+            raise _fail(where, "log leaf hash is not the manifest's leaf hash")
+        _fold_leaf(store, pending, index, lh)
+        if index + 1 in wanted_sizes:
+            roots[index + 1] = _root_of(pending, index + 1)
+        gateway = store.gateway(manifest.gw)
+        if gateway is None:
+            raise _fail(where, f"gateway {manifest.gw} is not enrolled")
+        if gateway.key_id != manifest.key:
+            raise _fail(where, f"manifest key {manifest.key} is not the enrolled key")
+        key = PublicKey.from_base64(gateway.public_key)
+        try:
+            verify(manifest, key)
+        except ProofsError as e:
+            raise _fail(where, "manifest signature does not verify") from e
+        if gateway.revoked_by(batch.accepted_at):
+            raise _fail(where, "accepted after the gateway's revocation")
+        stored_records = store.batch_records(index)
+        gaps: list[tuple[int, int]] = []
+        if batch.records_evicted:
+            if stored_records:
+                raise _fail(where, "an evicted batch has stored records")
+        else:
+            if len(stored_records) != manifest.count:
+                raise _fail(
+                    where, f"{len(stored_records)} records stored, manifest counts {manifest.count}"
+                )
+            hashes = []
+            for i, row in enumerate(stored_records):
+                rwhere = f"{where} record seq {row.seq}"
+                try:
+                    record = record_from_json(row.json)
+                except ProofsError as e:
+                    raise _fail(rwhere, f"does not parse: {e}") from e
+                if record.to_json() != row.json:
+                    raise _fail(rwhere, "bytes are not canonical")
+                if record.seq != manifest.first_seq + i or record.gw != manifest.gw:
+                    raise _fail(rwhere, "is out of place in its batch")
+                try:
+                    verify(record, key)
+                except ProofsError as e:
+                    raise _fail(rwhere, "signature does not verify") from e
+                hashes.append(leaf_hash(row.json))
+                if (
+                    isinstance(record, Gap)
+                    and record.reason == "evicted"
+                    and record.lost_from is not None
+                    and record.lost_to is not None
+                ):
+                    gaps.append((record.lost_from, record.lost_to))
+            if MerkleTree(hashes).root().hex() != manifest.root:
+                raise _fail(where, "records do not reproduce the manifest root")
+            records_seen += len(stored_records)
+        try:
+            check_chain(manifest, heads.get(manifest.gw), gaps)
+        except AnchorError as e:
+            raise _fail(where, f"{e.code}: {e.detail}") from e
+        heads[manifest.gw] = GatewayHead(
+            manifest.gw, manifest.batch_seq, batch.manifest_hash, manifest.last_seq, index
+        )
+        if batch.receipt_json is not None:
+            try:
+                verify_receipt(json.loads(batch.receipt_json), manifest, log_vkey)
+            except (ProofsError, ValueError) as e:
+                raise _fail(where, f"stored receipt does not verify: {e}") from e
+        batches_seen += 1
+        step(f"leaf {index}")
+    if batches_seen != size:
+        raise _fail("log", f"{batches_seen} batches stored but the log has {size} leaves")
+    leaf_nodes = sum(1 for _ in store.leaf_hashes())
+    if leaf_nodes != size:
+        raise _fail("log", f"{leaf_nodes} leaf hashes stored for {size} batches")
+    step("log nodes")
+
+    previous = None
+    for cp in checkpoints:
+        where = f"checkpoint height {cp.height}"
+        expected_height = 0 if previous is None else previous.height + 1
+        if cp.height != expected_height:
+            raise _fail(where, f"heights skip (expected {expected_height})")
+        try:
+            note = SignedNote.parse(cp.note)
+            names = note.verify([log_verifier])
+            text = CheckpointText.from_text(note.text)
+        except ProofsError as e:
+            raise _fail(where, f"note does not verify with the log key: {e}") from e
+        if log_verifier.name not in names or text.origin != signer.origin:
+            raise _fail(where, "not signed by the log key for this origin")
+        if (text.size, text.root) != (cp.size, cp.root):
+            raise _fail(where, "indexed size or root differs from the signed note")
+        if cp.size > size:
+            raise _fail(where, f"covers {cp.size} leaves but the log has {size}")
+        if roots.get(cp.size) != cp.root:
+            raise _fail(where, "root is not the log's root at that size")
+        cosigners = signer.policy.cosigners_of(note)
+        if len(cosigners) != cp.cosignatures:
+            raise _fail(where, f"{len(cosigners)} valid cosignatures, {cp.cosignatures} recorded")
+        if cp.final != (len(cosigners) >= signer.policy.threshold):
+            raise _fail(where, "finality flag contradicts the quorum policy")
+        if previous is not None:
+            if cp.size < previous.size:
+                raise _fail(where, "the tree shrank")
+            if cp.entries != cp.size - previous.size:
+                raise _fail(where, "entries count is wrong")
+            if previous.size > 0:
+                # Every stored node was checked above, so proofs from the store are sound.
+                proof = log.consistency_proof(previous.size, cp.size, store.get_node)
+                try:
+                    verify_consistency(previous.size, cp.size, proof, previous.root, cp.root)
+                except ProofsError as e:
+                    raise _fail(where, f"not consistent with height {previous.height}") from e
+        previous = cp
+        step(f"checkpoint {cp.height}")
+    return LedgerReport(size, records_seen, len(checkpoints), size)

@@ -1,0 +1,337 @@
+"""Bad input: each refusal is a problem response with its stable code and no ledger change."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anchor.app import STORE, create_app
+from anchor.auth import enroll_gateway, issue_token
+from anchor.store_sqlite import SqliteLedger
+from proofs.keys import SigningKey
+from proofs.records import ZERO_HASH, Manifest, sign
+from support.batches import T0, GatewaySim, Node, auth, body, make_node
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    return make_node(tmp_path, ingest_max_body_bytes=64 * 1024, ingest_max_records=50)
+
+
+@pytest.fixture
+async def client(node: Node, aiohttp_client: ClientFactory) -> AsyncIterator[Client]:
+    c = await aiohttp_client(create_app(node.config))
+    # One accepted batch, so the gateway has a chain head to break.
+    _, first = node.gateway.readings_batch(3)
+    resp = await c.post(
+        "/v1/batches",
+        data=json.dumps(first),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 201
+    yield c
+
+
+def store_of(client: Client) -> SqliteLedger:
+    store = client.app[STORE]
+    assert isinstance(store, SqliteLedger)
+    return store
+
+
+async def refused(
+    client: Client,
+    code: str,
+    status: int,
+    payload: Any,
+    *,
+    token: str | None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    before = store_of(client).table_counts()
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers.update(auth(token))
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    resp = await client.post("/v1/batches", data=data, headers=headers)
+    assert resp.content_type == "application/problem+json", await resp.text()
+    problem = await resp.json()
+    assert (resp.status, problem["code"]) == (status, code), problem
+    assert problem["type"] == f"https://coldtrail.dev/problems/{code}"
+    assert problem["detail"]
+    assert store_of(client).table_counts() == before
+    return problem
+
+
+async def test_forged_manifest_signature(client: Client, node: Node) -> None:
+    m, b = node.gateway.readings_batch(2)
+    forged = dict(b["manifest"], closed=m.closed + 1)
+    await refused(client, "bad-signature", 422, dict(b, manifest=forged), token=node.gateway_token)
+
+
+async def test_forged_record_signature(client: Client, node: Node) -> None:
+    _, b = node.gateway.readings_batch(3)
+    b["records"][1] = dict(b["records"][1], val=-30.0)
+    problem = await refused(client, "bad-signature", 422, b, token=node.gateway_token)
+    assert "seq 5" in problem["detail"]
+
+
+async def test_record_signed_by_another_key(client: Client, node: Node) -> None:
+    gw = node.gateway
+    impostor = GatewaySim(gw=gw.gw, seq=gw.seq)
+    records = [impostor.reading()]
+    gw.seq = impostor.seq
+    _, b = gw.batch(records)
+    await refused(client, "bad-signature", 422, b, token=node.gateway_token)
+
+
+async def test_records_that_do_not_reproduce_the_root(client: Client, node: Node) -> None:
+    gw = node.gateway
+    records = [gw.reading(), gw.reading()]
+    m = gw.manifest(records)
+    wrong = sign(dataclasses.replace(m, root="ab" * 32, sig=""), gw.key)
+    await refused(client, "root-mismatch", 422, body(wrong, records), token=node.gateway_token)
+
+
+async def test_fewer_records_than_the_manifest_counts(client: Client, node: Node) -> None:
+    _, b = node.gateway.readings_batch(3)
+    b["records"].pop()
+    await refused(client, "root-mismatch", 422, b, token=node.gateway_token)
+
+
+async def test_replayed_batch_seq_with_another_manifest(client: Client, node: Node) -> None:
+    gw = node.gateway
+    gw.batch_seq, gw.prev = 0, ZERO_HASH
+    _, b = gw.readings_batch(1)
+    await refused(client, "batch-replay", 409, b, token=node.gateway_token)
+
+
+async def test_reordered_batches(client: Client, node: Node) -> None:
+    gw = node.gateway
+    _, second = gw.readings_batch(2)
+    _, third = gw.readings_batch(2)
+    await refused(client, "broken-chain", 409, third, token=node.gateway_token)
+    resp = await client.post(
+        "/v1/batches",
+        data=json.dumps(second),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 201
+
+
+async def test_prev_not_the_previous_manifest(client: Client, node: Node) -> None:
+    gw = node.gateway
+    gw.prev = "cd" * 32
+    _, b = gw.readings_batch(1)
+    await refused(client, "broken-chain", 409, b, token=node.gateway_token)
+
+
+async def test_seq_overlap(client: Client, node: Node) -> None:
+    gw = node.gateway
+    gw.seq -= 1
+    _, b = gw.readings_batch(2)
+    await refused(client, "seq-overlap", 409, b, token=node.gateway_token)
+
+
+async def test_seq_hole_without_a_gap_record(client: Client, node: Node) -> None:
+    gw = node.gateway
+    gw.skip(2)
+    _, b = gw.readings_batch(2)
+    await refused(client, "seq-gap", 409, b, token=node.gateway_token)
+
+
+async def test_revoked_gateway(client: Client, node: Node) -> None:
+    store_of(client).revoke_gateway(node.gateway.gw, int(time.time() * 1000) - 1, "stolen")
+    _, b = node.gateway.readings_batch(1)
+    await refused(client, "revoked", 403, b, token=node.gateway_token)
+    # The batch accepted before the revocation stays in the log.
+    leaf = await client.get("/v1/log/leaves/0")
+    assert leaf.status == 200
+
+
+async def test_revocation_dated_ahead_still_admits_batches(client: Client, node: Node) -> None:
+    store_of(client).revoke_gateway(node.gateway.gw, int(time.time() * 1000) + 3_600_000, "")
+    _, b = node.gateway.readings_batch(1)
+    resp = await client.post(
+        "/v1/batches",
+        data=json.dumps(b),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 201
+
+
+async def test_unknown_gateway(client: Client, node: Node) -> None:
+    _, b = GatewaySim(gw="ghost-1").readings_batch(1)
+    await refused(client, "unknown-gateway", 403, b, token=node.gateway_token)
+
+
+async def test_gateway_of_another_organisation(client: Client, node: Node) -> None:
+    store = store_of(client)
+    store.add_organisation("rival", "Rival", T0)
+    token, _ = issue_token(store, "rival", "gateway", T0)
+    _, b = node.gateway.readings_batch(1)
+    await refused(client, "forbidden", 403, b, token=token)
+
+
+async def test_manifest_names_another_key(client: Client, node: Node) -> None:
+    gw = node.gateway
+    gw.key = SigningKey.generate()  # an unenrolled key, self-consistent signatures
+    _, b = gw.readings_batch(1)
+    await refused(client, "key-mismatch", 422, b, token=node.gateway_token)
+
+
+@pytest.mark.parametrize("role", ["operator", "auditor"])
+async def test_token_without_the_gateway_role(client: Client, node: Node, role: str) -> None:
+    token = node.operator_token if role == "operator" else node.auditor_token
+    _, b = node.gateway.readings_batch(1)
+    await refused(client, "forbidden", 403, b, token=token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "not-a-token", "ct_0123456789abcdef_" + "A" * 43],
+    ids=["missing", "garbage", "unknown"],
+)
+async def test_unauthenticated(client: Client, node: Node, token: str | None) -> None:
+    _, b = node.gateway.readings_batch(1)
+    await refused(client, "unauthenticated", 401, b, token=token)
+
+
+async def test_revoked_token(client: Client, node: Node) -> None:
+    token_id = node.gateway_token.split("_")[1]
+    store_of(client).revoke_token(token_id, int(time.time() * 1000) - 1)
+    _, b = node.gateway.readings_batch(1)
+    await refused(client, "unauthenticated", 401, b, token=node.gateway_token)
+
+
+async def test_wrong_content_type(client: Client, node: Node) -> None:
+    _, b = node.gateway.readings_batch(1)
+    await refused(
+        client,
+        "unsupported-media-type",
+        415,
+        b,
+        token=node.gateway_token,
+        content_type="text/plain",
+    )
+
+
+async def test_oversize_body(client: Client, node: Node) -> None:
+    payload = b'{"manifest": {}, "records": [' + b'"x",' * 20_000 + b'"x"]}'
+    await refused(client, "too-large", 413, payload, token=node.gateway_token)
+
+
+async def test_too_many_records(client: Client, node: Node) -> None:
+    _, b = node.gateway.readings_batch(51)
+    await refused(client, "too-large", 413, b, token=node.gateway_token)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"{not json", b"[]", b'"x"', b"{}", b'{"manifest": 1, "records": []}', b'{"records": 3}'],
+)
+async def test_malformed_bodies(client: Client, node: Node, payload: bytes) -> None:
+    await refused(client, "malformed", 400, payload, token=node.gateway_token)
+
+
+async def test_records_of_another_gateway_in_the_batch(client: Client, node: Node) -> None:
+    gw = node.gateway
+    store = store_of(client)
+    other = GatewaySim(gw="truck-08", key=gw.key, seq=gw.seq)
+    enroll_gateway(store, "truck-08", "acme", other.public_key_b64, None, T0)
+    records = [other.reading()]
+    gw.seq = other.seq
+    m = gw.manifest(records)
+    await refused(client, "malformed", 400, body(m, records), token=node.gateway_token)
+
+
+def _mutations() -> st.SearchStrategy[tuple[str, Any]]:
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
+    fields = st.sampled_from([f.name for f in dataclasses.fields(Manifest)] + ["v", "type", "x"])
+    return st.tuples(fields, json_values)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(mutation=_mutations())
+async def test_mutated_manifests_are_refused_without_change(
+    client: Client, node: Node, mutation: tuple[str, Any]
+) -> None:
+    field, value = mutation
+    gw = dataclasses.replace(node.gateway)  # do not advance the shared gateway
+    _, b = gw.readings_batch(1)
+    if b["manifest"].get(field) == value:
+        return
+    b["manifest"] = dict(b["manifest"], **{field: value})
+    before = store_of(client).table_counts()
+    resp = await client.post(
+        "/v1/batches",
+        data=json.dumps(b),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert 400 <= resp.status < 500, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    assert store_of(client).table_counts() == before
+
+
+async def test_oversize_chunked_body_without_content_length(client: Client, node: Node) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1024
+
+    before = store_of(client).table_counts()
+    resp = await client.post(
+        "/v1/batches",
+        data=chunks(),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 413
+    assert (await resp.json())["code"] == "too-large"
+    assert store_of(client).table_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/log/inclusion?leaf=1&size=1", "bad-parameter"),
+        ("/v1/log/inclusion?leaf=0&size=99", "bad-parameter"),
+        ("/v1/log/inclusion?leaf=-1", "bad-parameter"),
+        ("/v1/log/inclusion", "bad-parameter"),
+        ("/v1/log/consistency?from=2&to=1", "bad-parameter"),
+        ("/v1/log/leaves/abc", "bad-parameter"),
+        ("/v1/log/leaves/7", "not-found"),
+        ("/v1/gateways/ghost/batches", "not-found"),
+        ("/v1/nothing-here", "not-found"),
+    ],
+)
+async def test_bad_queries_are_problems(client: Client, path: str, code: str) -> None:
+    resp = await client.get(path)
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["code"] == code
+
+
+async def test_wrong_method_is_a_problem_and_refusals_are_counted(client: Client) -> None:
+    resp = await client.get("/v1/batches")
+    assert resp.status == 405
+    assert (await resp.json())["code"] == "method-not-allowed"
+    await client.post("/v1/batches", data=b"{}", headers={"Content-Type": "text/csv"})
+    metrics = await (await client.get("/metrics")).text()
+    assert 'coldtrail_anchor_http_problems_total{code="unsupported-media-type"} 1.0' in metrics

@@ -1,0 +1,79 @@
+"""Typed config with env overrides; hashed tokens with roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anchor.auth import authenticate, issue_token, require_role
+from anchor.config import AnchorConfig, load_config
+from anchor.errors import AnchorError, ConfigError
+from anchor.store_sqlite import SqliteLedger
+
+
+def test_toml_then_env_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "anchor.toml"
+    path.write_text('[anchor]\ndata_dir = "node"\nlisten_port = 9000\nquorum = 1\n')
+    config = load_config(path, env={"COLDTRAIL_ANCHOR_LISTEN_PORT": "9100"})
+    assert config.listen_port == 9100
+    assert config.data_dir == (tmp_path / "node").resolve()
+    assert config.db_file == config.data_dir / "ledger.sqlite3"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['listen_port = "x"\n', "no_such_key = 1\n", "quorum = 5\n", "not toml ["],
+)
+def test_bad_config_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "anchor.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(path, env={})
+
+
+def test_config_is_frozen() -> None:
+    config = AnchorConfig()
+    with pytest.raises(AttributeError):
+        config.listen_port = 1  # type: ignore[misc]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteLedger:
+    s = SqliteLedger(tmp_path / "ledger.sqlite3")
+    s.add_organisation("acme", "Acme", 0)
+    return s
+
+
+def test_tokens_are_stored_hashed_and_checked(store: SqliteLedger) -> None:
+    token, row = issue_token(store, "acme", "operator", 0)
+    assert token.split("_")[2].encode() not in row.token_hash
+    principal = authenticate(store, f"Bearer {token}", 1)
+    assert (principal.org_id, principal.role) == ("acme", "operator")
+    with pytest.raises(AnchorError) as info:
+        require_role(principal, "gateway")
+    assert info.value.code == "forbidden"
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(AnchorError) as info:
+        authenticate(store, f"Bearer {tampered}", 1)
+    assert info.value.code == "unauthenticated"
+    store.revoke_token(row.id, 5)
+    assert authenticate(store, f"Bearer {token}", 4).token_id == row.id
+    with pytest.raises(AnchorError):
+        authenticate(store, f"Bearer {token}", 5)
+
+
+def test_an_unknown_role_is_refused(store: SqliteLedger) -> None:
+    with pytest.raises(ValueError):
+        issue_token(store, "acme", "admin", 0)
+
+
+def test_revocation_can_only_move_earlier(store: SqliteLedger) -> None:
+    from anchor.auth import enroll_gateway
+    from proofs.keys import SigningKey
+
+    key = SigningKey.generate().public_key.to_base64()
+    enroll_gateway(store, "gw-1", "acme", key, None, 0)
+    assert store.revoke_gateway("gw-1", 100, "lost").revoked_at == 100
+    assert store.revoke_gateway("gw-1", 200, "again").revoked_at == 100
+    assert store.revoke_gateway("gw-1", 50, "earlier").revoked_at == 50
