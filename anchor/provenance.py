@@ -117,7 +117,7 @@ def parse_sscc(text: str) -> str:
 
 def parse_gs1_text(text: str, what: str) -> str:
     """A lot or serial: 1-20 characters of GS1 CSET 82, and never a path dot-segment."""
-    if not _CSET82.match(text):
+    if not _CSET82.fullmatch(text):
         raise ProvenanceError(
             f"a {what} is 1-20 characters of the GS1 character set 82", code=f"bad-{what}"
         )
@@ -395,6 +395,8 @@ def analyse_series(
     end: int,
     silent_after_ms: int,
     asset: str = "",
+    *,
+    open_ended: bool = False,
 ) -> SeriesAnalysis:
     """Aggregates, excursions and silent periods of readings in [start, end), one pass per sensor.
 
@@ -436,7 +438,8 @@ def analyse_series(
         if end - start > silent_after_ms:
             out.silent.append(SilentPeriod(asset, start, end))
         return out
-    edges = [start, *checked_times, end]
+    # An open interval ends "now"; readings since the last upload are not silence.
+    edges = [start, *checked_times] if open_ended else [start, *checked_times, end]
     for a, b in itertools.pairwise(edges):
         if b - a > silent_after_ms:
             out.silent.append(SilentPeriod(asset, a, b))
@@ -672,7 +675,9 @@ def answer_for_subject(
         )
         truncated = len(points) > config.max_readings_per_interval
         points = points[: config.max_readings_per_interval]
-        analysis = analyse_series(points, checked, c.start, end, silent_ms, c.holder)
+        analysis = analyse_series(
+            points, checked, c.start, end, silent_ms, c.holder, open_ended=c.end is None
+        )
         intervals.append(IntervalAnswer(c, end, analysis, truncated, points))
 
     overall: dict[str, QuantityStats] = {}
@@ -687,10 +692,16 @@ def answer_for_subject(
     gaps = source.gaps(holders, gws, t_from, t_to, config.max_gaps) if custody else []
     # Readings stamped with a 1970 wall clock fall outside every time window; look
     # for them on the same holders so a lost clock is shown, not silently dropped.
+    # They belong to this custody if they come from a boot seen during it, or from a
+    # holder that has no placeable reading at all (its clock may have been lost throughout).
+    boots = {(p.gw, p.boot) for ia in intervals for p in ia.points}
+    boots |= {(s.gw, s.clk.boot) for s in scans}
+    silent_holders = {ia.custody.holder for ia in intervals if not ia.points}
     stray = [
         p
         for h in holders
         for p in source.readings(ReadingQuery(asset=h, t_to=PLAUSIBLE_SINCE_MS), 100)
+        if (p.gw, p.boot) in boots or h in silent_holders
     ]
     anomalies = find_clock_anomalies(
         [*stray, *scans, *(p for ia in intervals for p in ia.points)],

@@ -5,7 +5,8 @@ methods. Readings are the exception: a lot with 100k readings must come back as
 light rows *with their clock evidence* (for clock-jump detection), which the
 store's ``StoredRecord`` does not carry, so this module reads them with its own
 SELECT against the ``records`` table (read-only; indexed by ``records_asset_t``,
-``records_src_t`` and the one index it adds, ``provenance_records_gw_t``).
+``records_src_t``, ``provenance_records_gw_t`` and two partial indexes over gap
+records that it adds).
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from .store_sqlite import SqliteLedger
 
 __all__ = ["LedgerProvenanceSource"]
 
-# Readings by gateway and time (the explorer's and /v1/provenance?gateway=): the
-# ledger indexes records by (gw, seq), (asset, t) and (src, t) only.
-_INDEXES = ("CREATE INDEX IF NOT EXISTS provenance_records_gw_t ON records(gw, t)",)
+# Gap records beside a lot's custody, by holder and by gateway. Partial indexes: they
+# hold only gap rows, so they cost ingest next to nothing, while a full (asset, t) or
+# (gw, t) range would walk every reading of the window to find the few gaps.
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS provenance_gaps_asset_t ON records(asset, t) WHERE type = 'gap'",
+    "CREATE INDEX IF NOT EXISTS provenance_gaps_gw_t ON records(gw, t) WHERE type = 'gap'",
+)
 
 _POINT_COLS = (
     "gw, seq, src, asset, t, q, val, unit,"
@@ -84,9 +89,20 @@ class LedgerProvenanceSource:
         self._trust = trust
         self._local = threading.local()
         if isinstance(store, SqliteLedger):
-            conn = self._conn()
+            self._add_indexes(store)
+
+    @staticmethod
+    def _add_indexes(store: SqliteLedger) -> None:
+        # The only write this module makes, on its own short-lived connection (the
+        # query connections are query_only). Idempotent; runs once per start.
+        conn = sqlite3.connect(store.path, uri=store.path.startswith("file:"), timeout=30.0)
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
             for stmt in _INDEXES:
                 conn.execute(stmt)
+            conn.commit()
+        finally:
+            conn.close()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -197,16 +213,14 @@ class LedgerProvenanceSource:
         self, assets: Sequence[str], gws: Sequence[str], t_from: int, t_to: int, limit: int
     ) -> list[Gap]:
         rows: dict[tuple[str, int], bytes] = {}
-        for asset in assets:
-            for r in self._store.records_by_asset(asset, t_from, t_to, type="gap", limit=limit):
-                rows[(r.gw, r.seq)] = r.json
-        for gw in gws:
-            for row in self._conn().execute(
-                "SELECT gw, seq, json FROM records WHERE gw = ? AND type = 'gap'"
-                " AND t >= ? AND t < ? ORDER BY t LIMIT ?",
-                (gw, t_from, t_to, limit),
-            ):
-                rows[(row[0], row[1])] = bytes(row[2])
+        for column, values in (("asset", assets), ("gw", gws)):
+            for value in values:
+                sql = (
+                    f"SELECT gw, seq, json FROM records WHERE type = 'gap' AND {column} = ?"  # noqa: S608
+                    " AND t >= ? AND t < ? ORDER BY t LIMIT ?"
+                )
+                for gw, seq, blob in self._conn().execute(sql, (value, t_from, t_to, limit)):
+                    rows[(gw, seq)] = bytes(blob)
         gaps = [g for g in (record_from_json(j) for j in rows.values()) if isinstance(g, Gap)]
         gaps.sort(key=lambda g: (g.t, g.gw, g.seq))
         return gaps[:limit]

@@ -44,7 +44,19 @@ def test_non_finite_numbers_are_refused() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [1e16, 1e-5, 1e21, 1e-7, 123456789012345.6, 0.0001, -0.0, 5.0, 2.0**53, 2.0**53 - 1, 1e15 + 0.5],
+    [
+        1e16,
+        1e-5,
+        1e21,
+        1e-7,
+        123456789012345.6,
+        0.0001,
+        -0.0,
+        5.0,
+        2.0**53,
+        2.0**53 - 1,
+        1e15 + 0.5,
+    ],
 )
 def test_float_edges_one_at_a_time(value: float) -> None:
     """Each edge alone, so a fast-path slip is not hidden by a sibling that falls back."""

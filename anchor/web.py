@@ -1,0 +1,1246 @@
+"""Provenance over HTTP: GS1 Digital Link pages, the provenance API, bundles and the explorer.
+
+Routes (``setup_web`` adds them to the app):
+
+- ``GET /01/{gtin}/10/{lot}``, ``/01/{gtin}/21/{serial}``, ``/00/{sscc}``: the consumer
+  page for people (``Accept: text/html``), the provenance answer as JSON for programs
+  (any other Accept, or ``?format=json``);
+- ``GET /v1/provenance``: by ``gtin``+``lot``, ``gtin``+``serial``, ``sscc``, ``gateway``
+  or ``sensor``, with ``from``/``to``, ``limit`` and ``cursor`` for raw readings;
+- ``GET /v1/provenance/bundle``: the same selectors; a downloadable ``coldtrail-bundle/1``;
+- ``GET /explorer``, ``/explorer/blocks/{height}``, ``/explorer/gateways/{id}``,
+  ``/explorer/orgs/{id}``: plain server-rendered HTML.
+
+Every value that reaches HTML goes through :func:`esc`; every page carries a
+Content-Security-Policy that allows scripts and styles from this origin only.
+Queries run in a worker thread because the ledger store is blocking SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import html
+import json
+import re
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from proofs.records import Scan
+
+from .provenance import (
+    ProvenanceAnswer,
+    ProvenanceConfig,
+    ProvenanceError,
+    Subject,
+    answer_for_readings,
+    answer_for_subject,
+    assemble_bundle,
+    chart_points,
+)
+from .provenance_store import (
+    BatchInfo,
+    BlockInfo,
+    GatewayInfo,
+    ProvenanceSource,
+    ReadingPoint,
+    ReadingQuery,
+    holder_of,
+)
+
+__all__ = [
+    "CALLER_RESOLVER",
+    "CONTENT_SECURITY_POLICY",
+    "PROVENANCE_CONFIG",
+    "PROVENANCE_PROBLEMS",
+    "PROVENANCE_SOURCE",
+    "Caller",
+    "esc",
+    "openapi_paths",
+    "setup_web",
+]
+
+STATIC_DIR = Path(__file__).parent / "static"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PROBLEM_BASE = "https://coldtrail.dev/problems/"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+_MAX_HEIGHT = 2**53 - 1
+STEP_LABELS = {
+    "packing": "Packed",
+    "loading": "Loaded",
+    "unloading": "Unloaded",
+    "receiving": "Received",
+    "shipping": "Shipped",
+    "storing": "Stored",
+    "inspecting": "Inspected",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks: the public (no org), or an organisation's token in a role."""
+
+    org: str | None = None
+    role: str | None = None
+
+    def may_see_raw(self, gateway: GatewayInfo | None) -> bool:
+        if self.role == "auditor":
+            return True
+        return self.org is not None and gateway is not None and gateway.org == self.org
+
+
+CallerResolver = Callable[[web.Request], Awaitable[Caller]]
+
+
+async def _public_only(request: web.Request) -> Caller:
+    if request.headers.get("Authorization"):
+        raise ProvenanceError(
+            "this anchor has no token store configured", code="unauthenticated", status=401
+        )
+    return Caller()
+
+
+PROVENANCE_SOURCE = web.AppKey("provenance_source", ProvenanceSource)
+PROVENANCE_CONFIG = web.AppKey("provenance_config", ProvenanceConfig)
+CALLER_RESOLVER: web.AppKey[CallerResolver] = web.AppKey("provenance_caller")
+
+
+# --- HTML helpers -------------------------------------------------------------------
+
+
+def esc(value: object) -> str:
+    """Escape anything for HTML text and double-quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt_time(ms: int | None) -> str:
+    if ms is None:
+        return "now"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso_time(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    """Shortest faithful text of a reading value (the browser compares numbers, not text)."""
+    if x is None:
+        return "–"
+    if float(x).is_integer():
+        return str(int(x))
+    return repr(round(float(x), digits))
+
+
+def fmt_duration(ms: int) -> str:
+    minutes = round(ms / 60_000)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def unit_label(unit: str) -> str:
+    return {"CEL": "°C", "P1": "%", "FAH": "°F"}.get(unit, unit)
+
+
+def _page(title: str, body: str, *, scripts: Sequence[str] = ()) -> str:
+    script_tags = "".join(f'<script type="module" src="{esc(src)}"></script>' for src in scripts)
+    return (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title>"
+        '<link rel="stylesheet" href="/static/coldtrail.css">'
+        f"{script_tags}</head><body>"
+        '<header class="top"><a href="/explorer" class="brand">coldtrail</a></header>'
+        f"<main>{body}</main></body></html>\n"
+    )
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=text,
+        status=status,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Vary": "Accept",
+        },
+    )
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(),
+        status=status,
+        content_type="application/json",
+        headers={"Vary": "Accept", **(headers or {})},
+    )
+
+
+def problem(status: int, code: str, title: str, detail: str, path: str) -> web.Response:
+    body = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": path,
+    }
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        content_type="application/problem+json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+_TITLES = {
+    400: "Bad parameter",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+}
+# The stable problem codes these routes add to anchor.errors.PROBLEM_TITLES' own
+# (code -> (HTTP status, title)); /openapi.json should list them too.
+PROVENANCE_PROBLEMS: dict[str, tuple[int, str]] = {
+    "bad-gtin": (400, "Bad GTIN"),
+    "bad-lot": (400, "Bad lot"),
+    "bad-serial": (400, "Bad serial"),
+    "bad-sscc": (400, "Bad SSCC"),
+    "path-traversal": (400, "Path traversal"),
+    "bad-cursor": (400, "Bad cursor"),
+    "bad-parameter": (400, "Bad parameter"),
+    "bad-digital-link": (404, "Not a Digital Link"),
+    "not-found": (404, "Not found"),
+    "no-proof-yet": (404, "No proof yet"),
+    "unauthenticated": (401, "Unauthenticated"),
+    "forbidden": (403, "Forbidden"),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _problems(handler: Handler) -> Handler:
+    """Turn :class:`ProvenanceError` into an RFC 9457 response for this module's handlers."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ProvenanceError as e:
+            status, title = PROVENANCE_PROBLEMS.get(e.code, (e.status, "Refused"))
+            return problem(status, e.code, title, e.message, request.path)
+
+    return wrapped
+
+
+def wants_html(request: web.Request) -> bool:
+    fmt = request.query.get("format")
+    if fmt == "json":
+        return False
+    if fmt == "html":
+        return True
+    if fmt is not None:
+        raise ProvenanceError("format is json or html", code="bad-parameter")
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept or "application/xhtml+xml" in accept
+
+
+# --- parameters -----------------------------------------------------------------------
+
+
+def _time_param(text: str, name: str) -> int:
+    """Milliseconds since the epoch, or an ISO 8601 time with a zone."""
+    if text.isascii() and text.isdigit() and len(text) <= 16:
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ProvenanceError(
+            f"'{name}' is milliseconds since 1970 or an ISO 8601 time", code="bad-parameter"
+        ) from e
+    if parsed.tzinfo is None:
+        raise ProvenanceError(f"'{name}' needs a time zone (e.g. Z)", code="bad-parameter")
+    return int(parsed.timestamp() * 1000)
+
+
+def _int_param(text: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 16):
+        raise ProvenanceError(f"'{name}' is a whole number", code="bad-parameter")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ProvenanceError(f"'{name}' must be between {lo} and {hi}", code="bad-parameter")
+    return value
+
+
+def _id_param(text: str, name: str) -> str:
+    if not _ID.fullmatch(text) or ".." in text.split("/"):
+        raise ProvenanceError(
+            f"'{name}' is 1-128 characters of letters, digits and ._:/@-", code="bad-parameter"
+        )
+    return text
+
+
+_SELECTORS = {"gtin", "lot", "serial", "sscc", "gateway", "sensor"}
+_PARAMS = _SELECTORS | {"from", "to", "limit", "cursor", "format"}
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    subject: Subject | None
+    readings: ReadingQuery | None
+
+
+def parse_selector(query: Any) -> Selector:
+    unknown = set(query) - _PARAMS
+    if unknown:
+        raise ProvenanceError(
+            f"unknown parameter(s): {', '.join(sorted(unknown))}", code="bad-parameter"
+        )
+    for name in _PARAMS:
+        if len(query.getall(name, [])) > 1:
+            raise ProvenanceError(f"'{name}' is given more than once", code="bad-parameter")
+    given = {k for k in _SELECTORS if k in query}
+    t_from = _time_param(query["from"], "from") if "from" in query else 0
+    t_to = _time_param(query["to"], "to") if "to" in query else 2**53 - 1
+    if t_to <= t_from:
+        raise ProvenanceError("'to' must be after 'from'", code="bad-parameter")
+    if given == {"gtin", "lot"}:
+        return Selector(Subject.for_lot(query["gtin"], query["lot"]), None)
+    if given == {"gtin", "serial"}:
+        return Selector(Subject.for_serial(query["gtin"], query["serial"]), None)
+    if given == {"sscc"}:
+        return Selector(Subject.for_sscc(query["sscc"]), None)
+    if given == {"gateway"}:
+        gw = _id_param(query["gateway"], "gateway")
+        return Selector(None, ReadingQuery(gw=gw, t_from=t_from, t_to=t_to))
+    if given == {"sensor"}:
+        src = _id_param(query["sensor"], "sensor")
+        return Selector(None, ReadingQuery(src=src, t_from=t_from, t_to=t_to))
+    if given == {"gateway", "sensor"}:
+        gw = _id_param(query["gateway"], "gateway")
+        src = _id_param(query["sensor"], "sensor")
+        return Selector(None, ReadingQuery(gw=gw, src=src, t_from=t_from, t_to=t_to))
+    raise ProvenanceError(
+        "give gtin+lot, gtin+serial, sscc, gateway or sensor (with optional from/to)",
+        code="bad-parameter",
+    )
+
+
+def link_path(subject: Subject) -> str:
+    """The Digital Link path with each value percent-encoded (a lot may contain '/')."""
+
+    def q(value: str | None) -> str:
+        return urllib.parse.quote(value or "", safe="")
+
+    if subject.kind == "lot":
+        return f"/01/{q(subject.gtin)}/10/{q(subject.lot)}"
+    if subject.kind == "serial":
+        return f"/01/{q(subject.gtin)}/21/{q(subject.serial)}"
+    return f"/00/{q(subject.sscc)}"
+
+
+def _encode_cursor(p: ReadingPoint) -> str:
+    raw = json.dumps([p.t, p.gw, p.seq], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, str, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        t, gw, seq = json.loads(raw)
+    except (ValueError, binascii.Error, TypeError) as e:
+        raise ProvenanceError(
+            "'cursor' is not a cursor this API returned", code="bad-cursor"
+        ) from e
+    if not (isinstance(t, int) and isinstance(gw, str) and isinstance(seq, int)):
+        raise ProvenanceError("'cursor' is not a cursor this API returned", code="bad-cursor")
+    return t, gw, seq
+
+
+def _point_json(p: ReadingPoint) -> dict[str, Any]:
+    return {
+        "gw": p.gw,
+        "seq": p.seq,
+        "src": p.src,
+        "asset": p.asset,
+        "t": p.t,
+        "q": p.q,
+        "val": p.val,
+        "unit": p.unit,
+    }
+
+
+# --- the web service ---------------------------------------------------------------------
+
+
+class _Web:
+    # The consumer page and its bundle ask for the same answer within a second;
+    # answers are reused while no new checkpoint was signed, for a few seconds at most.
+    ANSWER_TTL_S = 10.0
+    ANSWER_CACHE_SIZE = 64
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._answers: OrderedDict[tuple[Subject, int], tuple[float, ProvenanceAnswer]] = (
+            OrderedDict()
+        )
+
+    @property
+    def source(self) -> ProvenanceSource:
+        return self.app[PROVENANCE_SOURCE]
+
+    @property
+    def config(self) -> ProvenanceConfig:
+        return self.app[PROVENANCE_CONFIG]
+
+    async def caller(self, request: web.Request) -> Caller:
+        resolve: CallerResolver = self.app[CALLER_RESOLVER]
+        return await resolve(request)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    # -- Digital Link
+    async def lot_link(self, request: web.Request) -> web.StreamResponse:
+        subject = Subject.for_lot(request.match_info["gtin"], request.match_info["lot"])
+        return await self._digital_link(request, subject)
+
+    async def serial_link(self, request: web.Request) -> web.StreamResponse:
+        subject = Subject.for_serial(request.match_info["gtin"], request.match_info["serial"])
+        return await self._digital_link(request, subject)
+
+    async def sscc_link(self, request: web.Request) -> web.StreamResponse:
+        return await self._digital_link(request, Subject.for_sscc(request.match_info["sscc"]))
+
+    async def bad_link(self, request: web.Request) -> web.StreamResponse:
+        raise ProvenanceError(
+            "a GS1 Digital Link here is /01/{gtin}/10/{lot}, /01/{gtin}/21/{serial} or /00/{sscc}",
+            code="bad-digital-link",
+            status=404,
+        )
+
+    async def _digital_link(self, request: web.Request, subject: Subject) -> web.StreamResponse:
+        unknown = set(request.query) - {"format", "limit", "cursor"}
+        if unknown:
+            raise ProvenanceError(
+                f"unknown parameter(s): {', '.join(sorted(unknown))}", code="bad-parameter"
+            )
+        as_html = wants_html(request)
+        caller = await self.caller(request)
+        try:
+            answer = await self._answer(subject)
+        except ProvenanceError as e:
+            if as_html and e.code == "not-found":  # a person scanned a code we know nothing of
+                return _html(render_unknown(subject), status=404)
+            raise
+        if as_html:
+            return _html(await self._run(render_consumer_page, self.source, self.config, answer))
+        return _json(await self._run(self._answer_json, answer, caller, request.query))
+
+    async def _answer(self, subject: Subject) -> ProvenanceAnswer:
+        latest = await self._run(self.source.latest_blocks, 1)
+        key = (subject, latest[0].tree_size if latest else -1)
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            answer = cached[1]
+        else:
+            now = int(time.time() * 1000)
+            answer = await self._run(answer_for_subject, self.source, subject, self.config, now)
+            self._answers[key] = (time.monotonic() + self.ANSWER_TTL_S, answer)
+            while len(self._answers) > self.ANSWER_CACHE_SIZE:
+                self._answers.popitem(last=False)
+        if not answer.intervals and not answer.loose_scans:
+            raise ProvenanceError(
+                f"no scan on this ledger names {subject.digital_link()}",
+                code="not-found",
+                status=404,
+            )
+        return answer
+
+    def _answer_json(self, answer: ProvenanceAnswer, caller: Caller, query: Any) -> dict[str, Any]:
+        doc = answer.to_json()
+        assert answer.subject is not None
+        params = urllib.parse.urlencode(answer.subject.query_params())
+        doc["links"] = {
+            "page": link_path(answer.subject),
+            "bundle": f"/v1/provenance/bundle?{params}",
+        }
+        limit = _int_param(
+            query.get("limit"), "limit", self.config.raw_page_default, 1, self.config.raw_page_max
+        )
+        gateways = {gw: self.source.gateway(gw) for gw in {p.gw for p in answer.all_points}}
+        visible = [p for p in answer.all_points if caller.may_see_raw(gateways.get(p.gw))]
+        offset = _int_param(query.get("cursor"), "cursor", 0, 0, len(visible))
+        doc["access"] = "raw" if visible else "aggregates"
+        if visible:
+            page = visible[offset : offset + limit]
+            doc["readings"] = {
+                "items": [_point_json(p) for p in page],
+                "total": len(visible),
+                "next": str(offset + limit) if offset + limit < len(visible) else None,
+            }
+        return doc
+
+    # -- API
+    async def provenance(self, request: web.Request) -> web.StreamResponse:
+        selector = parse_selector(request.query)
+        caller = await self.caller(request)
+        if selector.subject is not None:
+            if "from" in request.query or "to" in request.query:
+                raise ProvenanceError(
+                    "from/to apply to gateway and sensor queries", code="bad-parameter"
+                )
+            answer = await self._answer(selector.subject)
+            return _json(await self._run(self._answer_json, answer, caller, request.query))
+        assert selector.readings is not None
+        return _json(await self._run(self._readings_json, selector.readings, caller, request.query))
+
+    def _readings_json(self, rq: ReadingQuery, caller: Caller, query: Any) -> dict[str, Any]:
+        checked = self.config.default_range
+        stats, anomalies, truncated = answer_for_readings(self.source, rq, self.config, checked)
+        doc: dict[str, Any] = {
+            "query": {"gateway": rq.gw, "sensor": rq.src, "from": rq.t_from, "to": rq.t_to},
+            "range": checked.to_json(),
+            "stats": [s.to_json() for s in stats.values()],
+            "clock_anomalies": [a.to_json() for a in anomalies[: self.config.max_anomalies_listed]],
+            "clock_anomaly_count": len(anomalies),
+            "truncated": truncated,
+        }
+        gateway = self.source.gateway(rq.gw) if rq.gw else None
+        entitled = caller.role == "auditor" or (rq.gw is not None and caller.may_see_raw(gateway))
+        doc["access"] = "raw" if entitled else "aggregates"
+        if entitled:
+            limit = _int_param(
+                query.get("limit"),
+                "limit",
+                self.config.raw_page_default,
+                1,
+                self.config.raw_page_max,
+            )
+            after = _decode_cursor(query["cursor"]) if "cursor" in query else None
+            page_query = ReadingQuery(
+                gw=rq.gw, src=rq.src, t_from=rq.t_from, t_to=rq.t_to, after=after
+            )
+            page = self.source.readings(page_query, limit + 1)
+            if caller.role != "auditor":
+                page = [p for p in page if caller.may_see_raw(self.source.gateway(p.gw))]
+            doc["readings"] = {
+                "items": [_point_json(p) for p in page[:limit]],
+                "next": _encode_cursor(page[limit - 1]) if len(page) > limit else None,
+            }
+        return doc
+
+    async def bundle(self, request: web.Request) -> web.StreamResponse:
+        selector = parse_selector(request.query)
+        caller = await self.caller(request)
+        if selector.subject is not None:
+            answer = await self._answer(selector.subject)
+            keys = answer.proof_keys
+            subject_doc: dict[str, Any] = {
+                **selector.subject.query_params(),
+                "range": answer.checked.to_json(),
+                "verdict": answer.verdict.status,
+            }
+            name = "-".join(selector.subject.query_params().values())
+        else:
+            assert selector.readings is not None
+            rq = selector.readings
+            # A window's bundle proves raw readings: only for those who may see them.
+            gateway = await self._run(self.source.gateway, rq.gw) if rq.gw else None
+            if not (caller.role == "auditor" or (gateway and caller.may_see_raw(gateway))):
+                raise ProvenanceError(
+                    "bundles of a gateway's readings are for its organisation and auditors;"
+                    " the public gets bundles by lot, serial or SSCC",
+                    code="forbidden",
+                    status=403,
+                )
+            # The first readings of the window: page through it with from/to.
+            points = await self._run(
+                self.source.readings, rq, self.config.proof_sample_per_interval * 4
+            )
+            keys = sorted({(p.gw, p.seq) for p in points})
+            subject_doc = {"gateway": selector.readings.gw, "sensor": selector.readings.src}
+            name = selector.readings.gw or selector.readings.src or "readings"
+        result = await self._run(assemble_bundle, self.source, keys, subject_doc)
+        if result.bundle is None:
+            raise ProvenanceError(
+                "none of these records is in a signed checkpoint yet; try again shortly",
+                code="no-proof-yet",
+                status=404,
+            )
+        filename = "coldtrail-bundle-" + re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + ".json"
+        return _json(
+            result.bundle,
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+                "X-Coldtrail-Unproven": str(result.unproven),
+            },
+        )
+
+    # -- explorer
+    async def explorer(self, request: web.Request) -> web.StreamResponse:
+        before = request.query.get("before")
+        before_height = _int_param(before, "before", 0, 0, _MAX_HEIGHT) if before else None
+        blocks = await self._run(self.source.latest_blocks, 21, before_height)
+        return _html(render_blocks(blocks[:20], more=len(blocks) > 20))
+
+    async def explorer_block(self, request: web.Request) -> web.StreamResponse:
+        height = _int_param(request.match_info["height"], "height", 0, 0, _MAX_HEIGHT)
+        offset = _int_param(request.query.get("offset"), "offset", 0, 0, _MAX_HEIGHT)
+        block = await self._run(self.source.block, height)
+        if block is None:
+            raise ProvenanceError(f"no block at height {height}", code="not-found", status=404)
+        first = block.tree_size - block.entries
+        start = first + offset
+        end = min(block.tree_size, start + 100)
+        leaves = await self._run(self.source.leaves, start, end)
+        return _html(render_block(block, leaves, offset, more=end < block.tree_size))
+
+    async def explorer_gateway(self, request: web.Request) -> web.StreamResponse:
+        gw = _id_param(request.match_info["gw"], "gateway")
+        offset = _int_param(request.query.get("offset"), "offset", 0, 0, _MAX_HEIGHT)
+        gateway = await self._run(self.source.gateway, gw)
+        if gateway is None:
+            raise ProvenanceError(f"no gateway {gw!r}", code="not-found", status=404)
+        batches = await self._run(self.source.gateway_batches, gw, offset, 51)
+        return _html(render_gateway(gateway, batches[:50], offset, more=len(batches) > 50))
+
+    async def explorer_org(self, request: web.Request) -> web.StreamResponse:
+        org_id = _id_param(request.match_info["org"], "organisation")
+        org = await self._run(self.source.org, org_id)
+        if org is None:
+            raise ProvenanceError(f"no organisation {org_id!r}", code="not-found", status=404)
+        gateways = await self._run(self.source.org_gateways, org_id, 0, 500)
+        return _html(render_org(org.id, org.name, gateways))
+
+
+async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
+    """Adapt the app factory's ledger store, signer and token auth once they are open.
+
+    Runs after the factory's own cleanup contexts (``setup_web`` is called after
+    they are registered); imported here because ``anchor.app`` imports this module.
+    """
+    from .app import SIGNER, STORE
+    from .auth import authenticate
+    from .provenance_sqlite import LedgerProvenanceSource
+    from .provenance_store import LogTrust
+
+    store = app[STORE]
+    signer = app[SIGNER]
+    trust = LogTrust(signer.log_vkey, tuple(signer.member_vkeys), signer.policy.threshold)
+    source = await asyncio.to_thread(LedgerProvenanceSource, store, trust)
+    app[PROVENANCE_SOURCE] = source
+
+    async def token_caller(request: web.Request) -> Caller:
+        header = request.headers.get("Authorization")
+        if not header:
+            return Caller()
+        # An invalid token is refused (AnchorError -> 401 problem), never downgraded to public.
+        principal = await asyncio.to_thread(authenticate, store, header, int(time.time() * 1000))
+        return Caller(principal.org_id, principal.role)
+
+    app[CALLER_RESOLVER] = token_caller
+    yield
+    await asyncio.to_thread(source.close)
+
+
+def _extend_openapi(app: web.Application) -> None:
+    """Add these routes and problem codes to the document the app serves at /openapi.json."""
+    from .app import OPENAPI  # anchor.app imports this module: import at call time
+
+    doc = app.get(OPENAPI)
+    if doc is None:
+        return
+    doc["paths"].update(openapi_paths())
+    code = doc["components"]["schemas"]["Problem"]["properties"]["code"]
+    code["enum"] = sorted(set(code["enum"]) | set(PROVENANCE_PROBLEMS))
+
+
+def setup_web(
+    app: web.Application,
+    source: ProvenanceSource | None = None,
+    config: ProvenanceConfig | None = None,
+    caller: CallerResolver | None = None,
+) -> None:
+    """Register the provenance routes, the explorer and the static files on ``app``.
+
+    Tests pass a ``source`` (e.g. the in-memory twin) and a ``caller`` resolver.
+    The app factory passes neither: the ledger store and token auth it opens at
+    start-up are then adapted by a cleanup context added here.
+    """
+    app[PROVENANCE_CONFIG] = config or app.get(PROVENANCE_CONFIG) or ProvenanceConfig()
+    _extend_openapi(app)
+    if source is not None:
+        app[PROVENANCE_SOURCE] = source
+        app[CALLER_RESOLVER] = caller or _public_only
+    else:
+        app.cleanup_ctx.append(_bind_ledger)
+    w = _Web(app)
+    wrap = _problems
+    app.router.add_routes(
+        [
+            web.get("/01/{gtin}/10/{lot}", wrap(w.lot_link)),
+            web.get("/01/{gtin}/21/{serial}", wrap(w.serial_link)),
+            web.get("/00/{sscc}", wrap(w.sscc_link)),
+            web.get("/01/{tail:.*}", wrap(w.bad_link)),
+            web.get("/00/{tail:.*}", wrap(w.bad_link)),
+            web.get("/v1/provenance", wrap(w.provenance)),
+            web.get("/v1/provenance/bundle", wrap(w.bundle)),
+            web.get("/explorer", wrap(w.explorer)),
+            web.get("/explorer/blocks/{height}", wrap(w.explorer_block)),
+            web.get("/explorer/gateways/{gw:.+}", wrap(w.explorer_gateway)),
+            web.get("/explorer/orgs/{org:.+}", wrap(w.explorer_org)),
+            web.static("/static", STATIC_DIR, follow_symlinks=False),
+        ]
+    )
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def render_consumer_page(
+    source: ProvenanceSource, config: ProvenanceConfig, answer: ProvenanceAnswer
+) -> str:
+    """The page behind the QR code. Values the browser re-checks carry ``data-claim``."""
+    subject = answer.subject
+    assert subject is not None
+    checked = answer.checked
+    params = urllib.parse.urlencode(subject.query_params())
+    bundle_url = f"/v1/provenance/bundle?{params}"
+    trust = source.log_trust()
+    overall = answer.overall.get(checked.q)
+    unit = unit_label(checked.unit)
+
+    ident = []
+    if subject.gtin:
+        ident.append(f'<dt>GTIN</dt><dd data-claim="gtin">{esc(subject.gtin)}</dd>')
+    if subject.lot:
+        ident.append(f'<dt>Lot</dt><dd data-claim="lot">{esc(subject.lot)}</dd>')
+    if subject.serial:
+        ident.append(f'<dt>Serial</dt><dd data-claim="serial">{esc(subject.serial)}</dd>')
+    if subject.sscc:
+        ident.append(f'<dt>SSCC</dt><dd data-claim="sscc">{esc(subject.sscc)}</dd>')
+    title = {"lot": "Lot", "serial": "Item", "sscc": "Shipment"}[subject.kind]
+
+    verdict = answer.verdict
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
+    low = "" if checked.low is None else esc(checked.low)
+    high = "" if checked.high is None else esc(checked.high)
+
+    stats_html = ""
+    if overall is not None and overall.count:
+        stats_html = (
+            '<dl class="stats">'
+            f'<div><dt>Lowest</dt><dd><span data-claim="min" data-q="{esc(checked.q)}">'
+            f"{esc(fmt_num(overall.min.val if overall.min else None))}</span>"
+            f" {esc(unit)}</dd></div>"
+            f'<div><dt>Highest</dt><dd><span data-claim="max" data-q="{esc(checked.q)}">'
+            f"{esc(fmt_num(overall.max.val if overall.max else None))}</span>"
+            f" {esc(unit)}</dd></div>"
+            f"<div><dt>Average</dt><dd>{esc(fmt_num(overall.mean))} {esc(unit)}</dd></div>"
+            f"<div><dt>Readings</dt><dd>{esc(overall.count)}</dd></div>"
+            f"<div><dt>Time out of range</dt><dd>"
+            f"{esc(fmt_duration(overall.above_ms + overall.below_ms))}</dd></div>"
+            "</dl>"
+        )
+
+    timeline = []
+    for ia in answer.intervals:
+        c = ia.custody
+        scans = [c.opened_by, *c.events]
+        steps = "".join(_step_html(s) for s in scans)
+        q_stats = ia.analysis.stats.get(checked.q)
+        summary = (
+            f"{esc(fmt_num(q_stats.min.val if q_stats.min else None))}–"
+            f"{esc(fmt_num(q_stats.max.val if q_stats.max else None))} {esc(unit)}, "
+            f"{esc(q_stats.count)} readings"
+            if q_stats
+            else "no readings"
+        )
+        excursions = len(ia.analysis.excursions)
+        flag = f' <span class="bad">{excursions} excursion(s)</span>' if excursions else ""
+        timeline.append(
+            '<li class="interval">'
+            f'<h3><span class="holder-name">{esc(c.holder)}</span></h3>'
+            f'<p class="when">{esc(fmt_time(c.start))} → {esc(fmt_time(c.end))}</p>'
+            f'<ol class="steps">{steps}</ol>'
+            f'<p class="interval-stats">{summary}{flag}</p></li>'
+        )
+        if (
+            c.closed_by is not None
+            and c.closed_by.step in ("unloading", "shipping")
+            and (
+                c.closed_by.gw,
+                c.closed_by.seq,
+            )
+            not in {(x.custody.opened_by.gw, x.custody.opened_by.seq) for x in answer.intervals}
+        ):
+            timeline.append(
+                '<li class="interval transit"><ol class="steps">'
+                f"{_step_html(c.closed_by)}</ol></li>"
+            )
+    for s in answer.loose_scans:
+        timeline.append(f'<li class="interval loose"><ol class="steps">{_step_html(s)}</ol></li>')
+
+    holes = []
+    for g in answer.gaps:
+        holes.append(
+            f"<li>{esc(fmt_time(g.t))}: gateway <code>{esc(g.gw)}</code> reported "
+            f"<strong>{esc(g.reason)}</strong>"
+            + (f" ({esc(g.detail)})" if g.detail else "")
+            + "</li>"
+        )
+    for ia in answer.intervals:
+        for sp in ia.analysis.silent:
+            holes.append(
+                f"<li>No readings at {esc(sp.asset)} from {esc(fmt_time(sp.start))} "
+                f"to {esc(fmt_time(sp.end))}</li>"
+            )
+    for a in answer.anomalies:
+        holes.append(
+            f"<li>Clock: <code>{esc(a.gw)}</code> record {esc(a.seq)}: {esc(a.detail)}</li>"
+        )
+    if answer.anomaly_count > len(answer.anomalies):
+        holes.append(f"<li>… and {esc(answer.anomaly_count - len(answer.anomalies))} more</li>")
+    holes_html = (
+        '<section class="holes"><h2>Gaps and clock warnings</h2>'
+        f"<ul>{''.join(holes)}</ul></section>"
+        if holes
+        else ""
+    )
+
+    chart = render_chart(answer, config)
+    body = (
+        f'<section class="product"><p class="kicker">{esc(title)} provenance</p>'
+        f"<h1>{esc(_product_name(subject))}</h1>"
+        f'<dl class="ident">{"".join(ident)}</dl></section>'
+        f'<section id="verify" class="mark mark-pending" data-bundle="{esc(bundle_url)}"'
+        f' data-log-vkey="{esc(trust.log_vkey)}">'
+        '<p class="mark-title" id="verify-title">Checking the proofs…</p>'
+        '<p class="mark-detail" id="verify-detail">Your browser is checking the signatures'
+        " and Merkle proofs behind this page.</p>"
+        '<noscript><p class="mark-detail">Turn on JavaScript to check the proofs here, or'
+        " download the bundle and run <code>coldtrail-verify</code>.</p></noscript></section>"
+        f'<section class="verdict verdict-{esc(verdict.status)}">'
+        f'<h2 data-claim="verdict" data-status="{esc(verdict.status)}" data-q="{esc(checked.q)}"'
+        f' data-low="{low}" data-high="{high}">{esc(verdict.label())}</h2>'
+        f"<p>Allowed range: {esc(checked.describe())}</p><ul>{reasons}</ul>{stats_html}</section>"
+        f'<section class="chart"><h2>Temperature on the way</h2>{chart}</section>'
+        f'<section class="timeline"><h2>Who held it</h2><ol id="timeline">'
+        f"{''.join(timeline)}</ol></section>"
+        f"{holes_html}"
+        '<section class="proof"><h2>Check it yourself</h2>'
+        f'<p><a href="{esc(bundle_url)}" download>Download the proof bundle</a> and run'
+        " <code>coldtrail-verify bundle.json</code>: it needs no network.</p>"
+        f"<p>Values marked ✓ were re-checked by your browser against signed records; the"
+        f" average, the reading count and the chart are computed by the anchor from"
+        f" {esc(sum(s.count for s in answer.overall.values()))} readings.</p></section>"
+    )
+    return _page(
+        f"{title} {subject.lot or subject.serial or subject.sscc}",
+        body,
+        scripts=["/static/verify.js"],
+    )
+
+
+def render_unknown(subject: Subject) -> str:
+    ident = " ".join(f"{k.upper()} {v}" for k, v in subject.query_params().items())
+    body = (
+        '<section class="product"><p class="kicker">Provenance</p>'
+        f"<h1>No records yet</h1><p>This ledger holds no scan of {esc(ident)}.</p>"
+        "<p>If the code is new, its records may not have been uploaded yet.</p></section>"
+    )
+    return _page("No records", body)
+
+
+def _product_name(subject: Subject) -> str:
+    if subject.gtin:
+        return f"Product {subject.gtin}"
+    return f"Shipment {subject.sscc}"
+
+
+def _step_html(s: Scan) -> str:
+    label = STEP_LABELS.get(s.step, s.step)
+    return (
+        f'<li class="step" data-claim="custody" data-gw="{esc(s.gw)}" data-seq="{esc(s.seq)}">'
+        f'<time datetime="{esc(iso_time(s.t))}">{esc(fmt_time(s.t))}</time> '
+        f'<span class="step-name">{esc(label)}</span> at '
+        f'<span class="holder">{esc(holder_of(s))}</span></li>'
+    )
+
+
+def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
+    """An SVG line chart: the allowed band, each holder's readings, excursions in red."""
+    checked = answer.checked
+    points = chart_points(answer.all_points, checked.q, config.chart_max_points)
+    if not points:
+        return '<p class="empty">No readings to chart.</p>'
+    w, h, left, right, top, bottom = 640, 260, 44, 12, 12, 36
+    t0 = min(ia.custody.start for ia in answer.intervals)
+    # An open interval ends "now", which can be days after the last reading: end the
+    # axis at the last reading or the last hand-over, whichever is later.
+    closed_ends = [ia.custody.end for ia in answer.intervals if ia.custody.end is not None]
+    t1 = max([*closed_ends, max(p.t for p in points)])
+    t1 = max(t1, t0 + 1)
+    values = [p.val for p in points]
+    lo = min([*values, *(v for v in (checked.low, checked.high) if v is not None)])
+    hi = max([*values, *(v for v in (checked.low, checked.high) if v is not None)])
+    pad = max(1.0, (hi - lo) * 0.1)
+    lo, hi = lo - pad, hi + pad
+
+    def x(t: int) -> float:
+        return left + (t - t0) / (t1 - t0) * (w - left - right)
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * (h - top - bottom)
+
+    parts = [
+        f'<svg id="chart" class="chart-svg" viewBox="0 0 {w} {h}" role="img"'
+        f' aria-label="{esc(checked.q)} over time with the allowed range">'
+    ]
+    band_top = y(checked.high) if checked.high is not None else top
+    band_bottom = y(checked.low) if checked.low is not None else h - bottom
+    parts.append(
+        f'<rect class="band" x="{left}" y="{band_top:.1f}" width="{w - left - right}"'
+        f' height="{max(0.0, band_bottom - band_top):.1f}" fill="#d8f3dc"/>'
+    )
+    for e in answer.excursions():
+        parts.append(
+            f'<rect class="excursion" x="{x(e.start):.1f}" y="{top}"'
+            f' width="{max(2.0, x(e.end) - x(e.start)):.1f}" height="{h - top - bottom}"'
+            ' fill="#ffccd5"/>'
+        )
+    for ia in answer.intervals[1:]:
+        xi = x(ia.custody.start)
+        parts.append(
+            f'<line x1="{xi:.1f}" x2="{xi:.1f}" y1="{top}" y2="{h - bottom}" stroke="#888"'
+            ' stroke-dasharray="4 3"/>'
+        )
+    for ia in answer.intervals:
+        parts.append(
+            f'<text x="{x(ia.custody.start) + 3:.1f}" y="{top + 11}" font-size="11"'
+            f' fill="#555">{esc(ia.custody.holder)}</text>'
+        )
+    by_series: dict[tuple[str, str], list[ReadingPoint]] = {}
+    for p in points:
+        by_series.setdefault((p.gw, p.src), []).append(p)
+    for series in by_series.values():
+        coords = " ".join(f"{x(p.t):.1f},{y(p.val):.1f}" for p in series)
+        parts.append(
+            f'<polyline class="line" points="{coords}" fill="none" stroke="#1d3557"'
+            ' stroke-width="1.5"/>'
+        )
+    for p in points:
+        if not checked.contains(p.val):
+            parts.append(
+                f'<circle class="out" cx="{x(p.t):.1f}" cy="{y(p.val):.1f}" r="2.5"'
+                ' fill="#d00000"/>'
+            )
+    for v in _ticks(lo, hi):
+        parts.append(
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end"'
+            f' fill="#333">{esc(fmt_num(v, 1))}</text>'
+            f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
+        )
+    parts.append(
+        f'<text x="{left}" y="{h - 10}" font-size="11" fill="#333">{esc(fmt_time(t0))}</text>'
+        f'<text x="{w - right}" y="{h - 10}" font-size="11" text-anchor="end" fill="#333">'
+        f"{esc(fmt_time(t1))}</text>"
+        f'<text x="4" y="{top + 4}" font-size="11" fill="#333">'
+        f"{esc(unit_label(checked.unit))}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    span = hi - lo
+    step = next((s for s in (1, 2, 5, 10, 20, 50) if span / s <= 6), 100)
+    first = int(lo // step + 1) * step
+    return [float(v) for v in range(first, int(hi) + 1, step)]
+
+
+def _table(headers: Iterable[str], rows: Iterable[str]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _q(**params: object) -> str:
+    return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+
+
+def render_blocks(blocks: Sequence[BlockInfo], *, more: bool) -> str:
+    rows = [
+        f'<tr><td><a href="/explorer/blocks/{esc(b.height)}">{esc(b.height)}</a></td>'
+        f'<td><code title="{esc(b.hash_hex)}">{esc(b.hash_hex[:16])}…</code></td>'
+        f"<td>{esc(fmt_time(b.time))}</td><td>{esc(b.entries)}</td><td>{esc(b.tree_size)}</td></tr>"
+        for b in blocks
+    ]
+    nav = (
+        f'<p><a href="/explorer{esc(_q(before=blocks[-1].height))}">Older blocks</a></p>'
+        if more and blocks
+        else ""
+    )
+    body = (
+        "<h1>Latest blocks</h1><p>Each block is a signed checkpoint of the append-only log."
+        "</p>"
+        + (
+            _table(["Height", "Hash", "Time", "Entries", "Log size"], rows)
+            if rows
+            else "<p>No checkpoints yet.</p>"
+        )
+        + nav
+    )
+    return _page("coldtrail explorer", body)
+
+
+def _batch_row(b: BatchInfo, with_gateway: bool) -> str:
+    gw = (
+        f'<td><a href="/explorer/gateways/{esc(urllib.parse.quote(b.gw, safe=""))}">'
+        f"{esc(b.gw)}</a></td>"
+        if with_gateway
+        else ""
+    )
+    return (
+        f"<tr><td>{esc(b.leaf_index)}</td>{gw}<td>{esc(b.batch_seq)}</td>"
+        f"<td>{esc(b.count)}{' (evicted)' if b.records_evicted else ''}</td>"
+        f"<td>{esc(fmt_time(b.closed))}</td><td>{esc(fmt_time(b.accepted_at))}</td></tr>"
+    )
+
+
+def render_block(block: BlockInfo, leaves: Sequence[BatchInfo], offset: int, *, more: bool) -> str:
+    rows = [_batch_row(b, True) for b in leaves]
+    nav = (
+        f'<p><a href="/explorer/blocks/{esc(block.height)}{esc(_q(offset=offset + 100))}">'
+        "More entries</a></p>"
+        if more
+        else ""
+    )
+    body = (
+        f"<h1>Block {esc(block.height)}</h1>"
+        f'<dl class="facts"><dt>Hash</dt><dd><code>{esc(block.hash_hex)}</code></dd>'
+        f"<dt>Time</dt><dd>{esc(fmt_time(block.time))}</dd>"
+        f"<dt>Entries</dt><dd>{esc(block.entries)}</dd>"
+        f"<dt>Log size</dt><dd>{esc(block.tree_size)}</dd></dl>"
+        f'<h2>Signed checkpoint</h2><pre class="note">{esc(block.note)}</pre>'
+        "<h2>Entries (batch manifests)</h2>"
+        + (
+            _table(["Leaf", "Gateway", "Batch", "Records", "Closed", "Accepted"], rows)
+            if rows
+            else "<p>No new entries in this block.</p>"
+        )
+        + nav
+        + '<p><a href="/explorer">All blocks</a></p>'
+    )
+    return _page(f"Block {block.height}", body)
+
+
+def render_gateway(
+    gateway: GatewayInfo, batches: Sequence[BatchInfo], offset: int, *, more: bool
+) -> str:
+    rows = [_batch_row(b, False) for b in batches]
+    revoked = (
+        f'<dt>Revoked</dt><dd class="bad">{esc(fmt_time(gateway.revoked_at))}</dd>'
+        if gateway.revoked_at is not None
+        else ""
+    )
+    nav = f'<p><a href="{esc(_q(offset=offset + 50))}">Older batches</a></p>' if more else ""
+    body = (
+        f'<h1>Gateway {esc(gateway.id)}</h1><dl class="facts">'
+        f'<dt>Organisation</dt><dd><a href="/explorer/orgs/'
+        f'{esc(urllib.parse.quote(gateway.org, safe=""))}">{esc(gateway.org)}</a></dd>'
+        f"<dt>Asset</dt><dd>{esc(gateway.asset or '–')}</dd>"
+        f"<dt>Public key</dt><dd><code>{esc(gateway.public_key)}</code></dd>{revoked}</dl>"
+        "<h2>Batches</h2>"
+        + (
+            _table(["Leaf", "Batch", "Records", "Closed", "Accepted"], rows)
+            if rows
+            else "<p>No batches yet.</p>"
+        )
+        + nav
+    )
+    return _page(f"Gateway {gateway.id}", body)
+
+
+def render_org(org_id: str, name: str, gateways: Sequence[GatewayInfo]) -> str:
+    rows = [
+        f'<tr><td><a href="/explorer/gateways/{esc(urllib.parse.quote(g.id, safe=""))}">'
+        f"{esc(g.id)}</a></td><td>{esc(g.asset or '–')}</td>"
+        f"<td>{'revoked ' + esc(fmt_time(g.revoked_at)) if g.revoked_at else 'active'}</td></tr>"
+        for g in gateways
+    ]
+    body = (
+        f"<h1>{esc(name)}</h1><p>Organisation <code>{esc(org_id)}</code></p><h2>Gateways</h2>"
+        + (_table(["Gateway", "Asset", "Status"], rows) if rows else "<p>No gateways.</p>")
+    )
+    return _page(f"Organisation {name}", body)
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI 3.1 path items of these routes, for ``anchor.openapi`` to merge into
+    ``/openapi.json`` (refers to its ``#/components/schemas/Problem``)."""
+    problem_ref = {
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }
+    }
+
+    def problems(*statuses: int) -> dict[str, Any]:
+        return {str(s): {"description": _TITLES.get(s, "Refused"), **problem_ref} for s in statuses}
+
+    def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema,
+        }
+
+    def path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": schema}
+
+    text = {"type": "string", "maxLength": 64}
+    selectors = [
+        query(
+            "gtin",
+            "GTIN-8/12/13/14 with check digit",
+            {"type": "string", "pattern": "^[0-9]{8,14}$"},
+        ),
+        query("lot", "lot, GS1 CSET 82, 1-20 characters", text),
+        query("serial", "serial, GS1 CSET 82, 1-20 characters", text),
+        query(
+            "sscc", "SSCC, 18 digits with check digit", {"type": "string", "pattern": "^[0-9]{18}$"}
+        ),
+        query("gateway", "gateway id", text),
+        query("sensor", "sensor (src) id", text),
+        query("from", "ms since 1970 or ISO 8601 with zone (gateway/sensor queries)", text),
+        query("to", "ms since 1970 or ISO 8601 with zone (gateway/sensor queries)", text),
+    ]
+    paging = [
+        query(
+            "limit", "raw readings per page", {"type": "integer", "minimum": 1, "maximum": 10_000}
+        ),
+        query("cursor", "the 'next' value of the previous page", text),
+    ]
+    answer = {"type": "object", "description": "provenance answer (docs/provenance.md)"}
+    html_or_json = {
+        "description": "HTML for Accept: text/html, else JSON",
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/json": {"schema": answer},
+        },
+    }
+    fmt = query(
+        "format", "json or html, overriding Accept", {"type": "string", "enum": ["json", "html"]}
+    )
+    digital_link = {
+        "get": {
+            "summary": "GS1 Digital Link: consumer page or provenance answer",
+            "parameters": [fmt, *paging],
+            "responses": {"200": html_or_json, **problems(400, 401, 404)},
+        }
+    }
+    html = {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    gtin_p = path("gtin", {"type": "string"})
+    return {
+        "/01/{gtin}/10/{lot}": {
+            "parameters": [gtin_p, path("lot", {"type": "string"})],
+            **digital_link,
+        },
+        "/01/{gtin}/21/{serial}": {
+            "parameters": [gtin_p, path("serial", {"type": "string"})],
+            **digital_link,
+        },
+        "/00/{sscc}": {"parameters": [path("sscc", {"type": "string"})], **digital_link},
+        "/v1/provenance": {
+            "get": {
+                "summary": "Provenance by lot, serial, SSCC, gateway or sensor",
+                "security": [{}, {"bearer": []}],
+                "parameters": [*selectors, *paging],
+                "responses": {
+                    "200": {
+                        "description": "answer",
+                        "content": {"application/json": {"schema": answer}},
+                    },
+                    **problems(400, 401, 404),
+                },
+            }
+        },
+        "/v1/provenance/bundle": {
+            "get": {
+                "summary": "Download a coldtrail-bundle/1 proof bundle",
+                "parameters": selectors,
+                "responses": {
+                    "200": {
+                        "description": "proof bundle (attachment)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **problems(400, 401, 403, 404),
+                },
+            }
+        },
+        "/explorer": {
+            "get": {
+                "summary": "Latest blocks",
+                "parameters": [
+                    query(
+                        "before", "show blocks below this height", {"type": "integer", "minimum": 0}
+                    )
+                ],
+                "responses": {"200": html, **problems(400)},
+            }
+        },
+        "/explorer/blocks/{height}": {
+            "get": {
+                "summary": "A block and its entries",
+                "parameters": [
+                    path("height", {"type": "integer", "minimum": 0}),
+                    query("offset", "entries to skip", {"type": "integer", "minimum": 0}),
+                ],
+                "responses": {"200": html, **problems(400, 404)},
+            }
+        },
+        "/explorer/gateways/{gw}": {
+            "get": {
+                "summary": "A gateway and its batches",
+                "parameters": [
+                    path("gw", text),
+                    query("offset", "batches to skip", {"type": "integer", "minimum": 0}),
+                ],
+                "responses": {"200": html, **problems(400, 404)},
+            }
+        },
+        "/explorer/orgs/{org}": {
+            "get": {
+                "summary": "An organisation and its gateways",
+                "parameters": [path("org", text)],
+                "responses": {"200": html, **problems(400, 404)},
+            }
+        },
+    }
