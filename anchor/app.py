@@ -31,6 +31,7 @@ from .ingest import Ingestor
 from .metrics import AnchorMetrics
 from .openapi import openapi_document
 from .problems import problem_middleware
+from .provenance import ColdChainRange, ProvenanceConfig
 from .store import Checkpoint, LedgerStore, StoredBatch
 from .store_sqlite import SqliteLedger
 from .web import setup_web
@@ -413,5 +414,8 @@ def create_app(config: AnchorConfig) -> web.Application:
         [_store_ctx, _signer_ctx, _verifier_ctx, _ingestor_ctx, _checkpoint_interval_ctx]
     )
     app.router.add_routes(ROUTES)
-    setup_web(app)  # provenance pages, API, bundles, explorer (anchor/web.py)
+    default_range = ColdChainRange(config.cold_range_low_c, config.cold_range_high_c)
+    ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
+    # provenance pages, API, bundles, explorer (anchor/web.py)
+    setup_web(app, config=ProvenanceConfig(default_range=default_range, range_by_gtin=ranges))
     return app

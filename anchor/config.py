@@ -52,6 +52,12 @@ class AnchorConfig:
     verify_parallel_min_records: int = 2_000
     verify_workers: int = 2
     log_level: str = "INFO"
+    # The cold-chain range provenance verdicts check temperatures against, in °C.
+    cold_range_low_c: float = 2.0
+    cold_range_high_c: float = 8.0
+    # Per-product ranges: "GTIN:LOW:HIGH" items separated by commas; an empty bound
+    # means none, e.g. "09506000134352:2:8,09501101530003::-18" (frozen: at most -18).
+    cold_range_by_gtin: str = ""
 
     def __post_init__(self) -> None:
         for name in ("log_origin", "member_name"):
@@ -74,6 +80,28 @@ class AnchorConfig:
             raise ConfigError("commit_group_max_batches must be at least 1")
         if self.verify_workers < 1 or self.verify_parallel_min_records < 1:
             raise ConfigError("verify_workers and verify_parallel_min_records must be >= 1")
+        if self.cold_range_low_c > self.cold_range_high_c:
+            raise ConfigError("cold_range_low_c is above cold_range_high_c")
+        self.ranges_by_gtin()  # refuse a malformed list at start-up, not at the first query
+
+    def ranges_by_gtin(self) -> dict[str, tuple[float | None, float | None]]:
+        """Parse ``cold_range_by_gtin`` into GTIN -> (low, high)."""
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for item in filter(None, (x.strip() for x in self.cold_range_by_gtin.split(","))):
+            parts = item.split(":")
+            if len(parts) != 3 or not re.fullmatch(r"\d{14}", parts[0]):
+                raise ConfigError(f"cold_range_by_gtin item {item!r} is not GTIN14:LOW:HIGH")
+            try:
+                low = float(parts[1]) if parts[1] else None
+                high = float(parts[2]) if parts[2] else None
+            except ValueError as e:
+                raise ConfigError(f"cold_range_by_gtin item {item!r}: bounds are numbers") from e
+            if (low is None and high is None) or (
+                low is not None and high is not None and low > high
+            ):
+                raise ConfigError(f"cold_range_by_gtin item {item!r} has no usable range")
+            out[parts[0]] = (low, high)
+        return out
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path

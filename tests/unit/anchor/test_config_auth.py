@@ -77,3 +77,24 @@ def test_revocation_can_only_move_earlier(store: SqliteLedger) -> None:
     assert store.revoke_gateway("gw-1", 100, "lost").revoked_at == 100
     assert store.revoke_gateway("gw-1", 200, "again").revoked_at == 100
     assert store.revoke_gateway("gw-1", 50, "earlier").revoked_at == 50
+
+
+def test_cold_chain_ranges_from_config_reach_the_provenance_answer() -> None:
+    from anchor.app import create_app
+    from anchor.web import PROVENANCE_CONFIG
+
+    cfg = load_config(
+        env={"COLDTRAIL_ANCHOR_COLD_RANGE_BY_GTIN": "09506000134352:2:8, 09501101530003::-18"},
+        cold_range_low_c=0.0,
+        cold_range_high_c=4.0,
+    )
+    assert cfg.ranges_by_gtin() == {"09506000134352": (2.0, 8.0), "09501101530003": (None, -18.0)}
+    prov = create_app(cfg)[PROVENANCE_CONFIG]
+    assert (prov.default_range.low, prov.default_range.high) == (0.0, 4.0)
+    frozen = prov.range_for("09501101530003")
+    assert (frozen.low, frozen.high) == (None, -18.0)
+    for bad in ("123:1:2", "09506000134352:x:2", "09506000134352::", "09506000134352:9:2"):
+        with pytest.raises(ConfigError):
+            AnchorConfig(cold_range_by_gtin=bad)
+    with pytest.raises(ConfigError):
+        AnchorConfig(cold_range_low_c=9.0, cold_range_high_c=8.0)
