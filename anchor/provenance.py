@@ -862,6 +862,7 @@ def assemble_bundle(
         cosigner_vkeys=trust.cosigner_vkeys,
         quorum=trust.quorum,
         subject=subject,
+        attest=trust.attest,
     )
     _json_safe_summary(bundle)
     return BundleResult(bundle, sum(len(p.records) for p in proofs), unproven)

@@ -10,7 +10,7 @@ the bound, the source never returns an unbounded list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -165,6 +165,8 @@ class LogTrust:
     log_vkey: str
     cosigner_vkeys: tuple[str, ...] = ()
     quorum: int = 0
+    # Signs with the log key: the anchor attests a bundle's subject claims (range, verdict).
+    attest: Callable[[bytes], bytes] | None = None
 
 
 class ProvenanceSource(Protocol):
@@ -300,6 +302,7 @@ class MemoryProvenanceSource:
             self.log_signer.verifier.to_vkey(),
             tuple(c.verifier.to_vkey() for c in self.cosigners),
             self.quorum,
+            self.log_signer.key.sign,
         )
 
     def gateway(self, gw: str) -> GatewayInfo | None:

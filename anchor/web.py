@@ -647,7 +647,9 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
 
     store = app[STORE]
     signer = app[SIGNER]
-    trust = LogTrust(signer.log_vkey, tuple(signer.member_vkeys), signer.policy.threshold)
+    trust = LogTrust(
+        signer.log_vkey, tuple(signer.member_vkeys), signer.policy.threshold, signer.log_key.sign
+    )
     source = await asyncio.to_thread(LedgerProvenanceSource, store, trust)
     app[PROVENANCE_SOURCE] = source
 

@@ -135,7 +135,13 @@ def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
         gateway_keys={"truck-07": ledger.gateway_key.public_key.to_base64()},
         cosigner_vkeys=[ledger.cosigner.verifier.to_vkey()],
         quorum=1,
-        subject={"gtin": "09501101530003", "lot": "LOT-4711"},
+        subject={
+            "gtin": "09501101530003",
+            "lot": "LOT-4711",
+            "range": {"low": 2.0, "high": 8.0, "q": "temperature", "unit": "CEL"},
+            "verdict": "pass",
+        },
+        attest=ledger.log_signer.key.sign,
     )
 
 

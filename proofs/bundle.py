@@ -13,10 +13,11 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .canonical import canonical_json
 from .errors import FormatError, VerificationError
 from .keys import PublicKey
 from .merkle import MerkleTree, verify_inclusion
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "coldtrail-bundle/1"
+ATTESTATION_DOMAIN = b"coldtrail-attestation/v1\n"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
@@ -113,9 +115,12 @@ def build_bundle(
     cosigner_vkeys: Sequence[str] = (),
     quorum: int = 0,
     subject: dict[str, Any] | None = None,
+    attest: Callable[[bytes], bytes] | None = None,
 ) -> dict[str, Any]:
+    """Assemble a bundle. ``attest`` signs with the log key; it is required when the
+    subject carries claims beyond GS1 keys (the anchor's range and verdict)."""
     records = [r for b in batches for r, _, _ in b.records]
-    return {
+    bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "subject": subject or {},
         "log": {"vkey": log_vkey, "cosigners": list(cosigner_vkeys), "quorum": quorum},
@@ -124,6 +129,20 @@ def build_bundle(
         "batches": [b.to_dict() for b in batches],
         "summary": summarize(records),
     }
+    if attest is not None:
+        bundle["attestation"] = base64.b64encode(attest(_attested_bytes(bundle))).decode()
+    return bundle
+
+
+def _attested_bytes(bundle: dict[str, Any]) -> bytes:
+    """What the log key attests: the subject with its claims and the summary, bound to
+    the checkpoint the proofs are against."""
+    body = {
+        "subject": bundle.get("subject", {}),
+        "summary": bundle.get("summary"),
+        "checkpoint": bundle.get("checkpoint"),
+    }
+    return ATTESTATION_DOMAIN + canonical_json(body)
 
 
 @dataclass(slots=True)
@@ -158,6 +177,7 @@ def _same_summary(claimed: Any, actual: dict[str, Any]) -> bool:
 
 
 _SUBJECT_AIS = {"gtin": "01", "lot": "10", "serial": "21", "sscc": "00"}
+_VERDICTS = {"pass", "fail", "incomplete", "no-data"}
 
 
 def _check_subject(subject: Any, records: Sequence[Reading | Scan | Gap]) -> None:
@@ -173,6 +193,55 @@ def _check_subject(subject: Any, records: Sequence[Reading | Scan | Gap]) -> Non
     raise VerificationError(
         "no signed scan in the bundle names the bundle's subject", code="subject-not-proven"
     )
+
+
+def _check_verdict(subject: dict[str, Any], records: Sequence[Reading | Scan | Gap]) -> None:
+    """A claimed verdict must agree with the proven readings: 'fail' needs a proven reading
+    outside the range, 'pass' and 'incomplete' allow none, 'no-data' has no readings."""
+    if "verdict" not in subject and "range" not in subject:
+        return
+    verdict, rng = subject.get("verdict"), subject.get("range")
+    if verdict not in _VERDICTS or not isinstance(rng, dict):
+        raise FormatError("subject verdict/range are malformed", code="bad-bundle")
+    low, high = rng.get("low"), rng.get("high")
+    q, unit = rng.get("q", "temperature"), rng.get("unit", "CEL")
+    for bound in (low, high):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
+            raise FormatError("subject range bounds are numbers or null", code="bad-bundle")
+    values = [r.val for r in records if isinstance(r, Reading) and r.q == q and r.unit == unit]
+    out = any((low is not None and v < low) or (high is not None and v > high) for v in values)
+    if (verdict == "fail") != out or (verdict == "no-data" and values):
+        raise VerificationError(
+            f"the claimed verdict '{verdict}' contradicts the proven readings",
+            code="verdict-mismatch",
+        )
+
+
+def _check_attestation(
+    bundle: dict[str, Any], subject: dict[str, Any], log_verifiers: Sequence[NoteVerifier]
+) -> None:
+    """Claims beyond GS1 keys (range, verdict) are the anchor's: they must carry its signature."""
+    attestation = bundle.get("attestation")
+    if attestation is None:
+        if set(subject) - set(_SUBJECT_AIS):
+            raise VerificationError(
+                "the subject's claims are not attested by the log key", code="unattested-subject"
+            )
+        return
+    if not isinstance(attestation, str):
+        raise FormatError("'attestation' is a base64 signature", code="bad-bundle")
+    try:
+        sig = base64.b64decode(attestation, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise FormatError("'attestation' is not base64", code="bad-bundle") from e
+    message = _attested_bytes(bundle)
+    for v in log_verifiers:
+        try:
+            v.public_key.verify(sig, message)
+            return
+        except VerificationError:
+            continue
+    raise VerificationError("the attestation is not signed by the log key", code="bad-attestation")
 
 
 def verify_bundle(
@@ -281,11 +350,14 @@ def verify_bundle(
                 ) from e
             all_records.append(record)
     _check_subject(bundle.get("subject", {}), all_records)
+    subject = bundle.get("subject", {})
+    _check_verdict(subject, all_records)
     summary = summarize(all_records)
     if "summary" in bundle and not _same_summary(bundle["summary"], summary):
         raise VerificationError(
             "the bundle's summary does not match its records", code="summary-mismatch"
         )
+    _check_attestation(bundle, subject, [v for v in log_verifiers if v.name == log_signer])
     return BundleReport(
         origin=checkpoint.origin,
         tree_size=checkpoint.size,

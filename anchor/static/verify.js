@@ -313,6 +313,7 @@ export async function verifyBundle(C, bundle, pinnedLogVkey) {
   }
   checkSummary(bundle.summary, records);
   checkSubject(bundle.subject || {}, records);
+  await checkAttestation(C, bundle, logKey);
   return { records, checkpoint, cosigned: cosigned.size, quorum, batches: batches.length };
 }
 
@@ -346,6 +347,26 @@ function checkSubject(subject, records) {
   if (wanted.length === 0) return;
   const named = records.some((r) => r.type === "scan" && wanted.every(([ai, v]) => r.gs1[ai] === v));
   if (!named) fail("no signed scan in the bundle names the bundle's subject");
+}
+
+async function checkAttestation(C, bundle, logKey) {
+  // The subject's claims beyond GS1 keys (range, verdict) are the anchor's word: they
+  // must carry the log key's signature, as proofs/bundle.py checks offline.
+  const subject = bundle.subject || {};
+  const claims = Object.keys(subject).filter((k) => !(k in SUBJECT_AIS));
+  if (bundle.attestation === undefined) {
+    if (claims.length) fail("the subject's claims are not attested by the log key");
+    return;
+  }
+  const body = {
+    subject,
+    summary: bundle.summary === undefined ? null : bundle.summary,
+    checkpoint: bundle.checkpoint === undefined ? null : bundle.checkpoint,
+  };
+  const message = concat(utf8.encode("coldtrail-attestation/v1\n"), utf8.encode(jcs(body)));
+  if (!(await C.verify(logKey.publicKey, fromB64(bundle.attestation), message))) {
+    fail("the attestation is not signed by the log key");
+  }
 }
 
 // --- what the page shows ------------------------------------------------------------------

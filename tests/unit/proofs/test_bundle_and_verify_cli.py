@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.sample_bundle import make_bundle, make_ledger
-from proofs.bundle import verify_bundle
+from proofs.bundle import _attested_bytes, verify_bundle
 from proofs.errors import ProofsError, VerificationError
 from proofs.verify_cli import main as verify_main
 
@@ -128,3 +129,25 @@ def test_cli_runs_as_installed_console_script(tmp_path: Path, bundle: dict[str, 
     assert json.loads(done.stdout)["records"] == 9
     done = subprocess.run([str(script), "-"], input="{}", capture_output=True, text=True)
     assert done.returncode == 1 and "coldtrail-bundle/1" in done.stderr
+
+
+def test_claims_need_the_log_keys_attestation(bundle: dict[str, Any]) -> None:
+    unattested = copy.deepcopy(bundle)
+    del unattested["attestation"]
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(unattested)
+    assert e.value.code == "unattested-subject"
+    forged = copy.deepcopy(bundle)
+    forged["attestation"] = make_bundle(make_ledger(seed=12))["attestation"]
+    with pytest.raises(VerificationError):
+        verify_bundle(forged)
+
+
+def test_a_verdict_that_contradicts_proven_readings_fails(ledger) -> None:
+    doc = make_bundle(ledger)
+    doc["subject"]["range"]["high"] = 4.0  # proven readings reach 4.89
+    # re-attest, as a lying anchor could: its signature does not make the claim true
+    doc["attestation"] = base64.b64encode(ledger.log_signer.key.sign(_attested_bytes(doc))).decode()
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(doc)
+    assert e.value.code == "verdict-mismatch"
