@@ -4,6 +4,12 @@ The policy is measured on the monotonic clock from the moment this process
 first saw the open batch non-empty, so a wall clock that jumps (no RTC, late
 NTP) can neither stall a batch nor close every batch at once. After a restart
 the timer starts again: a batch closes at most ``max_age_s`` late.
+
+Age exists for latency, and latency means nothing while sealed batches are
+still waiting for the anchor (they go out in chain order anyway). So while a
+backlog exists, batches close by count only: an outage then yields full
+batches instead of one small manifest every ``max_age_s``, which the spool
+must keep even when the disk budget evicts their records (docs/adr/0203).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from proofs.records import Manifest
 
 __all__ = ["BatchPolicy", "BatchStore", "Batcher"]
 
+_BACKLOG_POLL_S = 0.25
+
 log = logging.getLogger(__name__)
 
 
@@ -32,8 +40,11 @@ class BatchPolicy:
         if self.max_records < 1 or self.max_age_s <= 0:
             raise ValueError("a batch closes after >= 1 record and a positive age")
 
-    def should_close(self, pending: int, age_s: float) -> bool:
-        return pending >= self.max_records or (pending > 0 and age_s >= self.max_age_s)
+    def should_close(self, pending: int, age_s: float, backlog: int = 0) -> bool:
+        """``backlog`` = sealed batches not yet anchored; while there are any, count only."""
+        if pending >= self.max_records:
+            return True
+        return pending > 0 and backlog == 0 and age_s >= self.max_age_s
 
 
 class BatchStore(Protocol):
@@ -43,6 +54,9 @@ class BatchStore(Protocol):
 
     @property
     def unbatched(self) -> int: ...
+
+    @property
+    def sealed_unsent(self) -> int: ...
 
     async def seal_batch(self) -> Manifest | None: ...
 
@@ -71,7 +85,8 @@ class Batcher:
         now = self._monotonic()
         if self._opened_at is None:
             self._opened_at = now
-        if not self._policy.should_close(pending, now - self._opened_at):
+        backlog = self._store.sealed_unsent
+        if not self._policy.should_close(pending, now - self._opened_at, backlog):
             return None
         manifest = await self._store.seal_batch()
         # The next open batch starts now (its records may be older, which only shortens it).
@@ -84,7 +99,10 @@ class Batcher:
         if self._opened_at is None:
             return self._policy.max_age_s
         remaining = self._policy.max_age_s - (self._monotonic() - self._opened_at)
-        return max(0.0, remaining)
+        if remaining <= 0:
+            # Due by age but held back by a backlog: look again soon, without spinning.
+            return min(self._policy.max_age_s, _BACKLOG_POLL_S)
+        return remaining
 
     async def run(self) -> None:
         """Forever: wake on new records or when the open batch reaches its age."""

@@ -67,11 +67,13 @@ def kernel_clock_synced() -> bool:
     ntpd, chrony and systemd-timesyncd all clear STA_UNSYNC once they discipline
     the clock, so this works whichever of them runs, and with none it says False.
     """
-    if _ADJTIMEX is None:
+    state = -1
+    if _ADJTIMEX is not None:
+        state = _ADJTIMEX(ctypes.create_string_buffer(_TIMEX_BUFFER))
+    if state == -1:
+        # No libc or a seccomp filter: systemd-timesyncd's flag file is the next best source.
         return Path("/run/systemd/timesync/synchronized").exists()
-    buf = ctypes.create_string_buffer(_TIMEX_BUFFER)
-    state = _ADJTIMEX(buf)
-    return state not in (-1, _TIME_ERROR)
+    return bool(state != _TIME_ERROR)
 
 
 class SystemClock(Clock):
@@ -88,4 +90,6 @@ class SystemClock(Clock):
         if mono_ns - self._synced_checked_ns >= 1_000_000_000:
             self._synced = kernel_clock_synced()
             self._synced_checked_ns = mono_ns
-        return ClockReading(wall_ms, ClockEvidence(mono_ns=mono_ns, boot=self._boot, sync=self._synced))
+        return ClockReading(
+            wall_ms, ClockEvidence(mono_ns=mono_ns, boot=self._boot, sync=self._synced)
+        )

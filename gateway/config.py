@@ -12,6 +12,7 @@ Nothing here touches the spool: changing any value never resets stored data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
@@ -123,10 +124,8 @@ def _check_anchor_url(url: str) -> None:
         # (tests, a local TLS-terminating proxy) is allowed to skip TLS.
         host = parts.hostname or ""
         loopback = host == "localhost"
-        try:
+        with contextlib.suppress(ValueError):
             loopback = loopback or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            pass
         _check(loopback, "uplink.url must be https:// (plain http is allowed on loopback only)")
 
 
@@ -194,16 +193,16 @@ def config_from_mapping(
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
             values[name] = _convert(name, hints[name], environ[env_name], env_name)
-    missing = [
-        n for n in ("gateway_id", "uplink_url", "uplink_anchor_vkey") if n not in values
-    ]
+    missing = [n for n in ("gateway_id", "uplink_url", "uplink_anchor_vkey") if n not in values]
     if missing:
         keys = ", ".join(m.replace("_", ".", 1) for m in missing)
         raise ConfigError(f"{origin}: missing required keys: {keys}", code="missing-key")
     return GatewayConfig(**values, sources=_sources(data.get("sources")))
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
     """Read the TOML file at ``path`` once; environment overrides win over the file."""
     target = Path(path)
     try:

@@ -11,20 +11,32 @@ from collections.abc import Sequence
 from .metrics import GatewayMetrics
 from .observations import BadInput, Measurement, Observation, ScanEvent
 from .signer import Draft, Signer
+from .silence import SilenceWatch
 from .spool import Spool
 
 __all__ = ["SpoolSink"]
 
 
 class SpoolSink:
-    def __init__(self, signer: Signer, spool: Spool, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        spool: Spool,
+        metrics: GatewayMetrics | None = None,
+        silence: SilenceWatch | None = None,
+    ) -> None:
         self._signer = signer
         self._spool = spool
         self._metrics = metrics
+        self._silence = silence
 
     async def submit(self, observations: Sequence[Observation]) -> None:
         if not observations:
             return
+        if self._silence:
+            for obs in observations:
+                if isinstance(obs, Measurement):
+                    self._silence.seen(obs.src)
         if self._metrics:
             for obs in observations:
                 kind = (

@@ -11,7 +11,7 @@ from proofs.records import ZERO_HASH, Manifest
 
 from .errors import SpoolError
 
-__all__ = ["ChainHead", "build_manifest", "batch_payload"]
+__all__ = ["ChainHead", "batch_payload", "build_manifest"]
 
 
 @dataclass(frozen=True, slots=True)

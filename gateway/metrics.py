@@ -43,7 +43,10 @@ class GatewayMetrics:
         )
         self.gaps = Counter("coldtrail_gap_records", "Gap records written", ["reason"], registry=r)
         self.source_errors = Counter(
-            "coldtrail_source_errors", "Source failures and bad input", ["source", "code"], registry=r
+            "coldtrail_source_errors",
+            "Source failures and bad input",
+            ["source", "code"],
+            registry=r,
         )
         self.uplink_refused = Counter(
             "coldtrail_uplink_refused", "Batches the anchor refused (4xx)", ["code"], registry=r
@@ -62,10 +65,16 @@ class GatewayMetrics:
         self._spool_stats = spool_stats
         self._gauge("coldtrail_spool_records", "Records in the spool", lambda s: s.records)
         self._gauge("coldtrail_spool_bytes", "Bytes counted against the budget", lambda s: s.bytes)
-        self._gauge("coldtrail_spool_unbatched", "Records not yet in a batch", lambda s: s.unbatched)
-        self._gauge("coldtrail_spool_batches", "Sealed batches not yet anchored", lambda s: s.batches)
         self._gauge(
-            "coldtrail_spool_refused_batches", "Batches held after a refusal", lambda s: s.refused_batches
+            "coldtrail_spool_unbatched", "Records not yet in a batch", lambda s: s.unbatched
+        )
+        self._gauge(
+            "coldtrail_spool_batches", "Sealed batches not yet anchored", lambda s: s.batches
+        )
+        self._gauge(
+            "coldtrail_spool_refused_batches",
+            "Batches held after a refusal",
+            lambda s: s.refused_batches,
         )
         self._gauge(
             "coldtrail_spool_evicted_records",
@@ -97,7 +106,9 @@ def _age_s(ms: int | None, default: float = 0.0) -> float:
     return max(0.0, time.time() - ms / 1000.0)
 
 
-def create_metrics_app(metrics: GatewayMetrics, status: Callable[[], dict[str, Any]]) -> web.Application:
+def create_metrics_app(
+    metrics: GatewayMetrics, status: Callable[[], dict[str, Any]]
+) -> web.Application:
     async def get_metrics(_request: web.Request) -> web.Response:
         body = metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -4,7 +4,7 @@ It is a small TinyDB document (JSON, hand-editable with any editor) with two
 tables, ``sensors`` and ``scanners``::
 
     {"sensors":  {"1": {"id": "probe-1", "asset": "truck-07/reefer",
-                        "calibration": {"temperature": -0.3}}},
+                        "calibration": {"temperature": -0.3}, "silent_after_s": 300}},
      "scanners": {"1": {"id": "dock-scanner", "read_point": "urn:epc:id:sgln:4012345.00001.0",
                         "step": "loading", "asset": "truck-07"}}}
 
@@ -43,6 +43,8 @@ class SensorEntry:
     asset: str | None = None
     # quantity -> additive offset, applied before signing (the signed value is the calibrated one)
     calibration: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
+    # No reading for this long => a signed ``silent-sensor`` gap (None: not watched).
+    silent_after_s: float | None = None
 
     def calibrate(self, quantity: str, value: float | int) -> float | int:
         offset = self.calibration.get(quantity)
@@ -69,9 +71,7 @@ class ScannerEntry:
 @dataclass(frozen=True, slots=True)
 class DeviceRegistry:
     sensors: Mapping[str, SensorEntry] = field(default_factory=lambda: types.MappingProxyType({}))
-    scanners: Mapping[str, ScannerEntry] = field(
-        default_factory=lambda: types.MappingProxyType({})
-    )
+    scanners: Mapping[str, ScannerEntry] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def sensor(self, src: str) -> SensorEntry | None:
         return self.sensors.get(src)
@@ -96,13 +96,33 @@ def _sensor(doc: Mapping[str, Any]) -> SensorEntry:
     where = f"registry sensor {sid}"
     calibration = doc.get("calibration") or {}
     if not isinstance(calibration, dict):
-        raise ConfigError(f"{where}: 'calibration' must map quantity to offset", code="bad-registry")
+        raise ConfigError(
+            f"{where}: 'calibration' must map quantity to offset", code="bad-registry"
+        )
     offsets: dict[str, float] = {}
     for quantity, offset in calibration.items():
-        if isinstance(offset, bool) or not isinstance(offset, int | float) or not math.isfinite(offset):
-            raise ConfigError(f"{where}: calibration of {quantity} must be a number", code="bad-registry")
+        if (
+            isinstance(offset, bool)
+            or not isinstance(offset, int | float)
+            or not math.isfinite(offset)
+        ):
+            raise ConfigError(
+                f"{where}: calibration of {quantity} must be a number", code="bad-registry"
+            )
         offsets[str(quantity)] = float(offset)
-    return SensorEntry(sid, _str_or_none(doc, "asset", where), types.MappingProxyType(offsets))
+    silent = doc.get("silent_after_s")
+    if silent is not None and (
+        isinstance(silent, bool) or not isinstance(silent, int | float) or not silent > 0
+    ):
+        raise ConfigError(
+            f"{where}: 'silent_after_s' must be a positive number", code="bad-registry"
+        )
+    return SensorEntry(
+        sid,
+        _str_or_none(doc, "asset", where),
+        types.MappingProxyType(offsets),
+        float(silent) if silent is not None else None,
+    )
 
 
 def _scanner(doc: Mapping[str, Any]) -> ScannerEntry:
@@ -134,7 +154,9 @@ def read_registry(path: Path) -> DeviceRegistry:
     )
 
 
-def write_registry(path: Path, sensors: list[dict[str, Any]], scanners: list[dict[str, Any]]) -> None:
+def write_registry(
+    path: Path, sensors: list[dict[str, Any]], scanners: list[dict[str, Any]]
+) -> None:
     """Write a registry document (``init`` and tests use it; people may edit by hand)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with TinyDB(path, indent=2, sort_keys=True) as db:

@@ -22,10 +22,13 @@ from .clock import Clock, ClockReading
 from .observations import BadInput, Measurement, Observation, ScanEvent
 from .registry import DeviceRegistry
 
-__all__ = ["GATEWAY_SRC", "Draft", "Signer"]
+__all__ = ["CLOCK_SRC", "GATEWAY_SRC", "SPOOL_SRC", "Draft", "Signer"]
 
 Draft = Reading | Scan | Gap
-GATEWAY_SRC = "gateway"  # ``src`` of records about the gateway itself (clock, restarts, spool)
+# ``src`` of gap records the gateway makes about itself (docs/formats.md)
+GATEWAY_SRC = "gateway"  # restarts
+CLOCK_SRC = "clock"  # clock jumps
+SPOOL_SRC = "spool"  # disk-budget evictions
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 
@@ -67,7 +70,7 @@ class Signer:
                 extra.append(
                     self._gap_draft(
                         now,
-                        GATEWAY_SRC,
+                        CLOCK_SRC,
                         "clock-jump",
                         f"wall clock moved {wall_delta} ms while the monotonic clock moved"
                         f" {mono_delta:.0f} ms",
@@ -113,7 +116,7 @@ class Signer:
         return out
 
     def _draft(self, obs: Observation, now: ClockReading, registry: DeviceRegistry) -> list[Draft]:
-        common = {"gw": self.gw, "seq": 0, "t": now.wall_ms, "clk": now.evidence}
+        gw, t, clk = self.gw, now.wall_ms, now.evidence
         if isinstance(obs, Measurement):
             out: list[Draft] = []
             sensor = registry.sensor(obs.src)
@@ -134,7 +137,10 @@ class Signer:
             value = sensor.calibrate(obs.q, obs.val) if sensor else obs.val
             out.append(
                 Reading(
-                    **common,
+                    gw=gw,
+                    seq=0,
+                    t=t,
+                    clk=clk,
                     src=obs.src,
                     salt=self._salt(),
                     asset=sensor.asset if sensor else None,
@@ -149,7 +155,10 @@ class Signer:
             scanner = registry.scanner(obs.src)
             return [
                 Scan(
-                    **common,
+                    gw=gw,
+                    seq=0,
+                    t=t,
+                    clk=clk,
                     src=obs.src,
                     salt=self._salt(),
                     asset=scanner.asset if scanner else None,
@@ -168,7 +177,12 @@ class Signer:
 
     def sign(self, draft: Draft, seq: int) -> Draft:
         """Give ``draft`` its ``seq`` and sign it (called inside the spool transaction)."""
-        return rec.sign(replace(draft, seq=seq), self._key)
+        numbered = replace(draft, seq=seq)
+        if isinstance(numbered, Reading):
+            return rec.sign(numbered, self._key)
+        if isinstance(numbered, Scan):
+            return rec.sign(numbered, self._key)
+        return rec.sign(numbered, self._key)
 
     def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap:
         """The signed record that says the disk budget dropped ``lost_from..lost_to``."""
@@ -176,7 +190,7 @@ class Signer:
         gap = Gap(
             gw=self.gw,
             seq=seq,
-            src=GATEWAY_SRC,
+            src=SPOOL_SRC,
             t=now.wall_ms,
             clk=now.evidence,
             salt=self._salt(),

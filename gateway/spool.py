@@ -12,6 +12,9 @@ unbatched record is first sealed into batches, then the oldest unsent batches
 lose their records (their small signed manifests stay and are sent with
 ``"evicted": true``), and a signed ``evicted`` gap record names the lost range.
 Because eviction only ever drops whole sealed batches, ``seq`` never has a hole.
+The manifests of evicted batches (about 0.5 KB each) are kept outside the budget:
+the chain cannot skip them, and counting them would evict every new record once
+a long outage had piled them up.
 
 Records leave the spool only in :meth:`Spool.confirm`, which the uplink calls
 after the anchor's receipt verified (docs/adr/0204).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import queue
 import sqlite3
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from proofs.records import Gap, Manifest, manifest_from_json
 
@@ -46,6 +50,7 @@ __all__ = [
     "Spool",
     "SpoolReport",
     "SpoolStats",
+    "clear_refusals",
     "read_spool_report",
 ]
 
@@ -99,7 +104,9 @@ class RecordSealer(Protocol):
 
     def sign(self, draft: Draft, seq: int) -> Draft: ...
 
-    def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap: ...
+    def evicted_gap(
+        self, seq: int, lost_from: int, lost_to: int, count: int, detail: str
+    ) -> Gap: ...
 
     def sign_manifest(self, manifest: Manifest) -> Manifest: ...
 
@@ -165,6 +172,7 @@ class _Counters:
     refused: int = 0
     head_closed_ms: int | None = None
     evicted_total: int = 0
+    kept_manifest_bytes: int = 0  # manifests of evicted batches: outside the budget
     gaps_total: int = 0
     next_seq: int = 1
     last_receipt_ms: int | None = None
@@ -210,6 +218,7 @@ class Spool:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
+        self._lock: BinaryIO | None = None
         self._c = _Counters()
         self._stats = SpoolStats()
         self.previous_run_clean = True
@@ -274,6 +283,10 @@ class Spool:
     def unbatched(self) -> int:
         return self._stats.unbatched
 
+    @property
+    def sealed_unsent(self) -> int:
+        return self._stats.batches
+
     async def append(self, drafts: Sequence[Draft]) -> tuple[int, int]:
         """Sign ``drafts`` with fresh seqs and commit them; return (first, last) seq.
 
@@ -305,6 +318,10 @@ class Spool:
     async def refuse(self, batch_seq: int, status: int, code: str, detail: str) -> None:
         await self._call("refuse", batch_seq, status, code, detail)
 
+    async def ping(self) -> None:
+        """Round trip through the writer thread and the write lock (for the watchdog)."""
+        await self._call("ping")
+
     async def retry_refused(self) -> int:
         count: int = await self._call("retry_refused")
         return count
@@ -332,7 +349,8 @@ class Spool:
             else:
                 fut.set_result(result)
 
-        self._loop.call_soon_threadsafe(settle)
+        with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
+            self._loop.call_soon_threadsafe(settle)
 
     def _notify(self, event: asyncio.Event) -> None:
         if self._loop is not None:
@@ -366,6 +384,9 @@ class Spool:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _run_one(self, job: _Job) -> None:
         handler: Callable[..., Any] = getattr(self, "_do_" + job.kind)
@@ -399,6 +420,17 @@ class Spool:
 
     def _do_open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per spool: a second daemon on the same file would allocate the same
+        # seqs from its own counter. The lock dies with the process, even on kill -9.
+        lock = open(self.path.with_name(self.path.name + ".lock"), "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            lock.close()
+            raise SpoolError(
+                f"{self.path} is in use by another gateway process", code="spool-locked"
+            ) from e
+        self._lock = lock
         conn = _connect(self.path)
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -445,6 +477,8 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             conn.close()
+            self._lock.close()
+            self._lock = None
             raise
         self._conn = conn
         c = self._c
@@ -502,7 +536,7 @@ class Spool:
                 c.records += len(rows)
                 c.unbatched += len(rows)
                 c.bytes += sum(len(r[3]) + RECORD_OVERHEAD_BYTES for r in rows)
-                if c.bytes > self._budget:
+                if c.bytes - c.kept_manifest_bytes > self._budget:
                     self._evict(conn)
             conn.execute("COMMIT")
         except Exception as e:
@@ -597,12 +631,12 @@ class Spool:
                 break
         target = int(self._budget * _EVICT_TO_FRACTION)
         candidates = conn.execute(
-            "SELECT batch_seq, first_seq, last_seq FROM batches"
+            "SELECT batch_seq, first_seq, last_seq, LENGTH(manifest) FROM batches"
             " WHERE evicted = 0 AND state = 'pending' ORDER BY batch_seq"
         ).fetchall()
         runs: list[list[tuple[int, int, int, int]]] = []  # (batch_seq, first, last, n)
-        for batch_seq, first, last in candidates:
-            if c.bytes <= target:
+        for batch_seq, first, last, manifest_size in candidates:
+            if c.bytes - c.kept_manifest_bytes <= target:
                 break
             if batch_seq == c.in_flight:
                 continue  # the anchor may be accepting it right now; it leaves by receipt
@@ -615,6 +649,7 @@ class Spool:
             conn.execute("UPDATE batches SET evicted = 1 WHERE batch_seq = ?", (batch_seq,))
             c.records -= n
             c.bytes -= size + n * RECORD_OVERHEAD_BYTES
+            c.kept_manifest_bytes += manifest_size + BATCH_OVERHEAD_BYTES
             c.evicted_total += n
             if runs and runs[-1][-1][0] == batch_seq - 1:
                 runs[-1].append((batch_seq, first, last, n))
@@ -630,9 +665,7 @@ class Spool:
                 c.over_budget_warned = True
             return
         c.over_budget_warned = False
-        conn.execute(
-            "UPDATE meta SET v = ? WHERE k = 'evicted_total'", (str(c.evicted_total),)
-        )
+        conn.execute("UPDATE meta SET v = ? WHERE k = 'evicted_total'", (str(c.evicted_total),))
         for run in runs:
             lost_from, lost_to = run[0][1], run[-1][2]
             count = sum(r[3] for r in run)
@@ -702,7 +735,8 @@ class Spool:
             raise SpoolError(f"batch {batch_seq} is not in the spool", code="unknown-batch")
         first, last, manifest_json = row
         n, size = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records WHERE seq BETWEEN ? AND ?",
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM records"
+            " WHERE seq BETWEEN ? AND ?",
             (first, last),
         ).fetchone()
         now = _now_ms()
@@ -713,9 +747,7 @@ class Spool:
             " VALUES (?, ?, ?, ?)",
             (batch_seq, now, manifest_json, receipt_json),
         )
-        conn.execute(
-            "DELETE FROM receipts WHERE batch_seq <= ?", (batch_seq - _RECEIPTS_KEPT,)
-        )
+        conn.execute("DELETE FROM receipts WHERE batch_seq <= ?", (batch_seq - _RECEIPTS_KEPT,))
         conn.execute(
             "INSERT OR REPLACE INTO meta (k, v) VALUES ('last_receipt_ms', ?)", (str(now),)
         )
@@ -740,12 +772,13 @@ class Spool:
         self._refresh_batches(conn)
 
     def _do_retry_refused(self, conn: sqlite3.Connection) -> int:
-        n = conn.execute(
-            "UPDATE batches SET state = 'pending' WHERE state = 'refused'"
-        ).rowcount
+        n = conn.execute("UPDATE batches SET state = 'pending' WHERE state = 'refused'").rowcount
         self._refresh_batches(conn)
         self._notify(self.batches_changed)
         return int(n)
+
+    def _do_ping(self, conn: sqlite3.Connection) -> None:
+        pass  # BEGIN IMMEDIATE / COMMIT around it is the check
 
     def _do_mark_clean(self, conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE meta SET v = '0' WHERE k = 'running'")
@@ -762,12 +795,16 @@ class Spool:
 
     def _refresh_batches(self, conn: sqlite3.Connection, *, with_bytes: bool = False) -> None:
         c = self._c
-        n, refused, head_closed, manifest_bytes = conn.execute(
+        n, refused, head_closed, manifest_bytes, kept = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(state = 'refused'), 0), MIN(closed_ms),"
-            " COALESCE(SUM(LENGTH(manifest)), 0) FROM batches"
+            " COALESCE(SUM(LENGTH(manifest)), 0),"
+            " COALESCE(SUM(CASE WHEN evicted = 1 THEN LENGTH(manifest) + ? END), 0)"
+            " FROM batches",
+            (BATCH_OVERHEAD_BYTES,),
         ).fetchone()
         if with_bytes:
             c.bytes += manifest_bytes + n * BATCH_OVERHEAD_BYTES
+        c.kept_manifest_bytes = kept
         c.batches, c.refused, c.head_closed_ms = n, refused, head_closed
 
     def _publish(self) -> None:
@@ -812,7 +849,9 @@ def read_spool_report(path: Path) -> SpoolReport:
             " (SELECT MIN(stored_ms) FROM records WHERE seq > ?) FROM records",
             (sealed,),
         ).fetchone()
-        unbatched = conn.execute("SELECT COUNT(*) FROM records WHERE seq > ?", (sealed,)).fetchone()[0]
+        unbatched = conn.execute(
+            "SELECT COUNT(*) FROM records WHERE seq > ?", (sealed,)
+        ).fetchone()[0]
         batches, head_closed, manifest_bytes = conn.execute(
             "SELECT COUNT(*), MIN(closed_ms), COALESCE(SUM(LENGTH(manifest)), 0) FROM batches"
         ).fetchone()
@@ -846,3 +885,17 @@ def read_spool_report(path: Path) -> SpoolReport:
         last_receipt_batch=last,
         previous_run_clean=meta.get("running") != "1",
     )
+
+
+def clear_refusals(path: Path) -> int:
+    """Put refused batches back in line (a person fixed the cause); safe while running."""
+    if not path.exists():
+        raise SpoolError(f"no spool at {path}", code="spool-missing")
+    conn = _connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        n = conn.execute("UPDATE batches SET state = 'pending' WHERE state = 'refused'").rowcount
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return int(n)

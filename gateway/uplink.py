@@ -136,8 +136,8 @@ class Backoff:
     def delay_s(self, failures: int, rng: random.Random) -> float:
         if failures <= 0:
             return 0.0
-        ceiling = min(self.max_s, self.initial_s * 2 ** min(failures - 1, 32))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+        ceiling = min(self.max_s, self.initial_s * 2.0 ** min(failures - 1, 32))
+        return float(ceiling / 2 + rng.uniform(0, ceiling / 2))
 
 
 class Outcome(enum.Enum):
@@ -294,7 +294,9 @@ class Uplink:
                 self.status.state = f"refused: batch {manifest.batch_seq} ({code})"
                 return Outcome.REFUSED
             code, detail = _problem(reply)
-            return self._fail(f"http-{reply.status}", f"anchor answered {reply.status} {code}: {detail}")
+            return self._fail(
+                f"http-{reply.status}", f"anchor answered {reply.status} {code}: {detail}"
+            )
         finally:
             if not sent:
                 with contextlib.suppress(Exception):

@@ -1,0 +1,88 @@
+"""A gateway's files for tests: key, token, registry and a TOML config pointing at an anchor."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import GatewayConfig, load_config
+from gateway.registry import write_registry
+from proofs.keys import PublicKey, SigningKey
+from proofs.keystore import save_signing_key
+
+
+@dataclass(frozen=True)
+class GatewaySetup:
+    config_path: Path
+    config: GatewayConfig
+    key: SigningKey
+    state_dir: Path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class AnchorEndpoint(Protocol):
+    """What a gateway needs to know about an anchor (the stand-in or the real one)."""
+
+    url: str
+    token: str
+    vkey: str
+
+    def enroll(self, gw: str, public_key: PublicKey) -> None: ...
+
+
+def write_gateway_setup(
+    tmp: Path,
+    anchor: AnchorEndpoint,
+    *,
+    gw: str = "truck-07",
+    key: SigningKey | None = None,
+    **tables: dict[str, Any],
+) -> GatewaySetup:
+    state = tmp / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    key = key or SigningKey.generate()
+    save_signing_key(key, state / "gateway.key")
+    anchor.enroll(gw, key.public_key)
+    token = state / "anchor.token"
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, anchor.token.encode() + b"\n")
+    os.close(fd)
+    write_registry(
+        state / "registry.json",
+        [{"id": "probe-1", "asset": "truck-07/reefer", "calibration": {"temperature": -0.5}}],
+        [{"id": "dock-scanner", "read_point": "dock-1", "step": "loading"}],
+    )
+    config: dict[str, dict[str, Any]] = {
+        "gateway": {"id": gw, "state_dir": str(state)},
+        "spool": {},
+        "batch": {"max_records": 50, "max_age_s": 0.2},
+        "uplink": {
+            "url": anchor.url,
+            "token_file": "anchor.token",
+            "anchor_vkey": anchor.vkey,
+            "timeout_s": 5.0,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.5,
+            "backfill_batches_per_s": 200.0,
+        },
+        "metrics": {"port": 0},
+    }
+    for table, values in tables.items():
+        config.setdefault(table, {}).update(values)
+    lines: list[str] = []
+    for table, values in config.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    path = tmp / "gateway.toml"
+    path.write_text("\n".join(lines))
+    return GatewaySetup(path, load_config(path, environ={}), key, state)

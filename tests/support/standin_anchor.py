@@ -1,0 +1,258 @@
+"""A small but honest stand-in for the anchor's ingest endpoint (docs/ingest-contract.md).
+
+A real aiohttp server on a free loopback port. It checks what the contract says
+the anchor checks (token, enrollment, key id, signatures, root, chain, seq and
+evicted-hole rules, idempotency), appends accepted manifests to an in-memory
+RFC 6962 log, signs checkpoints (C2SP note) and receipts with its log key.
+Tests can stop and restart it on the same port, make it refuse, or make it hand
+out bad receipts.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from proofs.canonical import canonical_json
+from proofs.errors import FormatError, ProofsError, VerificationError
+from proofs.keys import PublicKey, SigningKey
+from proofs.merkle import MerkleTree, leaf_hash
+from proofs.note import Checkpoint, NoteSigner, SignedNote
+from proofs.receipt import Receipt, sign_receipt
+from proofs.records import ZERO_HASH, Gap, Manifest, record_from_dict, verify
+
+__all__ = ["Accepted", "StandinAnchor"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Problem(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass
+class Accepted:
+    manifest: Manifest
+    manifest_json: bytes
+    records: list[dict[str, Any]]
+    evicted: bool
+    receipt: dict[str, Any]
+
+
+@dataclass
+class _Chain:
+    batch_seq: int = 0
+    prev_hash: str = ZERO_HASH
+    last_seq: int = 0
+    by_batch: dict[int, Accepted] = field(default_factory=dict)
+
+
+class StandinAnchor:
+    def __init__(
+        self, *, origin: str = "standin.coldtrail.test/log", token: str = "gw-token"
+    ) -> None:
+        self.origin = origin
+        self.token = token
+        self.log_key = SigningKey.generate()
+        self._signer = NoteSigner(origin, self.log_key)
+        self.vkey = self._signer.verifier.to_vkey()
+        self.port = _free_port()
+        self.gateways: dict[str, PublicKey] = {}
+        self.leaves: list[bytes] = []
+        self.chains: dict[str, _Chain] = {}
+        self.accepted: list[Accepted] = []  # in log order
+        self.requests: list[tuple[int, int, bool]] = []  # (batch_seq, status, evicted)
+        self.refuse_with: tuple[int, str] | None = None  # (status, code) for every request
+        self.receipt_mode = "honest"  # or "forged" (wrong key) or "other-batch"
+        self._runner: web.AppRunner | None = None
+        self._forger = SigningKey.generate()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def enroll(self, gw: str, public_key: PublicKey) -> None:
+        self.gateways[gw] = public_key
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/v1/batches", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> StandinAnchor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- views for assertions -----------------------------------------------
+
+    def records_of(self, gw: str) -> list[dict[str, Any]]:
+        return [r for a in self.accepted if a.manifest.gw == gw for r in a.records]
+
+    def evicted_of(self, gw: str) -> list[Manifest]:
+        return [a.manifest for a in self.accepted if a.manifest.gw == gw and a.evicted]
+
+    # --- ingest ---------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        batch_seq = -1
+        evicted = False
+        try:
+            if self.refuse_with is not None:
+                status, code = self.refuse_with
+                raise _Problem(status, code, f"stand-in told to refuse with {code}")
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                raise _Problem(401, "unauthenticated", "missing or wrong bearer token")
+            if request.content_type != "application/json":
+                raise _Problem(415, "unsupported-media-type", "send application/json")
+            try:
+                body = json.loads(await request.read())
+                manifest = Manifest.from_dict(body["manifest"])
+                raw_records = body["records"]
+                evicted = body["evicted"]
+                if not isinstance(raw_records, list) or not isinstance(evicted, bool):
+                    raise ValueError("records must be a list and evicted a boolean")
+                records = [record_from_dict(r) for r in raw_records]
+            except (ValueError, KeyError, TypeError, FormatError) as e:
+                raise _Problem(400, "malformed", f"unreadable batch: {e}") from e
+            batch_seq = manifest.batch_seq
+            status, reply = self._ingest(manifest, records, raw_records, evicted)
+        except _Problem as p:
+            self.requests.append((batch_seq, p.status, evicted))
+            return web.json_response(
+                {
+                    "type": f"https://coldtrail.dev/problems/{p.code}",
+                    "title": p.code.replace("-", " ").capitalize(),
+                    "status": p.status,
+                    "detail": p.detail,
+                    "code": p.code,
+                },
+                status=p.status,
+                content_type="application/problem+json",
+            )
+        self.requests.append((batch_seq, status, evicted))
+        return web.json_response(reply, status=status)
+
+    def _ingest(
+        self,
+        manifest: Manifest,
+        records: list[Any],
+        raw_records: list[dict[str, Any]],
+        evicted: bool,
+    ) -> tuple[int, dict[str, Any]]:
+        gw = manifest.gw
+        key = self.gateways.get(gw)
+        if key is None:
+            raise _Problem(403, "unknown-gateway", f"gateway {gw} is not enrolled")
+        if manifest.key != key.key_id:
+            raise _Problem(422, "key-mismatch", f"manifest key {manifest.key} is not {gw}'s key")
+        try:
+            verify(manifest, key)
+        except VerificationError as e:
+            raise _Problem(422, "bad-signature", f"manifest of {gw}: {e}") from e
+        chain = self.chains.setdefault(gw, _Chain())
+        if manifest.batch_seq <= chain.batch_seq:
+            earlier = chain.by_batch.get(manifest.batch_seq)
+            if earlier is not None and earlier.manifest_json == manifest.to_json():
+                return 200, self._reply(earlier.receipt, manifest)
+            raise _Problem(409, "batch-replay", f"batch {manifest.batch_seq} was already used")
+        if manifest.batch_seq != chain.batch_seq + 1 or manifest.prev != chain.prev_hash:
+            raise _Problem(
+                409, "broken-chain", f"batch {manifest.batch_seq} does not extend the chain"
+            )
+        for r in records:
+            if r.gw != gw:
+                raise _Problem(422, "bad-signature", f"record seq {r.seq} is from {r.gw}")
+            try:
+                verify(r, key)
+            except VerificationError as e:
+                raise _Problem(422, "bad-signature", f"record seq {r.seq} of {gw}: {e}") from e
+        if evicted:
+            if records:
+                raise _Problem(400, "malformed", "an evicted batch carries no records")
+        else:
+            seqs = [r.seq for r in records]
+            if seqs != list(range(manifest.first_seq, manifest.last_seq + 1)):
+                raise _Problem(422, "root-mismatch", "records are not first_seq..last_seq")
+            root = MerkleTree([leaf_hash(canonical_json(d)) for d in raw_records]).root().hex()
+            if root != manifest.root:
+                raise _Problem(422, "root-mismatch", "records do not reproduce the root")
+        expected_first = chain.last_seq + 1
+        if manifest.first_seq < expected_first:
+            raise _Problem(409, "seq-overlap", f"first_seq {manifest.first_seq} was already used")
+        if manifest.first_seq > expected_first:
+            covered = any(
+                isinstance(r, Gap)
+                and r.reason == "evicted"
+                and r.lost_from == expected_first
+                and r.lost_to == manifest.first_seq - 1
+                for r in records
+            )
+            if not covered:
+                raise _Problem(
+                    409, "seq-gap", f"seq {expected_first}..{manifest.first_seq - 1} missing"
+                )
+        index = len(self.leaves)
+        self.leaves.append(manifest.leaf_hash())
+        tree = MerkleTree(self.leaves)
+        checkpoint = Checkpoint(self.origin, tree.size, tree.root())
+        note = SignedNote.sign(checkpoint.to_text(), self._signer)
+        receipt = sign_receipt(
+            Receipt(
+                gw=gw,
+                batch_seq=manifest.batch_seq,
+                manifest_hash=manifest.hash_hex(),
+                leaf_index=index,
+                log_proof=tuple(tree.inclusion_proof(index)),
+                checkpoint=note.to_text(),
+                accepted_at=time.time_ns() // 1_000_000,
+            ),
+            self.log_key,
+        ).to_dict()
+        accepted = Accepted(manifest, manifest.to_json(), raw_records, evicted, receipt)
+        chain.batch_seq = manifest.batch_seq
+        chain.prev_hash = manifest.hash_hex()
+        chain.last_seq = manifest.last_seq
+        chain.by_batch[manifest.batch_seq] = accepted
+        self.accepted.append(accepted)
+        return 201, self._reply(receipt, manifest)
+
+    def _reply(self, receipt: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+        """The stored receipt, or a deliberately bad one when a test asks for it."""
+        if self.receipt_mode == "forged":
+            body = dict(receipt["receipt"])
+            return sign_receipt(_receipt_from_body(body), self._forger).to_dict()
+        if self.receipt_mode == "other-batch":
+            body = dict(receipt["receipt"])
+            body["batch_seq"] = manifest.batch_seq + 1000
+            return sign_receipt(_receipt_from_body(body), self.log_key).to_dict()
+        return receipt
+
+
+def _receipt_from_body(body: dict[str, Any]) -> Receipt:
+    try:
+        return Receipt.from_dict({"receipt": body, "sig": ""})
+    except ProofsError as e:  # pragma: no cover - built from our own receipt
+        raise AssertionError(e) from e

@@ -1,0 +1,71 @@
+"""In-memory twins and fixtures shared by the gateway unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gateway.clock import Clock, ClockReading
+from gateway.registry import DeviceRegistry, ScannerEntry, SensorEntry
+from gateway.signer import Signer
+from proofs.keys import SigningKey
+from proofs.records import ClockEvidence, Manifest
+
+BOOT = "11111111-2222-3333-4444-555555555555"
+
+
+class ScriptedClock(Clock):
+    """Wall and monotonic clocks that a test moves by hand."""
+
+    def __init__(self, wall_ms: int = 1_763_769_600_000, mono_ns: int = 10**9) -> None:
+        self.wall_ms = wall_ms
+        self.mono_ns = mono_ns
+        self.synced = True
+
+    def advance(self, seconds: float) -> None:
+        self.wall_ms += int(seconds * 1000)
+        self.mono_ns += int(seconds * 1e9)
+
+    def read(self) -> ClockReading:
+        return ClockReading(self.wall_ms, ClockEvidence(self.mono_ns, BOOT, self.synced))
+
+
+def registry() -> DeviceRegistry:
+    return DeviceRegistry(
+        {"probe-1": SensorEntry("probe-1", "truck-07/reefer", {"temperature": -0.5})},
+        {"dock-scanner": ScannerEntry("dock-scanner", "dock-1", "loading", "truck-07")},
+    )
+
+
+def make_signer(
+    gw: str = "truck-07", key: SigningKey | None = None
+) -> tuple[Signer, SigningKey, ScriptedClock]:
+    key = key or SigningKey.generate()
+    clock = ScriptedClock()
+    counter: Iterator[int] = iter(range(10**9))
+    signer = Signer(gw, key, clock, registry, entropy=lambda n: next(counter).to_bytes(n, "big"))
+    return signer, key, clock
+
+
+@dataclass
+class MemoryBatchStore:
+    """The batcher's view of a spool, in memory: records are just counted."""
+
+    unbatched: int = 0
+    sealed_unsent: int = 0
+    max_records: int = 10
+    sealed: list[int] = field(default_factory=list)
+    records_added: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, n: int) -> None:
+        self.unbatched += n
+        self.records_added.set()
+
+    async def seal_batch(self) -> Manifest | None:
+        if not self.unbatched:
+            return None
+        n = min(self.unbatched, self.max_records)
+        self.unbatched -= n
+        self.sealed.append(n)
+        return None

@@ -1,0 +1,184 @@
+"""Uplink against the stand-in anchor over real HTTP, with the real SQLite spool.
+
+Records leave the spool only after a receipt that verifies against the anchor's
+configured key; forged or mismatched receipts, refusals and failures keep them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+from gateway_twins import make_signer
+
+from gateway.manifests import batch_payload
+from gateway.metrics import GatewayMetrics
+from gateway.observations import Measurement
+from gateway.spool import Spool
+from gateway.uplink import Backoff, HttpAnchorTransport, Outcome, Uplink
+from support.standin_anchor import StandinAnchor
+
+
+@pytest.fixture
+async def anchor():
+    async with StandinAnchor() as a:
+        yield a
+
+
+async def filled_spool(tmp_path: Path, anchor: StandinAnchor, batches: int = 2) -> Spool:
+    signer, key, _ = make_signer()
+    anchor.enroll("truck-07", key.public_key)
+    spool = await Spool.open(tmp_path / "s.db", signer, budget_bytes=10**9, batch_max_records=5)
+    await spool.append(
+        signer.drafts([Measurement("probe-1", "temperature", i, "CEL") for i in range(5 * batches)])
+    )
+    for _ in range(batches):
+        await spool.seal_batch()
+    return spool
+
+
+def uplink(spool, transport, anchor, metrics=None, **kw) -> Uplink:
+    kw.setdefault("backfill_batches_per_s", 1000.0)
+    kw.setdefault("live_window_s", 60.0)
+    return Uplink(
+        spool,
+        transport,
+        anchor.vkey,
+        backoff=Backoff(0.01, 0.05),
+        metrics=metrics,
+        rng=random.Random(1),
+        **kw,
+    )
+
+
+async def test_verified_receipt_deletes_and_records_arrive_once(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor)
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = uplink(spool, transport, anchor)
+        assert await up.step() is Outcome.SENT
+        assert await up.step() is Outcome.SENT
+        assert await up.step() is Outcome.IDLE
+    assert spool.stats.records == 0 and spool.stats.batches == 0
+    assert [r["seq"] for r in anchor.records_of("truck-07")] == list(range(1, 11))
+    await spool.close()
+
+
+async def test_resend_after_a_lost_reply_gets_the_same_receipt(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    head = await spool.head_batch(mark_in_flight=False)
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        # The anchor accepted it but the gateway died before it read the reply.
+        first = await transport.post_batch(batch_payload(head.manifest_json, head.records, False))
+        assert first.status == 201
+        up = uplink(spool, transport, anchor)
+        assert await up.step() is Outcome.SENT
+    assert anchor.requests[-1][1] == 200
+    assert len(anchor.accepted) == 1 and spool.stats.records == 0
+    await spool.close()
+
+
+@pytest.mark.parametrize("mode", ["forged", "other-batch"])
+async def test_bad_receipt_never_deletes(tmp_path, anchor, mode) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    anchor.receipt_mode = mode
+    metrics = GatewayMetrics(lambda: spool.stats)
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = uplink(spool, transport, anchor, metrics)
+        assert await up.step() is Outcome.RETRY
+        assert await up.step() is Outcome.RETRY
+        assert "receipt rejected" in up.status.last_error
+        assert spool.stats.records == 5 and spool.stats.batches == 1
+        assert metrics.bad_receipts._value.get() == 2
+        anchor.receipt_mode = "honest"
+        assert await up.step() is Outcome.SENT
+    assert spool.stats.records == 0
+    await spool.close()
+
+
+async def test_receipt_from_an_untrusted_anchor_key_never_deletes(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    other = StandinAnchor()
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = Uplink(
+            spool,
+            transport,
+            other.vkey,
+            backoff=Backoff(0.01, 0.05),
+            backfill_batches_per_s=100,
+            live_window_s=60,
+        )
+        assert await up.step() is Outcome.RETRY
+    assert spool.stats.records == 5
+    await spool.close()
+
+
+async def test_a_4xx_refusal_is_kept_surfaced_and_not_retried(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    anchor.refuse_with = (403, "revoked")
+    metrics = GatewayMetrics(lambda: spool.stats)
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = uplink(spool, transport, anchor, metrics)
+        assert await up.step() is Outcome.REFUSED
+        sent = len(anchor.requests)
+        assert await up.step() is Outcome.REFUSED
+        assert len(anchor.requests) == sent  # a refused head is not resent by itself
+    head = await spool.head_batch(mark_in_flight=False)
+    assert head.refusal.code == "revoked" and head.refusal.status == 403
+    assert spool.stats.refused_batches == 1 and spool.stats.records == 5
+    assert metrics.uplink_refused.labels("revoked")._value.get() == 1
+    await spool.close()
+
+
+async def test_5xx_and_unreachable_anchor_are_retried_and_keep_records(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    async with HttpAnchorTransport(anchor.url, anchor.token, timeout_s=2) as transport:
+        up = uplink(spool, transport, anchor)
+        anchor.refuse_with = (503, "unavailable")
+        assert await up.step() is Outcome.RETRY
+        anchor.refuse_with = None
+        await anchor.stop()
+        assert await up.step() is Outcome.RETRY
+        assert "unreachable" in up.status.last_error
+        await anchor.start()
+        assert await up.step() is Outcome.SENT
+    assert spool.stats.refused_batches == 0 and spool.stats.records == 0
+    await spool.close()
+
+
+async def test_backfill_is_paced_and_live_batches_are_not(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=3)
+    sleeps: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        sleeps.append(s)
+
+    later = [time.time_ns() // 1_000_000]
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = uplink(
+            spool,
+            transport,
+            anchor,
+            backfill_batches_per_s=2.0,
+            live_window_s=60.0,
+            sleep=fake_sleep,
+            clock=lambda: 0.0,
+            wall_ms=lambda: later[0],
+        )
+        assert await up.step() is Outcome.SENT  # closed just now: live, no pacing
+        assert sleeps == []
+        later[0] += 3_600_000  # an hour later the rest is backfill
+        assert await up.step() is Outcome.SENT
+        assert await up.step() is Outcome.SENT
+    assert sleeps == [0.5]  # the second backfill batch waited for its slot
+    await spool.close()
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    b = Backoff(1.0, 8.0)
+    rng = random.Random(7)
+    delays = [b.delay_s(n, rng) for n in range(1, 8)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert all(4.0 <= d <= 8.0 for d in delays[4:])
+    assert b.delay_s(0, rng) == 0.0
