@@ -490,9 +490,9 @@ def find_clock_anomalies(
     by_boot: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
     for p in points:
         if isinstance(p, Scan):
-            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.clk.sync, p.clk.boot, p.clk.mono_ns
+            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.clk.sync, p.clk.boot, p.clk.mono_us
         else:
-            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.sync, p.boot, p.mono_ns
+            gw, seq, t, sync, boot, mono = p.gw, p.seq, p.t, p.sync, p.boot, p.mono_us
         if t < PLAUSIBLE_SINCE_MS:
             found.append(
                 ClockAnomaly(
@@ -509,7 +509,7 @@ def find_clock_anomalies(
     for (gw, _boot), rows in by_boot.items():
         rows.sort()
         for (m0, _s0, t0), (m1, s1, t1) in itertools.pairwise(rows):
-            drift = (t1 - t0) - (m1 - m0) // 1_000_000
+            drift = (t1 - t0) - (m1 - m0) // 1_000
             if abs(drift) > tolerance_ms:
                 found.append(
                     ClockAnomaly(

@@ -47,7 +47,7 @@ _POINT_COLS = (
     "gw, seq, src, asset, t, q, val, unit,"
     " json_extract(CAST(json AS TEXT), '$.clk.sync'),"
     " json_extract(CAST(json AS TEXT), '$.clk.boot'),"
-    " json_extract(CAST(json AS TEXT), '$.clk.mono_ns')"
+    " json_extract(CAST(json AS TEXT), '$.clk.mono_us')"
 )
 
 
@@ -174,7 +174,7 @@ class LedgerProvenanceSource:
                 unit=r[7] or "",
                 sync=bool(r[8]),
                 boot=str(r[9]),
-                mono_ns=int(r[10]),
+                mono_us=int(r[10]),
             )
             for r in rows
         ]

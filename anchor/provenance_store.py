@@ -62,7 +62,7 @@ class ReadingPoint:
     unit: str
     sync: bool
     boot: str
-    mono_ns: int
+    mono_us: int
 
     @classmethod
     def of(cls, r: Reading, gateway_asset: str | None = None) -> ReadingPoint:
@@ -77,7 +77,7 @@ class ReadingPoint:
             unit=r.unit,
             sync=r.clk.sync,
             boot=r.clk.boot,
-            mono_ns=r.clk.mono_ns,
+            mono_us=r.clk.mono_us,
         )
 
 

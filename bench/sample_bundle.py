@@ -66,7 +66,7 @@ def make_ledger(batches: int = 3, per_batch: int = 8, seed: int = 7) -> SampleLe
                 "gw": "truck-07",
                 "seq": seq,
                 "t": t,
-                "clk": ClockEvidence(mono_ns=seq * 60_000_000_000, boot=clk_boot, sync=True),
+                "clk": ClockEvidence(mono_us=seq * 60_000_000, boot=clk_boot, sync=True),
                 "salt": new_salt(rnd.randbytes(16)),
                 "asset": "truck-07",
             }

@@ -38,7 +38,7 @@ def openssl_ed25519(seconds: int = 3) -> tuple[float, float]:
 
 
 def _records(n: int) -> list[Reading]:
-    clk = ClockEvidence(mono_ns=1, boot="bench", sync=True)
+    clk = ClockEvidence(mono_us=1, boot="bench", sync=True)
     return [
         Reading(
             gw="truck-07",

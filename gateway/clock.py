@@ -91,5 +91,5 @@ class SystemClock(Clock):
             self._synced = kernel_clock_synced()
             self._synced_checked_ns = mono_ns
         return ClockReading(
-            wall_ms, ClockEvidence(mono_ns=mono_ns, boot=self._boot, sync=self._synced)
+            wall_ms, ClockEvidence(mono_us=mono_ns // 1000, boot=self._boot, sync=self._synced)
         )

@@ -65,7 +65,7 @@ class Signer:
         last = self._last
         if last is not None and last.evidence.boot == now.evidence.boot:
             wall_delta = now.wall_ms - last.wall_ms
-            mono_delta = (now.evidence.mono_ns - last.evidence.mono_ns) / 1e6
+            mono_delta = (now.evidence.mono_us - last.evidence.mono_us) / 1e3
             if abs(wall_delta - mono_delta) > self._jump_ms:
                 extra.append(
                     self._gap_draft(

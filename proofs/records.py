@@ -151,32 +151,32 @@ def _loads(data: bytes | str, where: str) -> dict[str, Any]:
 class ClockEvidence:
     """What the gateway knew about time when it made a record.
 
-    ``mono_ns`` is CLOCK_MONOTONIC (or BOOTTIME) in ns since ``boot`` (the
+    ``mono_us`` is CLOCK_BOOTTIME in microseconds since ``boot`` (the
     kernel boot id); ``sync`` says whether the wall clock was NTP-synchronised.
-    Two records with the same ``boot`` can be ordered and spaced by ``mono_ns``
+    Two records with the same ``boot`` can be ordered and spaced by ``mono_us``
     whatever the wall clock claimed, which exposes clock jumps.
     """
 
-    mono_ns: int
+    mono_us: int  # µs: stays below 2**53 (JSON's exact integers) for 285 years of uptime
     boot: str
     sync: bool
 
     def __post_init__(self) -> None:
-        if self.mono_ns < 0:
-            raise FormatError("clock: 'mono_ns' must not be negative", code="bad-field")
+        if self.mono_us < 0:
+            raise FormatError("clock: 'mono_us' must not be negative", code="bad-field")
         if not self.boot or len(self.boot) > 64:
             raise FormatError("clock: 'boot' must be 1-64 characters", code="bad-field")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mono_ns": self.mono_ns, "boot": self.boot, "sync": self.sync}
+        return {"mono_us": self.mono_us, "boot": self.boot, "sync": self.sync}
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> ClockEvidence:
         if not isinstance(d, dict):
             raise FormatError(f"{where}: 'clk' must be an object", code="bad-field")
-        _no_extra(d, ("mono_ns", "boot", "sync"), where + ".clk")
+        _no_extra(d, ("mono_us", "boot", "sync"), where + ".clk")
         return cls(
-            mono_ns=_need(d, "mono_ns", int, where + ".clk"),
+            mono_us=_need(d, "mono_us", int, where + ".clk"),
             boot=_need(d, "boot", str, where + ".clk"),
             sync=_need(d, "sync", bool, where + ".clk"),
         )

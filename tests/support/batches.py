@@ -54,7 +54,7 @@ class GatewaySim:
             "seq": self.seq,
             "src": src,
             "t": self.t,
-            "clk": ClockEvidence(mono_ns=(self.t - T0) * 1_000_000, boot=self.boot, sync=True),
+            "clk": ClockEvidence(mono_us=(self.t - T0) * 1_000, boot=self.boot, sync=True),
             "salt": new_salt(os.urandom(16)),
             "asset": self.asset,
         }

@@ -81,13 +81,13 @@ class Journey:
     ) -> dict[str, Any]:
         g = self.gateways[gw]
         g.seq += 1
-        mono_ns = ((mono_t if mono_t is not None else t) - g.boot_t) * 1_000_000
+        mono_us = ((mono_t if mono_t is not None else t) - g.boot_t) * 1_000
         return {
             "gw": gw,
             "seq": g.seq,
             "src": src,
             "t": t,
-            "clk": ClockEvidence(mono_ns=max(0, mono_ns), boot=boot or g.boot, sync=sync),
+            "clk": ClockEvidence(mono_us=max(0, mono_us), boot=boot or g.boot, sync=sync),
             "salt": new_salt(os.urandom(16)),
             "asset": g.asset,
         }

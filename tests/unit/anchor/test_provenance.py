@@ -60,7 +60,7 @@ def _point(
     mono_t: int | None = None,
     boot: str = "b",
 ) -> ReadingPoint:
-    mono = (mono_t if mono_t is not None else t) * 1_000_000
+    mono = (mono_t if mono_t is not None else t) * 1_000  # µs
     return ReadingPoint("gw", seq, src, "truck", t, "temperature", val, "CEL", sync, boot, mono)
 
 

@@ -18,17 +18,17 @@ BOOT = "11111111-2222-3333-4444-555555555555"
 class ScriptedClock(Clock):
     """Wall and monotonic clocks that a test moves by hand."""
 
-    def __init__(self, wall_ms: int = 1_763_769_600_000, mono_ns: int = 10**9) -> None:
+    def __init__(self, wall_ms: int = 1_763_769_600_000, mono_us: int = 10**6) -> None:
         self.wall_ms = wall_ms
-        self.mono_ns = mono_ns
+        self.mono_us = mono_us
         self.synced = True
 
     def advance(self, seconds: float) -> None:
         self.wall_ms += int(seconds * 1000)
-        self.mono_ns += int(seconds * 1e9)
+        self.mono_us += int(seconds * 1e6)
 
     def read(self) -> ClockReading:
-        return ClockReading(self.wall_ms, ClockEvidence(self.mono_ns, BOOT, self.synced))
+        return ClockReading(self.wall_ms, ClockEvidence(self.mono_us, BOOT, self.synced))
 
 
 def registry() -> DeviceRegistry:

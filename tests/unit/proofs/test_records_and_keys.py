@@ -32,7 +32,7 @@ from proofs.records import (
 )
 
 KEY = SigningKey.from_seed(b"\x01" * 32)
-CLK = ClockEvidence(mono_ns=123, boot="boot-1", sync=True)
+CLK = ClockEvidence(mono_us=123, boot="boot-1", sync=True)
 
 
 def reading(**over) -> Reading:
@@ -128,7 +128,7 @@ def test_field_validation_messages_name_the_field() -> None:
         "unit": "degrees",
         "salt": "zz",
         "gw": "",
-        "clk": {"mono_ns": 1},
+        "clk": {"mono_us": 1},
         "t": True,
         "sig": "@@@",
     }
