@@ -15,10 +15,13 @@ are checked against :mod:`proofs.merkle` (which keeps every leaf in memory).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from hashlib import sha256
-
-from proofs.merkle import EMPTY_ROOT
+from proofs.merkle import (
+    NodeGetter,
+    consistency_proof_from_nodes,
+    inclusion_proof_from_nodes,
+    node_hash,
+    root_from_nodes,
+)
 
 __all__ = [
     "NodeGetter",
@@ -27,16 +30,6 @@ __all__ = [
     "nodes_for_append",
     "root_at",
 ]
-
-NodeGetter = Callable[[int, int], bytes]
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return sha256(b"\x01" + left + right).digest()
-
-
-def _split(n: int) -> int:
-    return 1 << ((n - 1).bit_length() - 1)
 
 
 def nodes_for_append(size: int, leaf: bytes, get_node: NodeGetter) -> list[tuple[int, int, bytes]]:
@@ -49,62 +42,13 @@ def nodes_for_append(size: int, leaf: bytes, get_node: NodeGetter) -> list[tuple
     level, index, current = 0, size, leaf
     while index & 1:
         left = get_node(level, index - 1)
-        current = _node(left, current)
+        current = node_hash(left, current)
         level, index = level + 1, index >> 1
         out.append((level, index, current))
     return out
 
 
-def _range_hash(lo: int, hi: int, get_node: NodeGetter) -> bytes:
-    """MTH(leaves[lo:hi]) for the ranges RFC 6962's recursion produces."""
-    width = hi - lo
-    if width & (width - 1) == 0 and lo % width == 0:
-        return get_node(width.bit_length() - 1, lo // width)
-    k = _split(width)
-    return _node(_range_hash(lo, lo + k, get_node), _range_hash(lo + k, hi, get_node))
-
-
-def root_at(size: int, get_node: NodeGetter) -> bytes:
-    if size < 0:
-        raise ValueError("a tree size is not negative")
-    if size == 0:
-        return EMPTY_ROOT
-    return _range_hash(0, size, get_node)
-
-
-def inclusion_proof(index: int, size: int, get_node: NodeGetter) -> list[bytes]:
-    if not 0 <= index < size:
-        raise IndexError(f"leaf index {index} outside a tree of size {size}")
-    path: list[bytes] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if index < lo + k:
-            path.append(_range_hash(lo + k, hi, get_node))
-            hi = lo + k
-        else:
-            path.append(_range_hash(lo, lo + k, get_node))
-            lo = lo + k
-    path.reverse()
-    return path
-
-
-def consistency_proof(old_size: int, new_size: int, get_node: NodeGetter) -> list[bytes]:
-    if not 0 <= old_size <= new_size:
-        raise IndexError(f"need 0 <= old size ({old_size}) <= new size ({new_size})")
-    if old_size in (0, new_size):
-        return []
-    path: list[bytes] = []
-    lo, hi, m, complete = 0, new_size, old_size, True
-    while m != hi - lo:
-        k = _split(hi - lo)
-        if m <= k:
-            path.append(_range_hash(lo + k, hi, get_node))
-            hi = lo + k
-        else:
-            path.append(_range_hash(lo, lo + k, get_node))
-            lo, m, complete = lo + k, m - k, False
-    if not complete:
-        path.append(_range_hash(lo, hi, get_node))
-    path.reverse()
-    return path
+# Roots and proofs over stored nodes are RFC 6962's, shared with proofs.merkle.
+root_at = root_from_nodes
+inclusion_proof = inclusion_proof_from_nodes
+consistency_proof = consistency_proof_from_nodes

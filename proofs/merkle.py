@@ -12,7 +12,7 @@ largest power of two smaller than n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import sha256
 
 from .errors import VerificationError
@@ -21,11 +21,15 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "MerkleTree",
+    "NodeGetter",
     "consistency_proof",
+    "consistency_proof_from_nodes",
     "inclusion_proof",
+    "inclusion_proof_from_nodes",
     "leaf_hash",
     "node_hash",
     "root",
+    "root_from_nodes",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -45,6 +49,69 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def _split(n: int) -> int:
     """Largest power of two strictly smaller than ``n`` (n >= 2)."""
     return 1 << ((n - 1).bit_length() - 1)
+
+
+NodeGetter = Callable[[int, int], bytes]
+"""``get_node(level, index)``: the hash of the complete subtree over leaves
+``[index * 2**level, (index + 1) * 2**level)``. A store that keeps those nodes
+(the anchor's ledger) or in-memory levels (:class:`MerkleTree`) can both answer
+every root and proof of RFC 6962 through the functions below in O(log n) reads."""
+
+
+def _range_hash(lo: int, hi: int, get_node: NodeGetter) -> bytes:
+    """MTH of leaves[lo:hi] for the ranges RFC 6962's recursion produces."""
+    width = hi - lo
+    if width & (width - 1) == 0 and lo % width == 0:
+        return get_node(width.bit_length() - 1, lo // width)
+    k = _split(width)
+    return node_hash(_range_hash(lo, lo + k, get_node), _range_hash(lo + k, hi, get_node))
+
+
+def root_from_nodes(size: int, get_node: NodeGetter) -> bytes:
+    """The root of the first ``size`` leaves."""
+    if size < 0:
+        raise ValueError("a tree size is not negative")
+    return EMPTY_ROOT if size == 0 else _range_hash(0, size, get_node)
+
+
+def inclusion_proof_from_nodes(index: int, size: int, get_node: NodeGetter) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root."""
+    if not 0 <= index < size:
+        raise IndexError(f"leaf index {index} outside a tree of size {size}")
+    path: list[bytes] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            path.append(_range_hash(lo + k, hi, get_node))
+            hi = lo + k
+        else:
+            path.append(_range_hash(lo, lo + k, get_node))
+            lo = lo + k
+    path.reverse()
+    return path
+
+
+def consistency_proof_from_nodes(old_size: int, new_size: int, get_node: NodeGetter) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 PROOF(old_size, D[0:new_size])."""
+    if not 0 <= old_size <= new_size:
+        raise IndexError(f"need 0 <= old size ({old_size}) <= new size ({new_size})")
+    if old_size in (0, new_size):
+        return []
+    path: list[bytes] = []
+    lo, hi, m, complete = 0, new_size, old_size, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            path.append(_range_hash(lo + k, hi, get_node))
+            hi = lo + k
+        else:
+            path.append(_range_hash(lo, lo + k, get_node))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        path.append(_range_hash(lo, hi, get_node))
+    path.reverse()
+    return path
 
 
 class MerkleTree:
@@ -78,13 +145,8 @@ class MerkleTree:
             return EMPTY_ROOT
         return self._levels[-1][0]
 
-    def _range_hash(self, lo: int, hi: int) -> bytes:
-        """MTH of leaves[lo:hi], where ``lo`` is aligned to the range's left split."""
-        width = hi - lo
-        if width & (width - 1) == 0 and lo % width == 0:
-            return self._levels[width.bit_length() - 1][lo // width]
-        k = _split(width)
-        return node_hash(self._range_hash(lo, lo + k), self._range_hash(lo + k, hi))
+    def _node(self, level: int, index: int) -> bytes:
+        return self._levels[level][index]
 
     def inclusion_proof(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
@@ -103,22 +165,7 @@ class MerkleTree:
         n = self.size if new_size is None else new_size
         if not 0 <= old_size <= n <= self.size:
             raise IndexError(f"need 0 <= old_size <= new_size <= {self.size}")
-        if old_size in (0, n):
-            return []
-        path: list[bytes] = []
-        lo, hi, m, complete = 0, n, old_size, True
-        while m != hi - lo:
-            k = _split(hi - lo)
-            if m <= k:
-                path.append(self._range_hash(lo + k, hi))
-                hi = lo + k
-            else:
-                path.append(self._range_hash(lo, lo + k))
-                lo, m, complete = lo + k, m - k, False
-        if not complete:
-            path.append(self._range_hash(lo, hi))
-        path.reverse()
-        return path
+        return consistency_proof_from_nodes(old_size, n, self._node)
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:

@@ -145,3 +145,25 @@ def test_prover_refuses_indexes_outside_the_tree() -> None:
         tree.inclusion_proof(3)
     with pytest.raises(IndexError):
         tree.consistency_proof(4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(min_value=1, max_value=150), st.data())
+def test_proofs_from_stored_nodes_match_for_every_earlier_size(n: int, data: st.DataObject) -> None:
+    """A store of complete subtrees (the anchor's ledger) answers for any past tree size."""
+    hashes = _leaves(n)
+    tree = merkle.MerkleTree(hashes)
+
+    def get_node(level: int, index: int) -> bytes:
+        return _reference_root(hashes[index << level : (index + 1) << level])
+
+    size = data.draw(st.integers(min_value=1, max_value=n))
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    old = data.draw(st.integers(min_value=1, max_value=size))
+    assert merkle.root_from_nodes(size, get_node) == merkle.root(hashes[:size])
+    assert merkle.inclusion_proof_from_nodes(index, size, get_node) == merkle.inclusion_proof(
+        hashes[:size], index
+    )
+    assert merkle.consistency_proof_from_nodes(old, size, get_node) == tree.consistency_proof(
+        old, size
+    )
