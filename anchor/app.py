@@ -369,6 +369,7 @@ async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS],
         max_records=config.ingest_max_records,
         group_max_batches=config.commit_group_max_batches,
+        max_batch_lookahead=config.ingest_max_batch_lookahead,
     )
     ingestor.start()
     app[INGESTOR] = ingestor

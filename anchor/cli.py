@@ -222,6 +222,15 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
             f"ledger OK: {report.batches} batches, {report.records} records,"
             f" {report.checkpoints} checkpoints, log size {report.log_size}"
         )
+        if report.pending_batches:
+            shown = ", ".join(f"{gw} {a}..{b}" for gw, a, b in report.pending_ranges)
+            more = " ..." if report.pending_holes > len(report.pending_ranges) else ""
+            print(
+                f"WARNING: {report.pending_batches} batches in {report.pending_holes} pending"
+                f" holes are not stored yet (a gateway may still be draining its backlog;"
+                f" every stored link verified): {shown}{more}",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

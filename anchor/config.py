@@ -44,6 +44,9 @@ class AnchorConfig:
     listen_port: int = 8750
     ingest_max_body_bytes: int = 8 * 1024 * 1024
     ingest_max_records: int = 10_000
+    # Batches may arrive out of batch_seq order (live first after an outage); one more
+    # than this many ahead of the gateway's highest stored batch is refused.
+    ingest_max_batch_lookahead: int = 1_000_000
     # Background checkpoint when the log grew without one (receipts sign on demand).
     checkpoint_interval_s: float = 60.0
     # Concurrent ingests that arrive while a commit is in flight share the next one.
@@ -74,6 +77,8 @@ class AnchorConfig:
             raise ConfigError("ingest_max_body_bytes must be at least 1024")
         if self.ingest_max_records < 1:
             raise ConfigError("ingest_max_records must be at least 1")
+        if self.ingest_max_batch_lookahead < 1:
+            raise ConfigError("ingest_max_batch_lookahead must be at least 1")
         if self.checkpoint_interval_s <= 0:
             raise ConfigError("checkpoint_interval_s must be positive")
         if self.commit_group_max_batches < 1:

@@ -33,6 +33,7 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "seq-gap": (409, "Sequence gap"),
     "seq-overlap": (409, "Sequence overlap"),
     "batch-replay": (409, "Batch replay"),
+    "batch-too-far-ahead": (409, "Batch too far ahead"),
     # service codes
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),

@@ -3,7 +3,10 @@
 The expensive, stateless checks (parsing, signatures, the batch root) run
 before anything is locked. The chain, seq and idempotency checks run twice:
 once early to refuse cheaply, and again inside the write transaction, where
-they are authoritative. Batches that arrive while a commit is in flight wait
+they are authoritative. A gateway's batches may arrive out of ``batch_seq``
+order (live data first, docs/adr/0310): each chain link and seq boundary is
+checked as soon as both of its batches are stored, against the nearest stored
+neighbours below and above. Batches that arrive while a commit is in flight wait
 for the next one and share it: one transaction, one fsync, one checkpoint and
 a receipt each (group commit). A refused batch leaves nothing behind because it
 is either refused before the transaction or rolled back to its savepoint.
@@ -40,8 +43,8 @@ from .checkpoints import CheckpointSigner, sign_checkpoint
 from .errors import AnchorError
 from .metrics import AnchorMetrics
 from .store import (
+    ChainLink,
     Checkpoint,
-    GatewayHead,
     LedgerStore,
     LedgerTx,
     NewBatch,
@@ -49,7 +52,18 @@ from .store import (
     StoredBatch,
 )
 
-__all__ = ["IngestOutcome", "IngestRequest", "Ingestor", "check_chain", "parse_ingest_body"]
+__all__ = [
+    "IngestOutcome",
+    "IngestRequest",
+    "Ingestor",
+    "before_first",
+    "check_apart",
+    "check_chain",
+    "check_link",
+    "link_of",
+    "load_neighbours",
+    "parse_ingest_body",
+]
 
 _log = logging.getLogger("coldtrail.anchor.ingest")
 
@@ -110,49 +124,166 @@ def parse_ingest_body(body: bytes, max_records: int) -> IngestRequest:
     return IngestRequest(manifest, records, evicted)
 
 
-def check_chain(
-    manifest: Manifest,
-    head: GatewayHead | None,
-    evicted_gaps: Sequence[tuple[int, int]] | None,
-) -> None:
-    """Contract checks 4 and 5: the manifest chains to the head and its seqs follow on.
+_GENESIS_PREV = ChainLink("", 0, ZERO_HASH, ZERO_HASH, 0, 0, False, -1)
 
-    ``evicted_gaps`` are the ``(lost_from, lost_to)`` of the batch's ``evicted`` gap
-    records; ``None`` means they are not known yet and a seq hole is not judged.
+ChainReads = LedgerStore | LedgerTx
+
+
+def before_first(gw: str) -> ChainLink:
+    """The place before a gateway's first batch: batch 0, hash ZERO_HASH, last_seq 0."""
+    return dataclasses.replace(_GENESIS_PREV, gw=gw)
+
+
+def link_of(manifest: Manifest, manifest_hash: str, leaf_index: int = -1) -> ChainLink:
+    """The chain facts of a manifest (received or stored)."""
+    return ChainLink(
+        manifest.gw,
+        manifest.batch_seq,
+        manifest_hash,
+        manifest.prev,
+        manifest.first_seq,
+        manifest.last_seq,
+        False,
+        leaf_index,
+    )
+
+
+def check_link(
+    lower: ChainLink,
+    upper: ChainLink,
+    upper_gaps: Sequence[tuple[int, int]] | None,
+    *,
+    incoming: str | None = None,
+) -> None:
+    """The link between consecutive batches (``upper.batch_seq == lower.batch_seq + 1``).
+
+    ``lower`` with batch_seq 0 stands for "before the first batch" (prev ZERO_HASH,
+    last_seq 0). ``upper_gaps`` are the ``(lost_from, lost_to)`` of ``upper``'s
+    ``evicted`` gap records; ``None`` means not known yet: a seq hole is not judged.
+    ``incoming`` ("lower", "upper" or None) only words the refusal.
     """
-    expected_batch = 1 if head is None else head.batch_seq + 1
-    expected_prev = ZERO_HASH if head is None else head.manifest_hash
-    expected_first = 1 if head is None else head.last_seq + 1
-    if manifest.batch_seq < expected_batch:
-        raise AnchorError(
-            "batch-replay",
-            f"batch_seq {manifest.batch_seq} of {manifest.gw} is already used by another manifest",
-        )
-    if manifest.batch_seq > expected_batch:
-        raise AnchorError(
-            "broken-chain",
-            f"batch_seq {manifest.batch_seq} of {manifest.gw}; the next must be {expected_batch}",
-        )
-    if manifest.prev != expected_prev:
-        raise AnchorError(
-            "broken-chain",
-            f"manifest {manifest.batch_seq} of {manifest.gw}: 'prev' is not the hash of"
-            " the previous accepted manifest",
-        )
-    if manifest.first_seq < expected_first:
+    gw = upper.gw
+    n = upper.batch_seq
+    if upper.prev != lower.manifest_hash:
+        if lower.batch_seq == 0:
+            what = f"manifest 1 of {gw}: 'prev' of the first batch must be the zero hash"
+        elif incoming == "lower":
+            what = (
+                f"manifest {lower.batch_seq} of {gw}: its stored successor, batch {n}, names"
+                " another manifest as 'prev'"
+            )
+        elif incoming == "upper":
+            what = (
+                f"manifest {n} of {gw}: 'prev' is not the hash of its stored predecessor,"
+                f" batch {lower.batch_seq}"
+            )
+        else:
+            what = f"batch {n} of {gw}: 'prev' is not the hash of batch {lower.batch_seq}"
+        raise AnchorError("broken-chain", what)
+    expected_first = lower.last_seq + 1
+    if upper.first_seq < expected_first:
         raise AnchorError(
             "seq-overlap",
-            f"first_seq {manifest.first_seq} of {manifest.gw}: seqs up to"
-            f" {expected_first - 1} are already logged",
+            f"first_seq {upper.first_seq} of {gw} batch {n}: batch {lower.batch_seq} already"
+            f" covers seqs up to {lower.last_seq}"
+            + (" (the first batch starts at seq 1)" if lower.batch_seq == 0 else ""),
         )
-    if manifest.first_seq > expected_first:
-        hole = (expected_first, manifest.first_seq - 1)
-        if evicted_gaps is not None and hole not in evicted_gaps:
+    if upper.first_seq > expected_first and upper_gaps is not None:
+        hole = (expected_first, upper.first_seq - 1)
+        if hole not in upper_gaps:
             raise AnchorError(
                 "seq-gap",
-                f"seqs {hole[0]}..{hole[1]} of {manifest.gw} are missing and no 'evicted' gap"
-                " record in this batch covers them",
+                f"seqs {hole[0]}..{hole[1]} of {gw} between batches {lower.batch_seq} and {n}"
+                f" are missing and no 'evicted' gap record in batch {n} covers them",
             )
+
+
+def check_apart(lower: ChainLink, upper: ChainLink, *, incoming: str | None = None) -> None:
+    """Two stored-or-incoming batches with batches missing between them.
+
+    Their seq ranges must not overlap, and the missing batches (at least one record
+    each) must still fit between them; the links themselves wait for those batches.
+    """
+    gw = upper.gw
+    a, b = lower.batch_seq, upper.batch_seq
+    stored = {"lower": b, "upper": a}.get(incoming or "")
+    other = "" if stored is None else f" (the stored neighbour is batch {stored})"
+    if upper.first_seq <= lower.last_seq:
+        raise AnchorError(
+            "seq-overlap",
+            f"batches {a} and {b} of {gw} overlap: seqs {lower.first_seq}..{lower.last_seq} and"
+            f" {upper.first_seq}..{upper.last_seq}{other}",
+        )
+    missing, room = b - a - 1, upper.first_seq - lower.last_seq - 1
+    if room < missing:
+        raise AnchorError(
+            "seq-overlap",
+            f"batches {a + 1}..{b - 1} of {gw} are still missing but only {room} seqs are left"
+            f" between {lower.last_seq} and {upper.first_seq}{other}",
+        )
+
+
+def check_chain(
+    manifest: Manifest,
+    manifest_hash: str,
+    lower: ChainLink | None,
+    higher: ChainLink | None,
+    evicted_gaps: Sequence[tuple[int, int]] | None,
+    higher_gaps: Sequence[tuple[int, int]] | None,
+    *,
+    max_lookahead: int | None = None,
+) -> None:
+    """Contract checks 4 and 5 against the stored neighbours (docs/adr/0310).
+
+    ``lower``/``higher`` are the gateway's stored batches nearest below and above
+    ``manifest.batch_seq`` (an already used batch_seq is handled before this).
+    ``evicted_gaps`` are the manifest's own ``evicted`` gap records, ``higher_gaps``
+    those of ``higher``; ``None`` means not known yet, and a seq hole next to that
+    batch is not judged. Every link with both sides known is checked; links to
+    batches that are still missing are checked when those batches arrive.
+    """
+    gw, n = manifest.gw, manifest.batch_seq
+    if n < 1:
+        raise AnchorError("broken-chain", f"batch_seq {n} of {gw}: batch_seq starts at 1")
+    this = link_of(manifest, manifest_hash)
+    if max_lookahead is not None and higher is None:
+        top = 0 if lower is None else lower.batch_seq
+        if n - top > max_lookahead:
+            raise AnchorError(
+                "batch-too-far-ahead",
+                f"batch_seq {n} of {gw} is {n - top} ahead of its highest stored batch"
+                f" ({top}); at most {max_lookahead} is accepted",
+            )
+    below = lower if lower is not None else before_first(gw)
+    if below.batch_seq == n - 1:
+        check_link(below, this, evicted_gaps, incoming="upper")
+    else:
+        check_apart(below, this, incoming="upper" if lower is not None else None)
+    if higher is not None:
+        if higher.batch_seq == n + 1:
+            check_link(this, higher, higher_gaps, incoming="lower")
+        else:
+            check_apart(this, higher, incoming="lower")
+
+
+def load_neighbours(
+    reads: ChainReads, manifest: Manifest
+) -> tuple[ChainLink | None, ChainLink | None, list[tuple[int, int]]]:
+    """The stored neighbours of ``manifest`` and the evicted gaps its successor states.
+
+    The successor's gap records are read only when they matter: it is the very next
+    batch, holds records, and starts after this manifest's ``last_seq + 1``.
+    """
+    lower, higher = reads.chain_neighbours(manifest.gw, manifest.batch_seq)
+    higher_gaps: list[tuple[int, int]] = []
+    if (
+        higher is not None
+        and higher.batch_seq == manifest.batch_seq + 1
+        and not higher.records_evicted
+        and higher.first_seq > manifest.last_seq + 1
+    ):
+        higher_gaps = reads.evicted_gaps(manifest.gw, higher.first_seq, higher.last_seq)
+    return lower, higher, higher_gaps
 
 
 @dataclass(slots=True)
@@ -177,6 +308,7 @@ class Ingestor:
         *,
         max_records: int,
         group_max_batches: int,
+        max_batch_lookahead: int = 1_000_000,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -184,6 +316,7 @@ class Ingestor:
         self.metrics = metrics
         self.max_records = max_records
         self.group_max_batches = group_max_batches
+        self.max_batch_lookahead = max_batch_lookahead
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # One thread owns every ledger write, so commits never interleave.
@@ -249,10 +382,18 @@ class Ingestor:
                 "bad-signature",
                 f"manifest {manifest.batch_seq} of {manifest.gw}: signature does not verify",
             ) from e
-        head = await asyncio.to_thread(self.store.gateway_head, manifest.gw)
-        # Refuse out-of-order batches before paying for their records; the seq
-        # hole check needs the records' gap statements, so it waits.
-        check_chain(manifest, head, None)
+        lower, higher, higher_gaps = await asyncio.to_thread(load_neighbours, self.store, manifest)
+        # Refuse broken links before paying for the records; a seq hole before this
+        # batch needs its records' gap statements, so that check waits for them.
+        check_chain(
+            manifest,
+            manifest_hash,
+            lower,
+            higher,
+            None,
+            higher_gaps,
+            max_lookahead=self.max_batch_lookahead,
+        )
         records: list[NewRecord] = []
         gaps: list[tuple[int, int]] = []
         if not request.evicted:
@@ -272,7 +413,15 @@ class Ingestor:
                     f"the records do not reproduce the root of manifest {manifest.batch_seq}",
                 )
             records, gaps = verified.records, verified.evicted_gaps
-        check_chain(manifest, head, gaps)
+        check_chain(
+            manifest,
+            manifest_hash,
+            lower,
+            higher,
+            gaps,
+            higher_gaps,
+            max_lookahead=self.max_batch_lookahead,
+        )
         manifest_json = manifest.to_json()
         batch = NewBatch(
             gw=manifest.gw,
@@ -395,7 +544,18 @@ class Ingestor:
             raise AnchorError("unknown-gateway", f"gateway {p.manifest.gw} changed meanwhile")
         if gateway.revoked_by(p.batch.accepted_at):
             raise AnchorError("revoked", f"gateway {p.manifest.gw} was revoked")
-        check_chain(p.manifest, tx.gateway_head(p.manifest.gw), p.evicted_gaps)
+        # Authoritative: the neighbours as this transaction sees them, including
+        # batches appended earlier in the same group.
+        lower, higher, higher_gaps = load_neighbours(tx, p.manifest)
+        check_chain(
+            p.manifest,
+            p.manifest_hash,
+            lower,
+            higher,
+            p.evicted_gaps,
+            higher_gaps,
+            max_lookahead=self.max_batch_lookahead,
+        )
         return tx.append_batch(p.batch), True
 
     def _receipt(

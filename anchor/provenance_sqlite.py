@@ -254,13 +254,10 @@ class LedgerProvenanceSource:
         return [leaf_hash(r.json) for r in self._store.batch_records(b.leaf_index)]
 
     def gateway_batches(self, gw: str, offset: int, limit: int) -> list[BatchInfo]:
-        head = self._store.gateway_head(gw)
-        if head is None:
-            return []
-        before = head.batch_seq + 1 - offset
+        # By count, not by batch_seq arithmetic: batches may arrive out of order, so
+        # batch_seqs below the highest stored one can still be missing (adr/0310).
         return [
-            _batch_info(b)
-            for b in self._store.batches_by_gateway(gw, limit=limit, before_batch_seq=before)
+            _batch_info(b) for b in self._store.batches_by_gateway(gw, limit=limit, offset=offset)
         ]
 
     def latest_blocks(self, limit: int, before_height: int | None = None) -> list[BlockInfo]:

@@ -207,7 +207,7 @@ class ProvenanceSource(Protocol):
         ...
 
     def gateway_batches(self, gw: str, offset: int, limit: int) -> list[BatchInfo]:
-        """Newest first."""
+        """Highest batch_seq first (batch_seqs below it may still be missing)."""
         ...
 
     def latest_blocks(self, limit: int, before_height: int | None = None) -> list[BlockInfo]:
@@ -376,8 +376,12 @@ class MemoryProvenanceSource:
         return [r.leaf_hash() for r in b.records] if b else []
 
     def gateway_batches(self, gw: str, offset: int, limit: int) -> list[BatchInfo]:
-        mine = [b.info for b in self._batches if b.info.gw == gw]
-        mine.reverse()
+        # Highest batch_seq first (log order differs when batches arrived out of order).
+        mine = sorted(
+            (b.info for b in self._batches if b.info.gw == gw),
+            key=lambda i: i.batch_seq,
+            reverse=True,
+        )
         return mine[offset : offset + limit]
 
     def latest_blocks(self, limit: int, before_height: int | None = None) -> list[BlockInfo]:

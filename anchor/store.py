@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ROLES",
     "ApiToken",
+    "ChainLink",
     "Checkpoint",
     "Gateway",
     "GatewayHead",
@@ -85,13 +86,31 @@ class ApiToken:
 
 @dataclass(frozen=True, slots=True)
 class GatewayHead:
-    """The last accepted batch of a gateway: what the next one must chain to."""
+    """The stored batch of a gateway with the highest ``batch_seq``.
+
+    Batches may arrive out of order (docs/adr/0310), so lower batch_seqs may still
+    be missing: this is the top of the chain, not a contiguous prefix.
+    """
 
     gw: str
     batch_seq: int
     manifest_hash: str
     last_seq: int
     leaf_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """A batch as its chain neighbours see it: what the chain and seq checks compare."""
+
+    gw: str
+    batch_seq: int
+    manifest_hash: str
+    prev: str
+    first_seq: int
+    last_seq: int
+    records_evicted: bool
+    leaf_index: int  # -1 for a batch that is not stored (yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +222,16 @@ class LedgerTx(abc.ABC):
     def gateway_head(self, gw: str) -> GatewayHead | None: ...
 
     @abc.abstractmethod
+    def chain_neighbours(
+        self, gw: str, batch_seq: int
+    ) -> tuple[ChainLink | None, ChainLink | None]:
+        """The stored batches of ``gw`` nearest below and above ``batch_seq`` (or None)."""
+
+    @abc.abstractmethod
+    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
+        """``(lost_from, lost_to)`` of the stored ``evicted`` gap records with seq in the range."""
+
+    @abc.abstractmethod
     def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None: ...
 
     @abc.abstractmethod
@@ -307,12 +336,26 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def batches_by_gateway(
-        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None
+        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
     ) -> list[StoredBatch]:
-        """Newest first."""
+        """Highest ``batch_seq`` first; ``offset`` skips that many stored batches."""
+
+    @abc.abstractmethod
+    def gateway_links(self, gw: str) -> Iterator[ChainLink]:
+        """Every stored batch of ``gw`` as a chain link, ascending ``batch_seq``."""
 
     @abc.abstractmethod
     def gateway_head(self, gw: str) -> GatewayHead | None: ...
+
+    @abc.abstractmethod
+    def chain_neighbours(
+        self, gw: str, batch_seq: int
+    ) -> tuple[ChainLink | None, ChainLink | None]:
+        """The stored batches of ``gw`` nearest below and above ``batch_seq`` (or None)."""
+
+    @abc.abstractmethod
+    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
+        """``(lost_from, lost_to)`` of the stored ``evicted`` gap records with seq in the range."""
 
     # --- checkpoints ------------------------------------------------------------
 

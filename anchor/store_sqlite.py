@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 from . import log
 from .store import (
     ApiToken,
+    ChainLink,
     Checkpoint,
     Gateway,
     GatewayHead,
@@ -127,6 +129,20 @@ def _batch(row: Any) -> StoredBatch:
     )
 
 
+_LINK_COLS = "gw, batch_seq, manifest_hash, manifest_json, first_seq, last_seq, records_evicted,"
+_LINK_COLS += " leaf_index"
+
+
+def _link(row: Any) -> ChainLink:
+    try:
+        prev = json.loads(_bytes(row[3]))["prev"]
+    except (ValueError, KeyError, TypeError):
+        prev = ""  # a damaged row: it links to nothing, so every check against it fails
+    if not isinstance(prev, str):
+        prev = ""
+    return ChainLink(row[0], row[1], row[2], prev, row[4], row[5], bool(row[6]), row[7])
+
+
 def _record(row: Any) -> StoredRecord:
     return StoredRecord(
         gw=row[0],
@@ -187,6 +203,43 @@ class _Reads:
             f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
         )
         return None if row is None else _batch(row)
+
+    def chain_neighbours(
+        self, gw: str, batch_seq: int
+    ) -> tuple[ChainLink | None, ChainLink | None]:
+        # Both are one step on the UNIQUE (gw, batch_seq) index.
+        lower = self._one(
+            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            " ORDER BY batch_seq DESC LIMIT 1",
+            (gw, batch_seq),
+        )
+        higher = self._one(
+            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? AND batch_seq > ?"
+            " ORDER BY batch_seq LIMIT 1",
+            (gw, batch_seq),
+        )
+        return (None if lower is None else _link(lower), None if higher is None else _link(higher))
+
+    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
+        rows = self._c.execute(
+            "SELECT json FROM records WHERE gw = ? AND seq >= ? AND seq <= ? AND type = 'gap'"
+            " ORDER BY seq",
+            (gw, seq_from, seq_to),
+        )
+        out: list[tuple[int, int]] = []
+        for (raw,) in rows:
+            try:
+                doc = json.loads(_bytes(raw))
+            except ValueError:
+                continue
+            lost_from, lost_to = doc.get("lost_from"), doc.get("lost_to")
+            if (
+                doc.get("reason") == "evicted"
+                and isinstance(lost_from, int)
+                and isinstance(lost_to, int)
+            ):
+                out.append((lost_from, lost_to))
+        return out
 
     def batch(self, leaf_index: int) -> StoredBatch | None:
         row = self._one(f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
@@ -527,18 +580,33 @@ class SqliteLedger(LedgerStore):
             yield _batch(row)
 
     def batches_by_gateway(
-        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None
+        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
     ) -> list[StoredBatch]:
         before = 2**62 if before_batch_seq is None else before_batch_seq
         rows = self._conn().execute(
             f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
-            " ORDER BY batch_seq DESC LIMIT ?",
-            (gw, before, limit),
+            " ORDER BY batch_seq DESC LIMIT ? OFFSET ?",
+            (gw, before, limit, max(offset, 0)),
         )
         return [_batch(r) for r in rows]
 
+    def gateway_links(self, gw: str) -> Iterator[ChainLink]:
+        rows = self._conn().execute(
+            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? ORDER BY batch_seq", (gw,)
+        )
+        for row in rows:
+            yield _link(row)
+
     def gateway_head(self, gw: str) -> GatewayHead | None:
         return self._reads().gateway_head(gw)
+
+    def chain_neighbours(
+        self, gw: str, batch_seq: int
+    ) -> tuple[ChainLink | None, ChainLink | None]:
+        return self._reads().chain_neighbours(gw, batch_seq)
+
+    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
+        return self._reads().evicted_gaps(gw, seq_from, seq_to)
 
     # --- checkpoints ------------------------------------------------------------
 

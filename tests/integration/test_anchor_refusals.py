@@ -117,17 +117,30 @@ async def test_replayed_batch_seq_with_another_manifest(client: Client, node: No
     await refused(client, "batch-replay", 409, b, token=node.gateway_token)
 
 
-async def test_reordered_batches(client: Client, node: Node) -> None:
+async def test_reordered_batches_are_accepted(client: Client, node: Node) -> None:
+    # Out of batch_seq order is allowed (docs/adr/0310); links are checked once both
+    # sides are stored (tests/integration/test_anchor_out_of_order.py).
     gw = node.gateway
     _, second = gw.readings_batch(2)
     _, third = gw.readings_batch(2)
-    await refused(client, "broken-chain", 409, third, token=node.gateway_token)
-    resp = await client.post(
-        "/v1/batches",
-        data=json.dumps(second),
-        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
-    )
-    assert resp.status == 201
+    for b in (third, second):
+        resp = await client.post(
+            "/v1/batches",
+            data=json.dumps(b),
+            headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+        )
+        assert resp.status == 201, await resp.text()
+
+
+async def test_batch_too_far_ahead(tmp_path: Path, aiohttp_client: ClientFactory) -> None:
+    node = make_node(tmp_path, ingest_max_batch_lookahead=5)
+    client = await aiohttp_client(create_app(node.config))
+    gw = node.gateway
+    gw.batch_seq = 5  # the next is 6: six ahead of nothing stored
+    gw.seq = 10
+    _, b = gw.readings_batch(1)
+    problem = await refused(client, "batch-too-far-ahead", 409, b, token=node.gateway_token)
+    assert "at most 5" in problem["detail"]
 
 
 async def test_prev_not_the_previous_manifest(client: Client, node: Node) -> None:
