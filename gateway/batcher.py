@@ -5,11 +5,14 @@ first saw the open batch non-empty, so a wall clock that jumps (no RTC, late
 NTP) can neither stall a batch nor close every batch at once. After a restart
 the timer starts again: a batch closes at most ``max_age_s`` late.
 
-Age exists for latency, and latency means nothing while sealed batches are
-still waiting for the anchor (they go out in chain order anyway). So while a
-backlog exists, batches close by count only: an outage then yields full
-batches instead of one small manifest every ``max_age_s``, which the spool
-must keep even when the disk budget evicts their records (docs/adr/0203).
+Age exists for latency, and latency means nothing while the anchor cannot be
+reached. So while the link is down (``link_up`` says so) and a backlog exists,
+batches close by count only: an outage then yields full batches instead of one
+small manifest every ``max_age_s``, which the spool must keep even when the
+disk budget evicts their records (docs/adr/0203). While the link is up, age
+closes batches even during a backlog drain: the uplink sends live batches
+ahead of the backlog (docs/adr/0310), so their latency counts again. Without
+``link_up`` the link is taken as down whenever a backlog exists.
 """
 
 from __future__ import annotations
@@ -69,8 +72,10 @@ class Batcher:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         on_sealed: Callable[[Manifest], None] | None = None,
+        link_up: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
+        self._link_up = link_up
         self._policy = policy
         self._monotonic = monotonic
         self._on_sealed = on_sealed
@@ -86,6 +91,8 @@ class Batcher:
         if self._opened_at is None:
             self._opened_at = now
         backlog = self._store.sealed_unsent
+        if backlog and self._link_up is not None and self._link_up():
+            backlog = 0  # draining: live batches go first, so they close by age again
         if not self._policy.should_close(pending, now - self._opened_at, backlog):
             return None
         manifest = await self._store.seal_batch()
@@ -112,5 +119,8 @@ class Batcher:
             self._store.records_added.clear()
             if self._store.unbatched >= self._policy.max_records:
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the event fires, and SIGTERM would then never stop the daemon.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._store.records_added.wait(), self._wait_s() + 0.001)
+                async with asyncio.timeout(self._wait_s() + 0.001):
+                    await self._store.records_added.wait()

@@ -208,7 +208,11 @@ async def run_gateway(
                 live_window_s=config.uplink_live_window_s,
                 metrics=metrics,
             )
-            batcher = Batcher(spool, BatchPolicy(config.batch_max_records, config.batch_max_age_s))
+            batcher = Batcher(
+                spool,
+                BatchPolicy(config.batch_max_records, config.batch_max_age_s),
+                link_up=lambda: uplink.link_up,
+            )
             states = {s.name: _SourceState(s.name) for s in sources}
 
             def status() -> dict[str, Any]:

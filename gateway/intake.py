@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .metrics import GatewayMetrics
-from .observations import BadInput, Measurement, Observation, ScanEvent
+from .observations import (
+    BadInput,
+    Delivery,
+    Measurement,
+    Observation,
+    RecordedDelivery,
+    ScanEvent,
+)
 from .signer import Draft, Signer
 from .silence import SilenceWatch
 from .spool import Spool
@@ -30,8 +37,13 @@ class SpoolSink:
         self._metrics = metrics
         self._silence = silence
 
-    async def submit(self, observations: Sequence[Observation]) -> None:
+    async def submit(
+        self, observations: Sequence[Observation], deliveries: Sequence[Delivery] = ()
+    ) -> None:
+        """Implements both ``Sink`` and ``DeliverySink`` (docs/adr/0210)."""
         if not observations:
+            if deliveries:  # messages that yielded nothing: still remember they are done
+                await self._spool.append([], deliveries)
             return
         if self._silence:
             for obs in observations:
@@ -49,7 +61,21 @@ class SpoolSink:
                 self._metrics.readings_in.labels(kind).inc()
                 if isinstance(obs, BadInput):
                     self._metrics.source_errors.labels(obs.src, obs.code).inc()
-        await self._store(self._signer.drafts(observations))
+        drafts = self._signer.drafts(observations)
+        if deliveries:
+            await self._spool.append(drafts, deliveries)
+            self._count_spooled(drafts)
+        else:
+            await self._store(drafts)
+
+    async def recorded_deliveries(
+        self, session: str, packet_ids: Sequence[int]
+    ) -> tuple[dict[int, RecordedDelivery], int]:
+        return await self._spool.recorded_deliveries(session, packet_ids)
+
+    def duplicates_dropped(self, source: str, count: int) -> None:
+        if self._metrics and count:
+            self._metrics.duplicates_dropped.labels(source).inc(count)
 
     async def record_gap(self, src: str, reason: str, detail: str, count: int = 1) -> None:
         """A signed gap about the gateway or a source itself (restart, source down)."""
@@ -59,7 +85,10 @@ class SpoolSink:
         if not drafts:
             return
         await self._spool.append(drafts)
-        if self._metrics:
+        self._count_spooled(drafts)
+
+    def _count_spooled(self, drafts: list[Draft]) -> None:
+        if self._metrics and drafts:
             self._metrics.records_spooled.inc(len(drafts))
             for d in drafts:
                 if d.TYPE == "gap":

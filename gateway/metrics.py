@@ -48,6 +48,12 @@ class GatewayMetrics:
             ["source", "code"],
             registry=r,
         )
+        self.duplicates_dropped = Counter(
+            "coldtrail_source_duplicates_dropped",
+            "Redelivered messages already committed: acknowledged, not stored again",
+            ["source"],
+            registry=r,
+        )
         self.uplink_refused = Counter(
             "coldtrail_uplink_refused", "Batches the anchor refused (4xx)", ["code"], registry=r
         )

@@ -4,15 +4,32 @@ Sources parse untrusted bytes into observations and pass them to a
 :class:`Sink`. ``Sink.submit`` returns only once the resulting records are
 durable in the spool, so a source acknowledges its device or broker (MQTT
 PUBACK, for instance) after ``submit`` returns and never before.
+
+A source whose transport redelivers (MQTT QoS 1 after a reconnect) can also hand
+over the :class:`Delivery` identity of each message; a sink that implements
+:class:`DeliverySink` records those identities in the same commit as the records,
+so a redelivery of something already committed is recognised and not stored
+twice (docs/adr/0210-mqtt-exactly-once.md). Serial sources have no redelivery
+and use the plain :class:`Sink`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["BadInput", "Measurement", "Observation", "ScanEvent", "Sink", "Source"]
+__all__ = [
+    "BadInput",
+    "Delivery",
+    "DeliverySink",
+    "Measurement",
+    "Observation",
+    "RecordedDelivery",
+    "ScanEvent",
+    "Sink",
+    "Source",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +66,52 @@ class BadInput:
 Observation = Measurement | ScanEvent | BadInput
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The transport identity of one message that may be redelivered (MQTT QoS 1).
+
+    ``session`` names the broker session (client id @ broker host:port): packet ids
+    are only unique within it. ``digest`` is SHA-256 over topic, NUL, payload.
+    """
+
+    source: str
+    session: str
+    packet_id: int  # 1..65535
+    dup: bool  # the broker says it may have sent this before
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDelivery:
+    """A delivery whose records are committed: the newest one per (session, packet id)."""
+
+    digest: bytes
+    ordinal: int  # 1, 2, 3 ... per session, in commit (= delivery) order
+
+
 class Sink(Protocol):
     async def submit(self, observations: Sequence[Observation]) -> None:
         """Sign, spool and commit; return after the commit is durable."""
+
+
+@runtime_checkable
+class DeliverySink(Protocol):
+    """A :class:`Sink` that also records delivery identities in the spool commit."""
+
+    async def submit(
+        self, observations: Sequence[Observation], deliveries: Sequence[Delivery] = ()
+    ) -> None:
+        """Like :meth:`Sink.submit`, recording ``deliveries`` in the same transaction
+        (also when ``observations`` is empty: a message that yielded nothing)."""
+
+    async def recorded_deliveries(
+        self, session: str, packet_ids: Sequence[int]
+    ) -> tuple[dict[int, RecordedDelivery], int]:
+        """The committed deliveries for these packet ids, and the session's last ordinal
+        (0 when none)."""
+
+    def duplicates_dropped(self, source: str, count: int) -> None:
+        """Count redeliveries recognised as already committed (and acked, not stored)."""
 
 
 class Source(Protocol):

@@ -39,6 +39,7 @@ from proofs.records import Gap, Manifest, manifest_from_json
 
 from .errors import SpoolError
 from .manifests import ChainHead, build_manifest
+from .observations import Delivery, RecordedDelivery
 from .signer import Draft
 
 __all__ = [
@@ -63,6 +64,11 @@ RECORD_OVERHEAD_BYTES = 40
 BATCH_OVERHEAD_BYTES = 120
 _EVICT_TO_FRACTION = 0.9  # evict down to 90 % so a full spool does not evict on every commit
 _RECEIPTS_KEPT = 1000
+# What the uplink reads of a batch (``Spool._outgoing``).
+_OUT_COLS = (
+    "batch_seq, first_seq, last_seq, closed_ms, manifest, evicted, state,"
+    " refusal_status, refusal_code, refusal_detail, refused_ms"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
@@ -91,6 +97,16 @@ CREATE TABLE IF NOT EXISTS receipts (
     manifest BLOB NOT NULL,
     receipt BLOB NOT NULL
 );
+-- MQTT QoS 1 deliveries whose records are committed (docs/adr/0210): the newest per
+-- packet id, so at most 65535 rows per broker session, written in the record commit.
+CREATE TABLE IF NOT EXISTS mqtt_inflight (
+    session TEXT NOT NULL,        -- client id @ broker host:port
+    packet_id INTEGER NOT NULL,
+    digest BLOB NOT NULL,         -- SHA-256 of topic NUL payload
+    ordinal INTEGER NOT NULL,     -- 1, 2, 3 ... per session, in commit order
+    committed_ms INTEGER NOT NULL,
+    PRIMARY KEY (session, packet_id)
+) WITHOUT ROWID;
 """
 
 
@@ -220,6 +236,7 @@ class Spool:
         self._conn: sqlite3.Connection | None = None
         self._lock: BinaryIO | None = None
         self._c = _Counters()
+        self._mqtt_last: dict[str, int] = {}  # session -> last ordinal (writer thread)
         self._stats = SpoolStats()
         self.previous_run_clean = True
         self.records_added = asyncio.Event()
@@ -287,14 +304,30 @@ class Spool:
     def sealed_unsent(self) -> int:
         return self._stats.batches
 
-    async def append(self, drafts: Sequence[Draft]) -> tuple[int, int]:
+    async def append(
+        self, drafts: Sequence[Draft], deliveries: Sequence[Delivery] = ()
+    ) -> tuple[int, int]:
         """Sign ``drafts`` with fresh seqs and commit them; return (first, last) seq.
 
+        ``deliveries`` (MQTT QoS 1 messages the drafts came from, in receive order) are
+        recorded in the same transaction (docs/adr/0210); with no drafts, only they are
+        committed and (next_seq, next_seq - 1) is returned.
         Returns only after the transaction is durable (``synchronous=FULL``).
         """
-        if not drafts:
+        if not drafts and not deliveries:
             raise SpoolError("nothing to append", code="empty-append")
-        result: tuple[int, int] = await self._call("append", tuple(drafts), size=len(drafts))
+        result: tuple[int, int] = await self._call(
+            "append", tuple(drafts), tuple(deliveries), size=len(drafts) + len(deliveries)
+        )
+        return result
+
+    async def recorded_deliveries(
+        self, session: str, packet_ids: Sequence[int]
+    ) -> tuple[dict[int, RecordedDelivery], int]:
+        """Committed deliveries of ``session`` for ``packet_ids``, and its last ordinal."""
+        result: tuple[dict[int, RecordedDelivery], int] = await self._call(
+            "recorded_deliveries", session, tuple(packet_ids)
+        )
         return result
 
     async def seal_batch(self) -> Manifest | None:
@@ -305,6 +338,22 @@ class Spool:
     async def head_batch(self, *, mark_in_flight: bool = True) -> OutgoingBatch | None:
         """The oldest unsent batch (chain order), protected from eviction while in flight."""
         batch: OutgoingBatch | None = await self._call("head", mark_in_flight)
+        return batch
+
+    async def next_batch(
+        self, live_since_ms: int, *, mark_in_flight: bool = True
+    ) -> OutgoingBatch | None:
+        """The batch the uplink sends next: live first, then backfill (docs/adr/0310).
+
+        A refusal of the whole gateway (HTTP 401/403: token, enrollment, revocation)
+        holds everything until a person acts: that refused batch is returned. Else the
+        newest pending batch when it closed at or after ``live_since_ms`` (live,
+        newest first), else the oldest pending one (backfill, oldest first). Refused
+        batches are skipped and kept; when only they are left, the oldest is returned
+        (with its ``refusal``). The returned pending batch is protected from eviction
+        while in flight.
+        """
+        batch: OutgoingBatch | None = await self._call("next", live_since_ms, mark_in_flight)
         return batch
 
     async def release(self) -> None:
@@ -506,6 +555,7 @@ class Spool:
         snapshot = _copy_counters(c)
         now = _now_ms()
         rows: list[tuple[int, int, int, bytes]] = []
+        deliveries: list[Delivery] = []
         results: list[tuple[_Job, Any, BaseException | None]] = []
         seq = c.next_seq
         for job in group:
@@ -522,9 +572,13 @@ class Spool:
                 results.append((job, None, _as_spool_error(e)))
                 continue
             rows.extend(job_rows)
+            deliveries.extend(job.args[1])
             results.append((job, (first, seq - 1), None))
+        mqtt_last = dict(self._mqtt_last)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if deliveries:
+                self._record_deliveries(conn, deliveries, now)
             if rows:
                 conn.executemany(
                     "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)", rows
@@ -543,6 +597,7 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._c = snapshot
+            self._mqtt_last = mqtt_last
             error = _as_spool_error(e)
             log.error("spool commit failed: %s", error)
             for job, _result, _err in results:
@@ -553,6 +608,44 @@ class Spool:
             self._resolve(job, result, err)
         if rows:
             self._notify(self.records_added)
+
+    def _last_ordinal(self, conn: sqlite3.Connection, session: str) -> int:
+        last = self._mqtt_last.get(session)
+        if last is None:
+            row = conn.execute(
+                "SELECT COALESCE(MAX(ordinal), 0) FROM mqtt_inflight WHERE session = ?",
+                (session,),
+            ).fetchone()
+            last = self._mqtt_last[session] = int(row[0])
+        return last
+
+    def _record_deliveries(
+        self, conn: sqlite3.Connection, deliveries: list[Delivery], now: int
+    ) -> None:
+        """One row per (session, packet id): a newer message with the id replaces it."""
+        rows = []
+        for d in deliveries:
+            ordinal = self._last_ordinal(conn, d.session) + 1
+            self._mqtt_last[d.session] = ordinal
+            rows.append((d.session, d.packet_id, d.digest, ordinal, now))
+        conn.executemany(
+            "INSERT OR REPLACE INTO mqtt_inflight"
+            " (session, packet_id, digest, ordinal, committed_ms) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def _do_recorded_deliveries(
+        self, conn: sqlite3.Connection, session: str, packet_ids: tuple[int, ...]
+    ) -> tuple[dict[int, RecordedDelivery], int]:
+        found: dict[int, RecordedDelivery] = {}
+        for packet_id in dict.fromkeys(packet_ids):
+            row = conn.execute(
+                "SELECT digest, ordinal FROM mqtt_inflight WHERE session = ? AND packet_id = ?",
+                (session, packet_id),
+            ).fetchone()
+            if row is not None:
+                found[packet_id] = RecordedDelivery(bytes(row[0]), int(row[1]))
+        return found, self._last_ordinal(conn, session)
 
     def _put_record(self, conn: sqlite3.Connection, record: Gap) -> None:
         body = record.to_json()
@@ -690,12 +783,34 @@ class Spool:
 
     def _do_head(self, conn: sqlite3.Connection, mark_in_flight: bool) -> OutgoingBatch | None:
         row = conn.execute(
-            "SELECT batch_seq, first_seq, last_seq, closed_ms, manifest, evicted, state,"
-            " refusal_status, refusal_code, refusal_detail, refused_ms"
-            " FROM batches ORDER BY batch_seq LIMIT 1"
+            f"SELECT {_OUT_COLS} FROM batches ORDER BY batch_seq LIMIT 1"  # noqa: S608
         ).fetchone()
         if row is None:
             return None
+        return self._outgoing(conn, row, mark_in_flight)
+
+    def _do_next(
+        self, conn: sqlite3.Connection, live_since_ms: int, mark_in_flight: bool
+    ) -> OutgoingBatch | None:
+        def first(where: str, order: str) -> Any:
+            return conn.execute(
+                f"SELECT {_OUT_COLS} FROM batches WHERE {where}"  # noqa: S608
+                f" ORDER BY batch_seq {order} LIMIT 1"
+            ).fetchone()
+
+        if self._c.refused:
+            held = first("state = 'refused' AND refusal_status IN (401, 403)", "ASC")
+            if held is not None:
+                return self._outgoing(conn, held, False)
+        row = first("state = 'pending'", "DESC")
+        if row is not None and row[3] < live_since_ms:
+            row = first("state = 'pending'", "ASC")  # no live batch: backfill, oldest first
+        if row is None:
+            refused = first("state = 'refused'", "ASC") if self._c.refused else None
+            return None if refused is None else self._outgoing(conn, refused, False)
+        return self._outgoing(conn, row, mark_in_flight)
+
+    def _outgoing(self, conn: sqlite3.Connection, row: Any, mark_in_flight: bool) -> OutgoingBatch:
         batch_seq, first, last, closed_ms, manifest_json, evicted, state = row[:7]
         refusal = Refusal(row[7], row[8], row[9], row[10]) if state == "refused" else None
         bodies: tuple[bytes, ...] = ()

@@ -1,16 +1,18 @@
 """Send sealed batches to the anchor and delete them only on a verified receipt.
 
-Chain order is the only order (docs/ingest-contract.md: ``batch_seq`` must be
-the previous accepted one + 1), so the uplink always sends the spool's oldest
-unsent batch. "Live before backfill" is therefore a pacing rule (docs/adr/0206):
-a batch that closed within ``live_window_s`` goes out at once, older batches
-(backfill after an outage) are paced to ``backfill_batches_per_s`` so a drain
-never starves the sources, the spool or the link.
+Live data first (docs/adr/0310): the anchor accepts a gateway's batches out of
+``batch_seq`` order and checks every chain link once both of its batches are
+stored, so after an outage the uplink sends the newest batch first while it is
+live (closed within ``live_window_s``), newest first, and drains the backlog
+behind it oldest first, paced to ``backfill_batches_per_s`` so a drain never
+starves the sources, the spool or the link. A batch sealed during the drain is
+live and goes ahead of the remaining backlog.
 
 Every resend carries the same stored bytes, so it is idempotent at the anchor.
-A 4xx refusal is kept and surfaced; 5xx, 408, 429 and transport errors are
-retried with exponential backoff and jitter; a receipt that fails
-``verify_receipt`` never deletes anything.
+A 4xx refusal of one batch is kept and surfaced and the other batches go on; a
+refusal of the gateway itself (401/403) holds everything until a person acts.
+5xx, 408, 429 and transport errors are retried with exponential backoff and
+jitter; a receipt that fails ``verify_receipt`` never deletes anything.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _RETRYABLE_4XX = frozenset({408, 429})
+_GATEWAY_REFUSED = frozenset({401, 403})  # the token or the gateway, not one batch (spool)
 _REFUSED_POLL_S = 5.0  # a person may clear a refusal with `coldtrail-gateway retry`
 
 
@@ -68,7 +71,9 @@ class AnchorTransport(Protocol):
 class UplinkStore(Protocol):
     batches_changed: asyncio.Event
 
-    async def head_batch(self, *, mark_in_flight: bool = True) -> OutgoingBatch | None: ...
+    async def next_batch(
+        self, live_since_ms: int, *, mark_in_flight: bool = True
+    ) -> OutgoingBatch | None: ...
 
     async def release(self) -> None: ...
 
@@ -143,7 +148,9 @@ class Backoff:
 class Outcome(enum.Enum):
     SENT = "sent"
     IDLE = "idle"
-    REFUSED = "refused"  # the head batch is refused: waiting for a person
+    REFUSED = "refused"  # the anchor refused the batch just sent; it is kept, the rest go on
+    HELD = "held"  # only refused batches are left (or the gateway is refused): a person acts
+    PACED = "paced"  # the next batch is backfill and its slot has not come yet
     RETRY = "retry"
 
 
@@ -212,6 +219,10 @@ class Uplink:
         self._clock = clock
         self._wall_ms = wall_ms
         self._next_backfill_at = 0.0
+        self.pace_wait_s = 0.0  # after Outcome.PACED: how long until the backfill slot
+        # False while the anchor is unreachable or holds everything (the batcher then
+        # closes batches by count only); True again after the next receipt.
+        self.link_up = True
         self.status = UplinkStatus()
 
     def _fail(self, reason: str, message: str) -> Outcome:
@@ -220,20 +231,21 @@ class Uplink:
         self.status.state = "retrying"
         if self._metrics:
             self._metrics.uplink_failures.labels(reason).inc()
+        self.link_up = False
         return Outcome.RETRY
 
-    async def _pace_backfill(self, batch: OutgoingBatch) -> None:
-        if self._wall_ms() - batch.closed_ms <= self._live_window_ms:
-            return
+    def _backfill_slot(self) -> float:
+        """Take the backfill slot if it has come (0.0), else return the seconds left."""
         now = self._clock()
-        wait = self._next_backfill_at - now
-        if wait > 0:
-            await self._sleep(wait)
-        self._next_backfill_at = max(now, self._next_backfill_at) + self._backfill_interval_s
+        if now < self._next_backfill_at:
+            return self._next_backfill_at - now
+        self._next_backfill_at = now + self._backfill_interval_s
+        return 0.0
 
     async def step(self) -> Outcome:
-        """Try to get the oldest unsent batch anchored, once."""
-        batch = await self._store.head_batch(mark_in_flight=True)
+        """Try to get the next batch anchored, once: the newest if live, else the oldest."""
+        live_since_ms = int(self._wall_ms() - self._live_window_ms)
+        batch = await self._store.next_batch(live_since_ms, mark_in_flight=True)
         if batch is None:
             self.status.state = "idle"
             return Outcome.IDLE
@@ -242,10 +254,18 @@ class Uplink:
             await self._store.release()
             r = batch.refusal
             self.status.state = f"refused: batch {manifest.batch_seq} ({r.code})"
-            return Outcome.REFUSED
+            if r.status in _GATEWAY_REFUSED:
+                self.link_up = False  # nothing goes out until a person acts
+            return Outcome.HELD
+        if batch.closed_ms < live_since_ms:  # backfill
+            wait = self._backfill_slot()
+            if wait > 0:
+                await self._store.release()
+                self.pace_wait_s = wait
+                self.status.state = f"backfill paced: batch {manifest.batch_seq}"
+                return Outcome.PACED
         sent = False
         try:
-            await self._pace_backfill(batch)
             payload = batch_payload(batch.manifest_json, batch.records, batch.evicted)
             self.status.state = f"sending batch {manifest.batch_seq}"
             try:
@@ -273,6 +293,7 @@ class Uplink:
                 self.status.records_sent += len(batch.records)
                 self.status.consecutive_failures = 0
                 self.status.state = "sent"
+                self.link_up = True
                 if self._metrics:
                     self._metrics.batches_out.inc()
                     self._metrics.records_out.inc(len(batch.records))
@@ -315,6 +336,12 @@ class Uplink:
                 log.warning("uplink: %s; retrying in %.1f s", self.status.last_error, delay)
                 await self._sleep(delay)
                 continue
-            timeout = _REFUSED_POLL_S if outcome is Outcome.REFUSED else 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._store.batches_changed.wait(), timeout)
+            if outcome is Outcome.REFUSED:
+                continue  # one batch refused: the others do not wait for it
+            if outcome is Outcome.PACED:
+                timeout = self.pace_wait_s  # a batch sealed meanwhile is live: it goes first
+            else:
+                timeout = _REFUSED_POLL_S if outcome is Outcome.HELD else 1.0
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see batcher.run
+                async with asyncio.timeout(timeout):
+                    await self._store.batches_changed.wait()

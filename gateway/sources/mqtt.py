@@ -8,12 +8,22 @@ has returned for it, so the broker keeps (and after a reconnect redelivers)
 anything the gateway has not made durable. aiomqtt 2.5 has no public manual
 ack, so the ack goes through the paho client it wraps, in this module only:
 see docs/adr/0103-mqtt-ack-after-commit.md.
+
+Exactly once across crashes (docs/adr/0210-mqtt-exactly-once.md): with a sink
+that implements ``DeliverySink`` (the gateway's), each QoS 1 message's identity
+(session, packet id, DUP flag, digest of topic and payload) is committed with its
+records; a re-send of a committed message after a reconnect is recognised by
+:func:`gateway.sources.mqtt_dedupe.plan_deliveries`, acknowledged and not stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import os
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,15 +32,24 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.observations import Observation, Sink
+from gateway.observations import Delivery, DeliverySink, Observation, RecordedDelivery, Sink
 
 from .backoff import BackoffPolicy, SourceCounters, reconnect_forever
 from .mqtt_adapters import TopicRoute, adapt
+from .mqtt_dedupe import plan_deliveries
 from .serial_sensor import SOURCE_NAME
 
 __all__ = ["MqttSource", "MqttSourceConfig"]
 
 log = logging.getLogger("coldtrail.gateway.sources.mqtt")
+
+# Test-only fault injection (docs/adr/0210), for the window between the spool commit and
+# the PUBACKs, which a kill -9 hits only by chance: COLDTRAIL_TEST_FAULT=exit-after-commit
+# exits the process right after its first commit of MQTT messages, before any PUBACK;
+# COLDTRAIL_TEST_FAULT=ack-delay-ms=N waits N ms there. Never set it in production.
+FAULT_ENV = "COLDTRAIL_TEST_FAULT"
+FAULT_EXIT_AFTER_COMMIT = "exit-after-commit"
+FAULT_ACK_DELAY = "ack-delay-ms="
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +99,8 @@ class MqttSource:
 
     Counters: ``frames_ok`` and ``frames_bad`` count messages, ``reconnects``
     sessions, ``retained_skipped`` retained messages (stale values replayed by
-    the broker on subscribe, whose age is unknown) and ``acked`` PUBACKs sent.
+    the broker on subscribe, whose age is unknown), ``acked`` PUBACKs sent and
+    ``duplicates_dropped`` re-sends of already committed messages.
     """
 
     def __init__(self, config: MqttSourceConfig, rng: random.Random | None = None) -> None:
@@ -89,7 +109,20 @@ class MqttSource:
         self.counters = SourceCounters()
         self.retained_skipped = 0
         self.acked = 0
+        self.duplicates_dropped = 0
         self._rng = rng
+        fault = os.environ.get(FAULT_ENV, "")
+        self._fault_exit_after_commit = fault == FAULT_EXIT_AFTER_COMMIT
+        self._fault_ack_delay_s = (
+            int(fault.removeprefix(FAULT_ACK_DELAY)) / 1000
+            if fault.startswith(FAULT_ACK_DELAY)
+            else 0
+        )
+
+    @property
+    def session_id(self) -> str:
+        """The broker session: packet ids are unique only within it."""
+        return f"{self.config.client_id}@{self.config.host}:{self.config.port}"
 
     def decode(self, topic: str, payload: bytes) -> list[Observation]:
         return adapt(self.config.routes, self.name, topic, payload)
@@ -128,6 +161,12 @@ class MqttSource:
         client = self._client()
         wrapped = _paho_of(client)
         wrapped.manual_ack_set(True)  # before connecting: the broker may resend at once
+        state: _Connection | None = None
+        if isinstance(sink, DeliverySink):
+            # The session's last committed ordinal *before* this connection: re-sends of
+            # committed messages end there (docs/adr/0210).
+            _, last = await sink.recorded_deliveries(self.session_id, ())
+            state = _Connection(sink, last, _watch_dup_flags(wrapped))
         async with client:
             # Subscribing again on every session is harmless with a resumed
             # session and necessary when the broker lost it (restart without
@@ -139,24 +178,80 @@ class MqttSource:
                 batch = [await anext(messages)]
                 while len(messages) and len(batch) < self.config.max_batch:
                     batch.append(await anext(messages))
-                await self._commit_then_ack(sink, wrapped, batch)
+                if state is None:
+                    await self._commit_then_ack(sink, wrapped, batch)
+                else:
+                    await self._dedupe_commit_then_ack(state, wrapped, batch)
+
+    def _identify(self, message: aiomqtt.Message, dup: bool) -> Delivery:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        digest = hashlib.sha256(message.topic.value.encode() + b"\0" + payload).digest()
+        return Delivery(self.name, self.session_id, message.mid, dup, digest)
+
+    async def _dedupe_commit_then_ack(
+        self, state: _Connection, wrapped: paho.Client, batch: list[aiomqtt.Message]
+    ) -> None:
+        for message in batch:
+            qos1 = message.qos > 0 and not message.retain
+            dup = state.dup_flags.take(message.mid) if message.qos > 0 else False
+            state.pending.append((message, self._identify(message, dup) if qos1 else None))
+        pending = state.pending
+        deliveries = [d for _, d in pending]
+        resent = [d.packet_id for d in deliveries if d is not None and d.dup]
+        recorded: dict[int, RecordedDelivery] = {}
+        if resent:
+            recorded, _ = await state.sink.recorded_deliveries(self.session_id, resent)
+        plan = plan_deliveries(deliveries, recorded, state.start_ordinal, state.resends_over)
+        decided = pending[: plan.decided]
+        if not decided:
+            return  # a run of re-sends waits for the message that decides it
+        kept = [(m, d) for (m, d), dropped in zip(decided, plan.drop, strict=True) if not dropped]
+        dropped = len(decided) - len(kept)
+        await self._commit_then_ack(
+            state.sink,
+            wrapped,
+            [m for m, _ in decided],
+            keep=[m for m, _ in kept],
+            deliveries=[d for _, d in kept if d is not None],
+        )
+        # Only now (committed, acked): a failure above leaves everything to the re-send.
+        state.pending = pending[plan.decided :]
+        state.resends_over = plan.resends_over
+        if dropped:
+            self.duplicates_dropped += dropped
+            state.sink.duplicates_dropped(self.name, dropped)
+            log.info("mqtt source %s: %d re-sent messages already committed", self.name, dropped)
 
     async def _commit_then_ack(
-        self, sink: Sink, wrapped: paho.Client, batch: list[aiomqtt.Message]
+        self,
+        sink: Sink,
+        wrapped: paho.Client,
+        batch: list[aiomqtt.Message],
+        *,
+        keep: list[aiomqtt.Message] | None = None,
+        deliveries: list[Delivery] | None = None,
     ) -> None:
+        """Store ``keep`` (default: all of ``batch``), then ack all of ``batch``."""
         per_message: list[list[Observation]] = []
         retained = 0
-        for message in batch:
+        for message in batch if keep is None else keep:
             if message.retain:
                 retained += 1
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             per_message.append(self.decode(message.topic.value, payload))
         observations = [obs for decoded in per_message for obs in decoded]
-        if observations:
-            # If this raises, nothing below runs: no PUBACK, the session ends and
-            # the broker redelivers the whole batch after the reconnect.
+        # If submit raises, nothing below runs: no PUBACK, the session ends and
+        # the broker redelivers the whole batch after the reconnect.
+        if deliveries:
+            assert isinstance(sink, DeliverySink)
+            await sink.submit(observations, deliveries)
+        elif observations:
             await sink.submit(observations)
+        if (self._fault_exit_after_commit or self._fault_ack_delay_s) and (
+            observations or deliveries
+        ):
+            await self._after_commit_fault()
         # Counted only once committed, so a redelivered batch is not counted twice.
         self.retained_skipped += retained
         for decoded in per_message:
@@ -166,6 +261,65 @@ class MqttSource:
                 # PUBACKs go out in receive order, as MQTT requires.
                 wrapped.ack(message.mid, message.qos)
                 self.acked += 1
+
+    async def _after_commit_fault(self) -> None:
+        if self._fault_exit_after_commit:
+            log.warning("%s=%s: exiting before the PUBACKs", FAULT_ENV, FAULT_EXIT_AFTER_COMMIT)
+            logging.shutdown()
+            os._exit(70)
+        await asyncio.sleep(self._fault_ack_delay_s)
+
+
+class _DupFlags:
+    """The DUP flag of each received QoS>0 PUBLISH, which aiomqtt's ``Message`` drops.
+
+    Filled by paho's ``on_message`` (on the event loop thread, before aiomqtt queues
+    the message) and taken in receive order per packet id.
+    """
+
+    def __init__(self) -> None:
+        self._by_mid: dict[int, deque[bool]] = {}
+
+    def put(self, mid: int, dup: bool) -> None:
+        self._by_mid.setdefault(mid, deque()).append(dup)
+
+    def take(self, mid: int) -> bool:
+        flags = self._by_mid.get(mid)
+        if not flags:
+            # Cannot happen with aiomqtt 2.5 (one on_message per queued message). DUP=0 is
+            # the safe reading: it is never de-duplicated, at worst stored twice.
+            log.warning("no DUP flag seen for packet id %d; treating it as a first delivery", mid)
+            return False
+        dup = flags.popleft()
+        if not flags:
+            del self._by_mid[mid]
+        return dup
+
+
+def _watch_dup_flags(wrapped: paho.Client) -> _DupFlags:
+    flags = _DupFlags()
+    deliver = wrapped.on_message  # aiomqtt's callback: converts and queues the message
+    if deliver is None:
+        raise RuntimeError("aiomqtt no longer sets paho's on_message; see ADR 0103")
+
+    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.qos > 0:
+            flags.put(message.mid, bool(message.dup))
+        deliver(client, userdata, message)
+
+    wrapped.on_message = on_message
+    return flags
+
+
+@dataclass
+class _Connection:
+    """De-duplication state of one connection (docs/adr/0210)."""
+
+    sink: DeliverySink
+    start_ordinal: int
+    dup_flags: _DupFlags
+    resends_over: bool = False
+    pending: list[tuple[aiomqtt.Message, Delivery | None]] = field(default_factory=list)
 
 
 def _paho_of(client: aiomqtt.Client) -> paho.Client:

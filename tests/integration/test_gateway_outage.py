@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -81,16 +82,45 @@ def contiguous(records: list[dict[str, Any]], evicted: list[Any]) -> list[int]:
     return sorted(seqs)
 
 
-async def test_long_outage_backlog_drains_and_intake_never_waits(tmp_path: Path) -> None:
+def spool_batches(setup: GatewaySetup) -> list[tuple[int, int, int]]:
+    """(batch_seq, first_seq, last_seq) of the sealed, unsent batches, read-only."""
+    conn = sqlite3.connect(f"file:{setup.config.spool_file}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT batch_seq, first_seq, last_seq FROM batches ORDER BY 1")
+        return [tuple(r) for r in rows]
+    finally:
+        conn.close()
+
+
+async def sealed(setup: GatewaySetup, task: asyncio.Task[None]) -> None:
+    for _ in range(600):
+        assert not task.done(), task
+        if read_spool_report(setup.config.spool_file).stats.unbatched == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("records were not sealed into batches")
+
+
+LIVE_WINDOW_S = 2.0
+
+
+async def test_long_outage_live_first_then_backlog_in_seq_order(tmp_path: Path) -> None:
     port = free_port()
     async with StandinAnchor() as anchor:
+        # Every push is whole batches (the link is down: batches close by count only),
+        # so the backlog and the live readings never share a batch.
         setup = write_gateway_setup(
             tmp_path,
             anchor,
-            batch={"max_records": 40, "max_age_s": 0.05},
-            uplink={"backfill_batches_per_s": 100.0, "live_window_s": 0.3},
+            batch={"max_records": 50, "max_age_s": 0.05},
+            uplink={
+                "backfill_batches_per_s": 100.0,
+                "live_window_s": LIVE_WINDOW_S,
+                "backoff_max_s": 0.2,
+            },
             metrics={"port": port},
         )
+        gw = setup.config.gateway_id
         async with running(setup) as (source, task):
             before = await source.push(100)
             await drained(setup, task)
@@ -106,20 +136,42 @@ async def test_long_outage_backlog_drains_and_intake_never_waits(tmp_path: Path)
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                     text = await resp.text()
                 async with http.get(f"http://127.0.0.1:{port}/status") as resp:
-                    live = await resp.json()
+                    live_status = await resp.json()
             assert "coldtrail_spool_records" in text and "coldtrail_uplink_lag_seconds" in text
             assert "coldtrail_uplink_failures_total" in text
-            assert live["uplink"]["consecutive_failures"] >= 1
+            assert live_status["uplink"]["consecutive_failures"] >= 1
+            await sealed(setup, task)
+            # Let the backlog age out of the live window (a wait, not a timed assertion).
+            await asyncio.sleep(LIVE_WINDOW_S + 0.5)
+            backlog = spool_batches(setup)
+            live = await source.push(100)  # the newest readings, taken just before the link is back
+            await sealed(setup, task)
+            live_batches = [b for b in spool_batches(setup) if b not in backlog]
+            assert live_batches, "the live readings were not sealed into their own batches"
+            accepted_before = len(anchor.accepted)
             await anchor.start()
-            after = await source.push(100)  # live data arriving as the link returns
             await drained(setup, task)
 
-    records = anchor.records_of(setup.config.gateway_id)
+    after = anchor.accepted[accepted_before:]
+    order = [a.manifest.batch_seq for a in after]
+    live_seqs = sorted((b[0] for b in live_batches), reverse=True)
+    backlog_seqs = [b[0] for b in backlog]
+    # Live first: the first batch anchored after the outage is the newest one, and
+    # it holds the readings taken last; every live batch precedes the backlog.
+    assert order[0] == max(b[0] for b in backlog + live_batches)
+    first_vals = {r["val"] for r in after[0].records if r["type"] == "reading"}
+    assert first_vals and first_vals <= set(live)
+    assert order[: len(live_seqs)] == live_seqs
+    # The backlog drains behind them in seq order, all of it.
+    assert order[len(live_seqs) :] == backlog_seqs
+    # Nothing lost, nothing twice: in chain order every seq once, every reading once.
+    batch_seqs = sorted(anchor.chains[gw].by_batch)
+    assert batch_seqs == list(range(1, len(batch_seqs) + 1))
+    assert len(anchor.accepted) == len(batch_seqs)
+    records = anchor.records_of(gw)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     vals = [r["val"] for r in records if r["type"] == "reading"]
-    assert vals == before + during + after
-    batch_seqs = [a.manifest.batch_seq for a in anchor.accepted]
-    assert batch_seqs == list(range(1, len(batch_seqs) + 1))
+    assert vals == before + during + live
 
 
 async def test_disk_budget_exhausted_writes_gaps_and_keeps_running(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from anchor.app import create_app
+from anchor.cli import main as anchor_main
 from gateway.daemon import run_gateway
 from gateway.observations import Measurement, Sink
 from gateway.spool import read_spool_report
@@ -149,3 +150,67 @@ async def test_real_anchor_accepts_batches_evictions_and_gaps(tmp_path: Path) ->
     assert any(json.loads(g[0])["reason"] == "evicted" for g in gaps)
     vals = {r[0] for r in ledger_rows(anchor, "SELECT val FROM records WHERE type = 'reading'")}
     assert set(range(9000, 9010)) <= vals and set(range(100)) <= vals
+
+
+async def test_real_anchor_outage_live_first_then_backlog_in_seq_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live_window_s = 2.0
+    key = SigningKey.generate()
+    async with real_anchor(tmp_path, key) as anchor:
+        # Pushes are whole batches: while the anchor is down batches close by count only.
+        setup = write_gateway_setup(
+            tmp_path,
+            anchor,
+            key=key,
+            batch={"max_records": 50, "max_age_s": 0.05},
+            uplink={
+                "backfill_batches_per_s": 100.0,
+                "live_window_s": live_window_s,
+                "backoff_max_s": 0.2,
+            },
+        )
+        source = PushSource()
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_gateway(setup.config, extra_sources=[source], stop=stop))
+        await asyncio.wait_for(source.ready.wait(), 10)
+        try:
+            await source.push(range(100))
+            await drain(setup, task)
+            await anchor.stop()
+            for k in range(10):
+                await source.push(range(1000 + 50 * k, 1050 + 50 * k))
+            while read_spool_report(setup.config.spool_file).stats.unbatched:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(live_window_s + 0.5)  # the backlog ages out of the live window
+            backlog_top = read_spool_report(setup.config.spool_file).stats.batches + 2
+            await source.push(range(9000, 9100))  # live: two batches, the newest
+            while read_spool_report(setup.config.spool_file).stats.unbatched:
+                await asyncio.sleep(0.02)
+            await anchor.start()
+            await drain(setup, task)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    order = [
+        r[0]
+        for r in ledger_rows(
+            anchor, "SELECT batch_seq FROM batches WHERE gw = 'truck-07' ORDER BY leaf_index"
+        )
+    ]
+    # Before the outage 1, 2; then the live batches newest first; then the backlog
+    # in seq order behind them.
+    assert order == [1, 2, backlog_top + 2, backlog_top + 1, *range(3, backlog_top + 1)]
+    covered = ledger_rows(
+        anchor,
+        "SELECT first_seq, last_seq FROM batches WHERE gw = 'truck-07' ORDER BY batch_seq",
+    )
+    seqs = [s for a, b in covered for s in range(a, b + 1)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    vals = [r[0] for r in ledger_rows(anchor, "SELECT val FROM records ORDER BY seq")]
+    assert vals == [*range(100), *range(1000, 1500), *range(9000, 9100)]
+    config = tmp_path / "anchor.toml"
+    config.write_text(f'[anchor]\ndata_dir = "{anchor.node.config.data_dir}"\n')
+    assert anchor_main(["--config", str(config), "verify-ledger", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "ledger OK" in out and "WARNING" not in err

@@ -2,10 +2,12 @@
 
 A real aiohttp server on a free loopback port. It checks what the contract says
 the anchor checks (token, enrollment, key id, signatures, root, chain, seq and
-evicted-hole rules, idempotency), appends accepted manifests to an in-memory
-RFC 6962 log, signs checkpoints (C2SP note) and receipts with its log key.
-Tests can stop and restart it on the same port, make it refuse, or make it hand
-out bad receipts.
+evicted-hole rules, idempotency; batches may arrive out of batch_seq order and
+each link is checked once both of its batches are stored, docs/adr/0310),
+appends accepted manifests to an in-memory RFC 6962 log, signs checkpoints (C2SP
+note) and receipts with its log key. Tests can stop and restart it on the same
+port, make it refuse (everything, or chosen batch_seqs), or make it hand out bad
+receipts.
 """
 
 from __future__ import annotations
@@ -48,14 +50,61 @@ class Accepted:
     records: list[dict[str, Any]]
     evicted: bool
     receipt: dict[str, Any]
+    parsed: list[Any] = field(default_factory=list)  # the records as proofs objects
 
 
 @dataclass
 class _Chain:
-    batch_seq: int = 0
-    prev_hash: str = ZERO_HASH
-    last_seq: int = 0
     by_batch: dict[int, Accepted] = field(default_factory=dict)
+
+    def neighbours(self, n: int) -> tuple[Manifest | None, Manifest | None]:
+        lower = max((b for b in self.by_batch if b < n), default=None)
+        higher = min((b for b in self.by_batch if b > n), default=None)
+        return (
+            None if lower is None else self.by_batch[lower].manifest,
+            None if higher is None else self.by_batch[higher].manifest,
+        )
+
+
+def _evicted_gaps(records: list[Any]) -> set[tuple[int, int]]:
+    return {
+        (r.lost_from, r.lost_to)
+        for r in records
+        if isinstance(r, Gap) and r.reason == "evicted" and r.lost_from is not None
+    }
+
+
+def _check_link(
+    gw: str, lower: Manifest | None, upper: Manifest, upper_records: list[Any], incoming: str
+) -> None:
+    """``upper`` directly follows ``lower`` (None: ``upper`` is batch 1)."""
+    prev = ZERO_HASH if lower is None else lower.hash_hex()
+    lower_n = 0 if lower is None else lower.batch_seq
+    if upper.prev != prev:
+        raise _Problem(
+            409,
+            "broken-chain",
+            f"batch {upper.batch_seq} of {gw} does not chain to batch {lower_n}"
+            f" (the new batch is the {incoming} one)",
+        )
+    expected = 1 if lower is None else lower.last_seq + 1
+    if upper.first_seq < expected:
+        raise _Problem(409, "seq-overlap", f"first_seq {upper.first_seq} was already used")
+    if upper.first_seq > expected and (
+        (expected, upper.first_seq - 1) not in _evicted_gaps(upper_records)
+    ):
+        raise _Problem(409, "seq-gap", f"seq {expected}..{upper.first_seq - 1} missing")
+
+
+def _check_apart(gw: str, lower: Manifest, upper: Manifest) -> None:
+    if upper.first_seq <= lower.last_seq or (
+        upper.first_seq - lower.last_seq - 1 < upper.batch_seq - lower.batch_seq - 1
+    ):
+        raise _Problem(
+            409,
+            "seq-overlap",
+            f"batches {lower.batch_seq} and {upper.batch_seq} of {gw} overlap or leave no room",
+        )
 
 
 class StandinAnchor:
@@ -74,6 +123,7 @@ class StandinAnchor:
         self.accepted: list[Accepted] = []  # in log order
         self.requests: list[tuple[int, int, bool]] = []  # (batch_seq, status, evicted)
         self.refuse_with: tuple[int, str] | None = None  # (status, code) for every request
+        self.refuse_batches: dict[int, tuple[int, str]] = {}  # batch_seq -> (status, code)
         self.receipt_mode = "honest"  # or "forged" (wrong key) or "other-batch"
         self._runner: web.AppRunner | None = None
         self._forger = SigningKey.generate()
@@ -109,7 +159,9 @@ class StandinAnchor:
     # --- views for assertions -----------------------------------------------
 
     def records_of(self, gw: str) -> list[dict[str, Any]]:
-        return [r for a in self.accepted if a.manifest.gw == gw for r in a.records]
+        """The records of ``gw`` in batch_seq (chain) order, whatever order they came in."""
+        chain = self.chains.get(gw, _Chain())
+        return [r for n in sorted(chain.by_batch) for r in chain.by_batch[n].records]
 
     def evicted_of(self, gw: str) -> list[Manifest]:
         return [a.manifest for a in self.accepted if a.manifest.gw == gw and a.evicted]
@@ -173,15 +225,16 @@ class StandinAnchor:
         except VerificationError as e:
             raise _Problem(422, "bad-signature", f"manifest of {gw}: {e}") from e
         chain = self.chains.setdefault(gw, _Chain())
-        if manifest.batch_seq <= chain.batch_seq:
-            earlier = chain.by_batch.get(manifest.batch_seq)
-            if earlier is not None and earlier.manifest_json == manifest.to_json():
+        earlier = chain.by_batch.get(manifest.batch_seq)
+        if earlier is not None:
+            if earlier.manifest_json == manifest.to_json():
                 return 200, self._reply(earlier.receipt, manifest)
             raise _Problem(409, "batch-replay", f"batch {manifest.batch_seq} was already used")
-        if manifest.batch_seq != chain.batch_seq + 1 or manifest.prev != chain.prev_hash:
-            raise _Problem(
-                409, "broken-chain", f"batch {manifest.batch_seq} does not extend the chain"
-            )
+        if manifest.batch_seq < 1:
+            raise _Problem(409, "broken-chain", "batch_seq starts at 1")
+        if manifest.batch_seq in self.refuse_batches:
+            status, code = self.refuse_batches[manifest.batch_seq]
+            raise _Problem(status, code, f"stand-in told to refuse batch {manifest.batch_seq}")
         for r in records:
             if r.gw != gw:
                 raise _Problem(422, "bad-signature", f"record seq {r.seq} is from {r.gw}")
@@ -199,21 +252,31 @@ class StandinAnchor:
             root = MerkleTree([leaf_hash(canonical_json(d)) for d in raw_records]).root().hex()
             if root != manifest.root:
                 raise _Problem(422, "root-mismatch", "records do not reproduce the root")
-        expected_first = chain.last_seq + 1
-        if manifest.first_seq < expected_first:
-            raise _Problem(409, "seq-overlap", f"first_seq {manifest.first_seq} was already used")
-        if manifest.first_seq > expected_first:
-            covered = any(
-                isinstance(r, Gap)
-                and r.reason == "evicted"
-                and r.lost_from == expected_first
-                and r.lost_to == manifest.first_seq - 1
-                for r in records
+        n = manifest.batch_seq
+        lower, higher = chain.neighbours(n)
+        if lower is None and n == 1:
+            _check_link(gw, None, manifest, records, "upper")
+        elif lower is not None and lower.batch_seq == n - 1:
+            _check_link(gw, lower, manifest, records, "upper")
+        else:
+            genesis = Manifest(
+                gw=gw,
+                batch_seq=0,
+                prev=ZERO_HASH,
+                first_seq=0,
+                last_seq=0,
+                count=1,
+                root=ZERO_HASH,
+                opened=0,
+                closed=0,
+                key=manifest.key,
             )
-            if not covered:
-                raise _Problem(
-                    409, "seq-gap", f"seq {expected_first}..{manifest.first_seq - 1} missing"
-                )
+            _check_apart(gw, lower or genesis, manifest)
+        if higher is not None:
+            if higher.batch_seq == n + 1:
+                _check_link(gw, manifest, higher, chain.by_batch[n + 1].parsed, "lower")
+            else:
+                _check_apart(gw, manifest, higher)
         index = len(self.leaves)
         self.leaves.append(manifest.leaf_hash())
         tree = MerkleTree(self.leaves)
@@ -231,10 +294,7 @@ class StandinAnchor:
             ),
             self.log_key,
         ).to_dict()
-        accepted = Accepted(manifest, manifest.to_json(), raw_records, evicted, receipt)
-        chain.batch_seq = manifest.batch_seq
-        chain.prev_hash = manifest.hash_hex()
-        chain.last_seq = manifest.last_seq
+        accepted = Accepted(manifest, manifest.to_json(), raw_records, evicted, receipt, records)
         chain.by_batch[manifest.batch_seq] = accepted
         self.accepted.append(accepted)
         return 201, self._reply(receipt, manifest)

@@ -75,3 +75,18 @@ async def test_while_a_backlog_waits_batches_close_by_count_only() -> None:
     now[0] = 70.0
     await batcher.step()
     assert store.sealed == [10, 2]
+
+
+async def test_while_the_link_is_up_a_draining_backlog_does_not_hold_live_batches() -> None:
+    now = [0.0]
+    up = [False]
+    store = MemoryBatchStore(max_records=10, sealed_unsent=3)
+    batcher = Batcher(store, BatchPolicy(10, 5.0), monotonic=lambda: now[0], link_up=lambda: up[0])
+    store.add(4)
+    await batcher.step()
+    now[0] = 60.0
+    await batcher.step()
+    assert store.sealed == []  # the anchor is unreachable: count only
+    up[0] = True  # a receipt arrived: the backlog drains behind live batches
+    await batcher.step()
+    assert store.sealed == [4]

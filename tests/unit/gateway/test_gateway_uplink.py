@@ -61,6 +61,8 @@ async def test_verified_receipt_deletes_and_records_arrive_once(tmp_path, anchor
         assert await up.step() is Outcome.SENT
         assert await up.step() is Outcome.IDLE
     assert spool.stats.records == 0 and spool.stats.batches == 0
+    # Both closed just now, so both are live: the newest goes first.
+    assert [a.manifest.batch_seq for a in anchor.accepted] == [2, 1]
     assert [r["seq"] for r in anchor.records_of("truck-07")] == list(range(1, 11))
     await spool.close()
 
@@ -122,8 +124,8 @@ async def test_a_4xx_refusal_is_kept_surfaced_and_not_retried(tmp_path, anchor) 
         up = uplink(spool, transport, anchor, metrics)
         assert await up.step() is Outcome.REFUSED
         sent = len(anchor.requests)
-        assert await up.step() is Outcome.REFUSED
-        assert len(anchor.requests) == sent  # a refused head is not resent by itself
+        assert await up.step() is Outcome.HELD
+        assert len(anchor.requests) == sent  # a refused batch is not resent by itself
     head = await spool.head_batch(mark_in_flight=False)
     assert head.refusal.code == "revoked" and head.refusal.status == 403
     assert spool.stats.refused_batches == 1 and spool.stats.records == 5
@@ -147,14 +149,10 @@ async def test_5xx_and_unreachable_anchor_are_retried_and_keep_records(tmp_path,
     await spool.close()
 
 
-async def test_backfill_is_paced_and_live_batches_are_not(tmp_path, anchor) -> None:
+async def test_live_first_then_backfill_oldest_first_and_paced(tmp_path, anchor) -> None:
     spool = await filled_spool(tmp_path, anchor, batches=3)
-    sleeps: list[float] = []
-
-    async def fake_sleep(s: float) -> None:
-        sleeps.append(s)
-
-    later = [time.time_ns() // 1_000_000]
+    wall = [time.time_ns() // 1_000_000]
+    clock = [0.0]
     async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
         up = uplink(
             spool,
@@ -162,16 +160,53 @@ async def test_backfill_is_paced_and_live_batches_are_not(tmp_path, anchor) -> N
             anchor,
             backfill_batches_per_s=2.0,
             live_window_s=60.0,
-            sleep=fake_sleep,
-            clock=lambda: 0.0,
-            wall_ms=lambda: later[0],
+            clock=lambda: clock[0],
+            wall_ms=lambda: wall[0],
         )
-        assert await up.step() is Outcome.SENT  # closed just now: live, no pacing
-        assert sleeps == []
-        later[0] += 3_600_000  # an hour later the rest is backfill
+        assert await up.step() is Outcome.SENT  # all closed just now: the newest goes first
+        wall[0] += 3_600_000  # an hour later the rest is backfill, oldest first
         assert await up.step() is Outcome.SENT
+        assert await up.step() is Outcome.PACED  # the next backfill slot is 0.5 s away
+        assert up.pace_wait_s == 0.5
+        clock[0] = 0.5
         assert await up.step() is Outcome.SENT
-    assert sleeps == [0.5]  # the second backfill batch waited for its slot
+        assert await up.step() is Outcome.IDLE
+    assert [a.manifest.batch_seq for a in anchor.accepted] == [3, 1, 2]
+    assert [r["seq"] for r in anchor.records_of("truck-07")] == list(range(1, 16))
+    assert spool.stats.records == 0 and spool.stats.batches == 0
+    await spool.close()
+
+
+async def test_a_refused_backfill_batch_does_not_block_live_batches(tmp_path, anchor) -> None:
+    spool = await filled_spool(tmp_path, anchor, batches=3)
+    signer = spool._sealer
+    anchor.refuse_batches[1] = (409, "broken-chain")
+    wall = [time.time_ns() // 1_000_000 + 3_600_000]  # batches 1-3 are an hour old
+    clock = [0.0]
+    async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
+        up = uplink(
+            spool,
+            transport,
+            anchor,
+            backfill_batches_per_s=1.0,
+            clock=lambda: clock[0],
+            wall_ms=lambda: wall[0],
+        )
+        assert await up.step() is Outcome.REFUSED  # backfill batch 1, kept
+        clock[0] += 1
+        assert await up.step() is Outcome.SENT  # backfill batch 2 goes on
+        await spool.append(signer.drafts([Measurement("probe-1", "temperature", 99, "CEL")]))
+        await spool.seal_batch()  # batch 4, live
+        wall[0] = time.time_ns() // 1_000_000
+        assert await up.step() is Outcome.SENT  # live batch 4 before backfill batch 3
+        wall[0] += 3_600_000
+        clock[0] += 1
+        assert await up.step() is Outcome.SENT
+        assert await up.step() is Outcome.HELD  # only the refused batch is left
+    assert [a.manifest.batch_seq for a in anchor.accepted] == [2, 4, 3]
+    assert spool.stats.refused_batches == 1 and spool.stats.records == 5
+    head = await spool.head_batch(mark_in_flight=False)
+    assert head.manifest.batch_seq == 1 and head.refusal.code == "broken-chain"
     await spool.close()
 
 
