@@ -100,7 +100,9 @@ class MqttSource:
     Counters: ``frames_ok`` and ``frames_bad`` count messages, ``reconnects``
     sessions, ``retained_skipped`` retained messages (stale values replayed by
     the broker on subscribe, whose age is unknown), ``acked`` PUBACKs sent and
-    ``duplicates_dropped`` re-sends of already committed messages.
+    ``duplicates_dropped`` re-sends of already committed messages, ``read_pauses``
+    how often reading from the broker was paused because ``queued_high_water``
+    messages were waiting in memory (docs/adr/0211).
     """
 
     def __init__(self, config: MqttSourceConfig, rng: random.Random | None = None) -> None:
@@ -110,6 +112,8 @@ class MqttSource:
         self.retained_skipped = 0
         self.acked = 0
         self.duplicates_dropped = 0
+        self.read_pauses = 0
+        self.queued_high_water = 0  # most messages ever waiting in memory at once
         self._rng = rng
         fault = os.environ.get(FAULT_ENV, "")
         self._fault_exit_after_commit = fault == FAULT_EXIT_AFTER_COMMIT
@@ -167,6 +171,10 @@ class MqttSource:
             # committed messages end there (docs/adr/0210).
             _, last = await sink.recorded_deliveries(self.session_id, ())
             state = _Connection(sink, last, _watch_dup_flags(wrapped))
+        gate = _ReadGate(wrapped, asyncio.get_running_loop())
+        # Read ahead at most a few batches: enough to keep the spool busy, bounded
+        # so a burst stays at the broker instead of in our memory.
+        high_water = 4 * self.config.max_batch
         async with client:
             # Subscribing again on every session is harmless with a resumed
             # session and necessary when the broker lost it (restart without
@@ -175,9 +183,15 @@ class MqttSource:
             self.counters.connected = True
             messages = client.messages
             while True:
+                if gate.paused and len(messages) <= self.config.max_batch:
+                    gate.resume()
                 batch = [await anext(messages)]
                 while len(messages) and len(batch) < self.config.max_batch:
                     batch.append(await anext(messages))
+                queued = len(messages) + len(batch)
+                self.queued_high_water = max(self.queued_high_water, queued)
+                if queued >= high_water and gate.pause():
+                    self.read_pauses += 1
                 if state is None:
                     await self._commit_then_ack(sink, wrapped, batch)
                 else:
@@ -268,6 +282,67 @@ class MqttSource:
             logging.shutdown()
             os._exit(70)
         await asyncio.sleep(self._fault_ack_delay_s)
+
+
+class _ReadGate:
+    """Stops reading the broker's socket while too many messages wait in memory.
+
+    MQTT 5's Receive Maximum should bound what a broker sends before our PUBACKs,
+    but mosquitto 2.0.11 keeps to it only until the first PUBACK arrives; after
+    that it streams its whole queue, and a 100k burst took the gateway to 717 MB
+    (docs/adr/0211). Taking the socket off the event loop lets TCP push back, so
+    the backlog waits at the broker, which is there to hold it.
+
+    aiomqtt registers its socket reader from paho's public ``on_socket_open``
+    callback. The gate lets it (aiomqtt also starts its keep-alive task there),
+    then puts its own reader in place, one that does what aiomqtt's does (drain
+    ``loop_read``) and that it can take off and put back.
+    """
+
+    def __init__(self, wrapped: paho.Client, loop: asyncio.AbstractEventLoop) -> None:
+        register = wrapped.on_socket_open
+        if register is None:
+            raise RuntimeError("aiomqtt no longer sets paho's on_socket_open; see ADR 0211")
+        self._client = wrapped
+        self._loop = loop
+        self._fd = -1
+        self.paused = False
+
+        def on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
+            register(client, userdata, sock)
+            # paho calls this from the connecting thread; aiomqtt schedules its reader
+            # with call_soon_threadsafe, so ours, scheduled after it, replaces it.
+            loop.call_soon_threadsafe(self._install, sock.fileno())
+
+        wrapped.on_socket_open = on_socket_open
+
+    def _install(self, fd: int) -> None:
+        self._fd, self.paused = fd, False
+        self._loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._client.loop_read()
+                pending = getattr(self._client.socket(), "pending", None)
+                if pending is None or pending() <= 0:
+                    break  # an SSL socket may hold decoded bytes loop_read did not take
+        except Exception:  # a broken socket: end the session, the outer loop reconnects
+            log.warning("mqtt socket read failed; disconnecting", exc_info=True)
+            self._loop.remove_reader(self._fd)
+            self._client.disconnect()
+
+    def pause(self) -> bool:
+        if self.paused or self._fd < 0:
+            return False
+        self._loop.remove_reader(self._fd)
+        self.paused = True
+        return True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._loop.add_reader(self._fd, self._read)
 
 
 class _DupFlags:

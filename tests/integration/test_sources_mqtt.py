@@ -247,3 +247,31 @@ async def test_bad_payloads_are_counted_and_acked(mosquitto: Broker) -> None:
     await stop(task)
     assert source.counters.frames_bad == {"not-utf8": 1, "not-json": 1}
     assert source.acked == 3
+
+
+class SlowSink(RecordingSink):
+    """A spool that takes its time: a backlog builds while it commits."""
+
+    async def submit(self, observations: Sequence[Observation]) -> None:
+        await asyncio.sleep(0.004)
+        await super().submit(observations)
+
+
+async def test_a_backlog_waits_at_the_broker_not_in_gateway_memory(mosquitto: Broker) -> None:
+    """mosquitto 2.0.11 stops honouring Receive Maximum once PUBACKs flow; the source
+    must still hold only a few batches in memory (docs/adr/0211)."""
+    source = MqttSource(config(mosquitto, max_batch=32))
+    task = await start(source, RecordingSink())
+    await stop(task)  # the persistent session stays; the backlog queues for it
+    n = 5000
+    await publish(mosquitto, [(f"sensors/p{i % 20}", b'{"temperature": %d}' % i) for i in range(n)])
+    source = MqttSource(config(mosquitto, max_batch=32))
+    sink = SlowSink()
+    task = await start(source, sink)
+    await sink.wait_for_temperatures(n, timeout_s=90)
+    await stop(task)
+    assert sorted(int(m.val) for m in sink.temperatures()) == list(range(n))  # once each
+    assert source.read_pauses >= 1
+    # Without the gate the whole backlog lands in memory (~n); with it, a few batches
+    # plus what one socket read brings in.
+    assert source.queued_high_water < n // 3, source.queued_high_water
