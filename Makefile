@@ -51,10 +51,7 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench
 
 demo: $(STAMP) system-deps
-	@echo "make demo: the cold-chain scenario (anchor + three gateways + simulated devices)"
-	@echo "arrives with the gateway and anchor issues. Today it verifies a sample bundle:"
-	$(PY) -m bench.sample_bundle var/demo/bundle.json
-	$(VENV)/bin/coldtrail-verify var/demo/bundle.json
+	$(VENV)/bin/coldtrail-sim demo --duration $(DURATION) --workdir var/demo
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

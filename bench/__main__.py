@@ -15,6 +15,10 @@ import time
 BENCHES = {
     "merkle": "bench.merkle_vs_pymerkle",
     "signing": "bench.signing_vs_openssl",
+    "gateway": "bench.gateway_vs_thingsboard",
+    "anchor": "bench.anchor_ingest_query",
+    "anchor-scale": "bench.anchor_log_scale",
+    "e2e": "bench.e2e_latency",
 }
 
 

@@ -4,6 +4,7 @@
     coldtrail-sim scanner --link /tmp/ttyCT1 --cases 6 --suffix tab
     coldtrail-sim mqtt    --host 127.0.0.1 --port 1883 --formats all --duration 60
     coldtrail-sim scenario --dir /tmp/ct --host 127.0.0.1 --port 1883
+    coldtrail-sim demo --duration 30 --workdir var/demo
 
 Each pty device prints ``<device> <pty path>`` on stdout as soon as it exists.
 The same ``--seed`` and ``--start`` replay the same bytes.
@@ -197,6 +198,12 @@ def run_scenario(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
+def run_demo_command(args: argparse.Namespace, stop: threading.Event) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.workdir, args.duration, args.seed, stop=stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coldtrail-sim", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--linger", type=float, default=2.0)
     p.set_defaults(func=run_scenario)
+
+    p = sub.add_parser(
+        "demo", help="the whole system: anchor, three gateways, devices, a lot's journey"
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="seconds of journey, then verify and exit; 0 = two minutes, then serve until Ctrl-C",
+    )
+    p.add_argument("--workdir", type=Path, default=Path("var/demo"), help="rebuilt on every run")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.set_defaults(func=run_demo_command)
     return parser
 
 
@@ -245,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (systemd, a test stopping us by PID) ends the run cleanly, so the
         # pty symlinks are removed instead of left dangling.
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        if args.command == "demo":
+            # Ctrl-C too: the demo stops its processes itself, in order, by PID.
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         return int(args.func(args, stop))
     except KeyboardInterrupt:

@@ -35,6 +35,10 @@ class ThermalModel:
         self.humidity_pct = min(100.0, max(0.0, self.humidity_pct + self.rng.gauss(0, 0.3)))
         return round(self.temperature_c, 2), round(self.humidity_pct, 1)
 
+    def open_door(self, samples: int) -> None:
+        """A door opens now and stays open for ``samples`` samples (a scripted excursion)."""
+        self._door_open_for = max(self._door_open_for, samples)
+
     @property
     def door_open(self) -> bool:
         return self._door_open_for > 0

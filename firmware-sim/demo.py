@@ -1,0 +1,673 @@
+"""`coldtrail-sim demo`: the whole system, as a newcomer runs it with `make demo`.
+
+Real processes, on 127.0.0.1 only: a mosquitto of its own, an anchoring node
+(SQLite ledger) and three gateways, each set up with the project's own CLIs the
+way an operator would (``coldtrail-anchor init / org add / gateway enroll /
+token create``, ``coldtrail-gateway init / run``). The simulated devices are
+real too: a serial logger and four barcode scanners on pseudo-terminals, and
+MQTT sensors in three payload formats.
+
+The lot's journey, scaled to ``--duration`` seconds:
+
+====  ==============================================================
+ 8 %  packed at line 4 (packing-line gateway, case labels GS1-128)
+22 %  loaded on truck 07 at dock 1 (cases and pallet SSCC)
+45 %  the truck's door opens on the road: a temperature excursion
+78 %  unloaded at cold room 3 (cold-room gateway's dock scanner)
+86 %  received at cold room 3 (GS1 Digital Link QR codes)
+====  ==============================================================
+
+Then it waits for every gateway's last receipt, prints the lot's provenance
+from the anchor's JSON API, writes the proof bundle, verifies it with
+``coldtrail-verify`` pinned to the anchor's keys and prints the consumer-page
+URL. With ``--duration 0`` the journey takes two minutes and the anchor keeps
+serving the page until Ctrl-C; otherwise it exits with the verifier's status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import gs1
+from .frames import encode_frame
+from .mqtt_publisher import Publisher
+from .payloads import FORMATS, Sample
+from .processes import (
+    AnchorNode,
+    GatewayNode,
+    ProcessGroup,
+    free_port,
+    get_json,
+    mosquitto,
+    tool,
+)
+from .pty_device import PtyDevice
+from .thermal import ThermalModel
+
+__all__ = ["DEFAULT_DURATION_S", "DemoPlan", "run_demo"]
+
+DEFAULT_DURATION_S = 120.0
+MARKER = ".coldtrail-demo"  # the demo only ever wipes a workdir it made itself
+SENSOR_PERIOD_S = 1.0
+PROGRESS_EVERY_S = 4.0
+BATCH_MAX_AGE_S = 2.0  # the demo's one departure from the defaults (10 s): livelier progress
+
+
+# --- the plan: everything a seed decides ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPlan:
+    seed: int
+    duration_s: float
+    gtin: str
+    lot: str
+    expiry: str
+    sscc: str
+    cases: int
+    door_open_at: float  # fraction of the journey
+    door_open_samples: int
+
+    @classmethod
+    def from_seed(cls, seed: int, duration_s: float, today: dt.date) -> DemoPlan:
+        rng = random.Random(seed)
+        return cls(
+            seed=seed,
+            duration_s=duration_s,
+            gtin=gs1.gtin14(1, f"{rng.randrange(100000):05d}"),
+            lot=f"L{today:%y%m%d}{rng.choice('ABCDEFGH')}",
+            expiry=f"{today + dt.timedelta(days=21):%y%m%d}",
+            sscc=gs1.sscc(rng.randrange(10**8, 10**9)),
+            cases=rng.randint(3, 6),
+            door_open_at=0.42 + rng.random() * 0.08,
+            door_open_samples=max(4, round(0.12 * duration_s / SENSOR_PERIOD_S)),
+        )
+
+    def serial(self, case: int) -> str:
+        return f"{case + 1:06d}"
+
+    def case_label(self, case: int) -> str:
+        """GS1-128 case label: fixed-length AIs first, lot and serial last."""
+        return gs1.element_string(
+            [("01", self.gtin), ("17", self.expiry), ("10", self.lot), ("21", self.serial(case))]
+        )
+
+    def packing_label(self, case: int) -> str:
+        return gs1.element_string(
+            [
+                ("01", self.gtin),
+                ("17", self.expiry),
+                ("4331", gs1.pack_temperature(8.0)),
+                ("4333", gs1.pack_temperature(2.0)),
+                ("10", self.lot),
+            ]
+        )
+
+    def pallet_label(self) -> str:
+        return gs1.element_string(
+            [("00", self.sscc), ("02", self.gtin), ("37", str(self.cases)), ("10", self.lot)]
+        )
+
+    @property
+    def digital_link_path(self) -> str:
+        return f"/01/{self.gtin}/10/{urllib.parse.quote(self.lot, safe='')}"
+
+
+# --- the devices ------------------------------------------------------------------------
+
+
+@dataclass
+class MqttSensor:
+    fmt: str
+    device: str
+    model: ThermalModel
+    seq: int = 0
+
+    def messages(self, now_ms: int) -> list[tuple[str, bytes]]:
+        temp, hum = self.model.step()
+        self.seq += 1
+        return FORMATS[self.fmt](self.device, Sample(temp, hum, self.seq, now_ms))
+
+
+@dataclass
+class SerialLogger:
+    device: PtyDevice
+    models: dict[str, ThermalModel]
+    seq: int = 0
+
+    def tick(self, now_ms: int) -> None:
+        self.seq += 1
+        for sensor, model in self.models.items():
+            temp, hum = model.step()
+            self.device.write(encode_frame(sensor, self.seq, temp, hum, now_ms))
+
+
+@dataclass
+class Devices:
+    logger: SerialLogger
+    scanners: dict[str, PtyDevice]
+    mqtt: list[MqttSensor]
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def truck_models(self) -> list[ThermalModel]:
+        return [*self.logger.models.values(), *(m.model for m in self.mqtt if m.fmt == "ruuvi")]
+
+    def scan(self, scanner: str, symbology: str, data: str) -> None:
+        self.scanners[scanner].write((symbology + data).encode() + b"\r\n")
+
+
+# --- the deployment ---------------------------------------------------------------------
+
+
+ORGS = {
+    "acme-foods": "Acme Foods (packing plant)",
+    "polar-haulage": "Polar Haulage (carrier)",
+    "northside-cold": "Northside Cold Stores (warehouse)",
+}
+
+
+def _gateways(workdir: Path, tty: Path, broker_port: int) -> list[GatewayNode]:
+    def mqtt(name: str, routes: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "kind": "mqtt",
+            "name": name,
+            "host": "127.0.0.1",
+            "port": broker_port,
+            "routes": routes,
+        }
+
+    def scanner(name: str) -> dict[str, Any]:
+        return {"kind": "serial-scanner", "name": name, "port": str(tty / name)}
+
+    common = {"batch": {"max_age_s": BATCH_MAX_AGE_S}}
+    line = GatewayNode(
+        "line-4",
+        "acme-foods",
+        "line-4",
+        workdir / "gw-line-4",
+        sensors=[{"id": "z2m-packhall-1", "asset": "line-4"}],
+        scanners=[
+            {"id": "line-4-scanner", "read_point": "line-4", "step": "packing", "asset": "line-4"},
+            # The dock scanner loads onto the truck: the lot's holder becomes truck-07.
+            {
+                "id": "dock-1-scanner",
+                "read_point": "dock-1",
+                "step": "loading",
+                "asset": "truck-07",
+            },
+        ],
+        sources=[
+            scanner("line-4-scanner"),
+            scanner("dock-1-scanner"),
+            mqtt(
+                "packhall-broker",
+                [{"pattern": "zigbee2mqtt/+", "adapter": "zigbee2mqtt", "sensor": "z2m-{1}"}],
+            ),
+        ],
+        settings=dict(common),
+        metrics_port=free_port(),
+    )
+    truck = GatewayNode(
+        "truck-07",
+        "polar-haulage",
+        "truck-07",
+        workdir / "gw-truck-07",
+        sensors=[
+            {
+                "id": "truck-07-return-air",
+                "asset": "truck-07",
+                "calibration": {"temperature": -0.2},
+            },
+            {"id": "truck-07-cargo", "asset": "truck-07"},
+            {"id": "ruuvi-cargo-tag", "asset": "truck-07"},
+        ],
+        sources=[
+            {
+                "kind": "serial-sensor",
+                "name": "reefer-logger",
+                "port": str(tty / "reefer-logger"),
+                "sensor_ids": {"TH-01": "truck-07-return-air", "TH-02": "truck-07-cargo"},
+            },
+            mqtt(
+                "truck-broker",
+                [{"pattern": "ruuvi/+/+", "adapter": "ruuvi", "sensor": "ruuvi-{2}"}],
+            ),
+        ],
+        settings=dict(common),
+        metrics_port=free_port(),
+    )
+    room = GatewayNode(
+        "cold-room-3",
+        "northside-cold",
+        "cold-room-3",
+        workdir / "gw-cold-room-3",
+        sensors=[
+            {"id": "tasmota-coldroom3-probe", "asset": "cold-room-3"},
+            {"id": "shelly-coldroom3-door", "asset": "cold-room-3"},
+        ],
+        scanners=[
+            {
+                "id": "dock-3-scanner",
+                "read_point": "dock-3",
+                "step": "unloading",
+                "asset": "cold-room-3",
+            },
+            {
+                "id": "receiving-scanner",
+                "read_point": "cold-room-3",
+                "step": "receiving",
+                "asset": "cold-room-3",
+            },
+        ],
+        sources=[
+            scanner("dock-3-scanner"),
+            scanner("receiving-scanner"),
+            mqtt(
+                "coldroom-broker",
+                [
+                    {
+                        "pattern": "tele/+/SENSOR",
+                        "adapter": "tasmota",
+                        "sensor": "tasmota-{1}",
+                        "device_zone": "Europe/Berlin",
+                    },
+                    {
+                        "pattern": "shellies/+/sensor/+",
+                        "adapter": "shelly-gen1",
+                        "sensor": "shelly-{1}",
+                        "unit": "CEL",
+                    },
+                ],
+            ),
+        ],
+        settings=dict(common),
+        metrics_port=free_port(),
+    )
+    return [line, truck, room]
+
+
+@contextlib.contextmanager
+def _devices(tty: Path, rng: random.Random) -> Iterator[Devices]:
+    tty.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+
+        def pty(name: str) -> PtyDevice:
+            return stack.enter_context(PtyDevice(tty / name))
+
+        logger = SerialLogger(
+            pty("reefer-logger"),
+            {
+                "TH-01": ThermalModel(rng, setpoint_c=3.5),
+                "TH-02": ThermalModel(rng, setpoint_c=4.5),
+            },
+        )
+        scanners = {
+            n: pty(n)
+            for n in ("line-4-scanner", "dock-1-scanner", "dock-3-scanner", "receiving-scanner")
+        }
+        mqtt = [
+            MqttSensor("zigbee2mqtt", "packhall-1", ThermalModel(rng, setpoint_c=6.0)),
+            MqttSensor("ruuvi", "cargo-tag", ThermalModel(rng, setpoint_c=4.0)),
+            MqttSensor("tasmota", "coldroom3-probe", ThermalModel(rng, setpoint_c=3.0)),
+            MqttSensor("shelly-gen1", "coldroom3-door", ThermalModel(rng, setpoint_c=3.5)),
+        ]
+        yield Devices(logger, scanners, mqtt)
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+class Narrator:
+    """Plain lines a person can follow (no curses): time since start, who, what."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.t0 = time.monotonic()
+
+    def say(self, who: str, what: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        print(f"[{elapsed:5.1f}s] {who:<12} {what}", file=self.out, flush=True)
+
+    def raw(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _clock(ms: int | None) -> str:
+    if ms is None:
+        return "now"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%H:%M:%S")
+
+
+def _gateway_line(node: GatewayNode) -> str:
+    st = node.status()
+    if st is None:
+        return "not answering yet"
+    m = node.metrics()
+    spool, up = st["spool"], st["uplink"]
+    sources = st.get("sources", {})
+    running = sum(1 for s in sources.values() if s.get("state") == "running")
+    return (
+        f"read {m.get('coldtrail_observations_in_total', 0):.0f}"
+        f", signed {m.get('coldtrail_records_spooled_total', 0):.0f}"
+        f", anchored {m.get('coldtrail_records_anchored_total', 0):.0f}"
+        f" in {m.get('coldtrail_batches_anchored_total', 0):.0f} batches"
+        f", spool {spool['records']}"
+        f", uplink {up.get('state', '?')}"
+        f", sources {running}/{len(sources)} up"
+    )
+
+
+def _anchor_line(anchor: AnchorNode) -> str:
+    try:
+        cp = anchor.latest_checkpoint()
+    except (OSError, urllib.error.URLError, ValueError):
+        return "not answering"
+    final = "final" if cp.get("final") else "not final yet"
+    return (
+        f"checkpoint #{cp.get('height')}: {cp.get('size')} batches in the log,"
+        f" root {str(cp.get('hash', cp.get('root', '')))[:12]}…, {final}"
+    )
+
+
+def _summary(n: Narrator, answer: dict[str, Any], plan: DemoPlan) -> None:
+    v = answer.get("verdict", {})
+    rng = answer.get("range", {})
+    n.raw(f"Provenance of GTIN {plan.gtin}, lot {plan.lot} (the anchor's JSON API):")
+    n.raw(f"  verdict        {v.get('label')} [{v.get('status')}]")
+    for reason in v.get("reasons", []):
+        n.raw(f"                 - {reason}")
+    n.raw(f"  range checked  {rng.get('low')}..{rng.get('high')} °C")
+    n.raw("  custody (UTC)")
+    for i in answer.get("timeline", []):
+        opened = i.get("opened_by", {})
+        temps = [s for s in i.get("stats", []) if s.get("q") == "temperature"]
+        t = temps[0] if temps else {}
+        temp = (
+            f"{t.get('min')}..{t.get('max')} °C over {t.get('count')} readings"
+            if t
+            else "no readings"
+        )
+        exc = i.get("excursions", [])
+        extra = f", {len(exc)} excursion(s), peak {max(e['peak'] for e in exc)} °C" if exc else ""
+        n.raw(
+            f"    {_clock(i.get('from'))}-{_clock(i.get('to')):<8} {i.get('holder'):<12}"
+            f" {opened.get('step')} at {opened.get('rp')}: {temp}{extra}"
+        )
+        events: dict[tuple[str, str], int] = {}
+        for e in i.get("events", []):
+            key = (str(e.get("step")), str(e.get("rp")))
+            events[key] = events.get(key, 0) + 1
+        for (step, rp), count in events.items():
+            n.raw(f"      + {count} more {step} scan(s) at {rp}")
+    gaps = answer.get("gaps", [])
+    reasons = sorted({g["reason"] for g in gaps})
+    n.raw(f"  gap records    {len(gaps)}{' (' + ', '.join(reasons) + ')' if reasons else ''}")
+    kinds = sorted({a["kind"] for a in answer.get("clock_anomalies", [])})
+    n.raw(
+        f"  clock          {answer.get('clock_anomaly_count', 0)} anomalies"
+        f"{' (' + ', '.join(kinds) + ')' if kinds else ''}"
+    )
+    n.raw(f"  proven records {answer.get('proven_records')} (in the bundle)")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM while the journey runs."""
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    if workdir.exists():
+        leftovers = {p.name for p in workdir.iterdir()}
+        if leftovers and MARKER not in leftovers and not leftovers <= {"bundle.json"}:
+            raise SystemExit(
+                f"coldtrail-sim demo: {workdir} holds files the demo did not make;"
+                " choose another --workdir"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text("made by coldtrail-sim demo; removed and rebuilt on every run\n")
+
+
+class Journey:
+    """The scripted events and the sensor clock, paced in real time."""
+
+    def __init__(
+        self,
+        plan: DemoPlan,
+        devices: Devices,
+        publisher: Publisher,
+        narrator: Narrator,
+        stop: threading.Event,
+        progress: Callable[[], None],
+    ) -> None:
+        self.plan, self.devices, self.pub, self.n = plan, devices, publisher, narrator
+        self.stop, self.progress = stop, progress
+
+    def _events(self) -> list[tuple[float, Callable[[], None]]]:
+        p = self.plan
+        return [
+            (0.08, self.pack),
+            (0.22, self.load),
+            (p.door_open_at, self.door),
+            (0.78, self.unload),
+            (0.86, self.receive),
+        ]
+
+    def pack(self) -> None:
+        for case in range(self.plan.cases):
+            self.devices.scan("line-4-scanner", "]C1", self.plan.packing_label(case))
+        self.devices.scan("line-4-scanner", "]C1", self.plan.pallet_label())
+        self.n.say(
+            "scenario",
+            f"PACKED: {self.plan.cases} cases of lot {self.plan.lot} (GTIN {self.plan.gtin})"
+            f" scanned at line-4, palletised as SSCC {self.plan.sscc}",
+        )
+
+    def load(self) -> None:
+        for case in range(self.plan.cases):
+            self.devices.scan("dock-1-scanner", "]C1", self.plan.case_label(case))
+        self.devices.scan("dock-1-scanner", "]C1", "00" + self.plan.sscc)
+        self.n.say("scenario", "LOADED: the pallet is scanned onto truck-07 at dock-1; driving")
+
+    def door(self) -> None:
+        for model in self.devices.truck_models():
+            model.open_door(self.plan.door_open_samples)
+        self.n.say(
+            "scenario",
+            f"DOOR OPEN: truck-07's cargo door opens on the road for about"
+            f" {self.plan.door_open_samples * SENSOR_PERIOD_S:.0f} s: temperatures climb",
+        )
+
+    def unload(self) -> None:
+        # One case label (a spot check) and the pallet: the anchor reads a second
+        # unloading scan of the lot at the holder it was handed to as leaving it again.
+        self.devices.scan("dock-3-scanner", "]C1", self.plan.case_label(0))
+        self.devices.scan("dock-3-scanner", "]C1", "00" + self.plan.sscc)
+        self.n.say(
+            "scenario",
+            "UNLOADED: the pallet and a case are scanned off truck-07 at cold-room-3's dock",
+        )
+
+    def receive(self) -> None:
+        p = self.plan
+        for case in range(p.cases):
+            link = gs1.digital_link(p.gtin, p.lot, p.serial(case), p.expiry)
+            self.devices.scan("receiving-scanner", "]Q1", link)
+        self.n.say("scenario", "RECEIVED: each case's QR code (GS1 Digital Link) is scanned in")
+
+    def sensors(self) -> None:
+        now_ms = int(time.time() * 1000)
+        self.devices.logger.tick(now_ms)
+        for sensor in self.devices.mqtt:
+            for topic, payload in sensor.messages(now_ms):
+                self.pub.publish(topic, payload)
+
+    def run(self) -> None:
+        start = time.monotonic()
+        events = sorted(self._events(), key=lambda e: e[0])
+        next_sensor = start
+        next_progress = start + PROGRESS_EVERY_S
+        end = start + self.plan.duration_s
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                return
+            while events and now >= start + events[0][0] * self.plan.duration_s:
+                events.pop(0)[1]()
+            if now >= next_sensor:
+                self.sensors()
+                next_sensor += SENSOR_PERIOD_S
+            if now >= next_progress:
+                self.progress()
+                next_progress += PROGRESS_EVERY_S
+            wake = min(next_sensor, next_progress, end)
+            if events:
+                wake = min(wake, start + events[0][0] * self.plan.duration_s)
+            if self.stop.wait(max(0.0, wake - time.monotonic())):
+                raise Stop
+
+
+def run_demo(
+    workdir: Path,
+    duration_s: float,
+    seed: int = 1,
+    out: TextIO = sys.stdout,
+    stop: threading.Event | None = None,
+) -> int:
+    """The whole demo; returns the exit status (the verifier's when bounded)."""
+    bounded = duration_s > 0
+    plan = DemoPlan.from_seed(seed, duration_s if bounded else DEFAULT_DURATION_S, dt.date.today())
+    stop = stop or threading.Event()
+    n = Narrator(out)
+    workdir = workdir.resolve()
+    _prepare_workdir(workdir)
+    group = ProcessGroup(pid_file=workdir / "processes.json")
+    rng = random.Random(seed)
+    n.raw(
+        f"coldtrail demo: seed {seed}, journey of {plan.duration_s:.0f} s, files in {workdir}\n"
+        "  every process listens on 127.0.0.1 only; logs: */*.log; PIDs: processes.json"
+    )
+    try:
+        with mosquitto(workdir / "mosquitto", group) as broker_port:
+            n.say("mosquitto", f"MQTT broker on 127.0.0.1:{broker_port}")
+            anchor = AnchorNode(workdir / "anchor", free_port())
+            anchor.init()
+            n.say("anchor", "coldtrail-anchor init: node key, member key, ledger (SQLite)")
+            n.say("anchor", f"log key {anchor.log_vkey}")
+            for org, name in ORGS.items():
+                anchor.add_org(org, name)
+            gateways = _gateways(workdir, workdir / "tty", broker_port)
+            tokens = {org: anchor.token(org) for org in ORGS}
+            for node in gateways:
+                node.init_and_enroll(anchor, tokens[node.org])
+                n.say(
+                    node.gw,
+                    f"coldtrail-gateway init; enrolled for {node.org} on asset {node.asset}"
+                    f" (key {node.public_key[:12]}…, token 0600)",
+                )
+            anchor.serve(group)
+            n.say("anchor", f"serving on {anchor.url} (explorer: {anchor.url}/explorer)")
+            with (
+                _devices(workdir / "tty", rng) as devices,
+                Publisher.connected(
+                    "127.0.0.1", broker_port, "coldtrail-demo-devices"
+                ) as publisher,
+            ):
+                for node in gateways:
+                    node.run(group)
+                _wait_sources_up(gateways, stop)
+                n.say(
+                    "devices",
+                    "serial logger and 4 scanners on ptys; Zigbee2MQTT, Ruuvi, Tasmota and"
+                    " Shelly sensors on MQTT",
+                )
+
+                def progress() -> None:
+                    for node in gateways:
+                        n.say(node.gw, _gateway_line(node))
+                    n.say("anchor", _anchor_line(anchor))
+
+                Journey(plan, devices, publisher, n, stop, progress).run()
+                n.say("scenario", "journey over; waiting for every gateway's last receipt")
+                deadline = time.monotonic() + 60 + 3 * BATCH_MAX_AGE_S
+                while not all(g.drained() for g in gateways):
+                    if time.monotonic() > deadline:
+                        n.say("demo", "gateways did not drain within a minute; see */gateway.log")
+                        return 1
+                    if stop.wait(0.5):
+                        raise Stop
+                progress()
+                for node in gateways:
+                    assert node.child is not None
+                    code = node.child.stop()
+                    n.say(node.gw, f"stopped (SIGTERM, exit {code})")
+            result = _conclude(n, anchor, plan, workdir)
+            if bounded or result != 0:
+                return result
+            n.raw("\nThe anchor keeps serving the page and the explorer; Ctrl-C ends the demo.")
+            stop.wait()
+            return 0
+    except Stop:
+        n.raw("\nstopped; shutting everything down")
+        return 130
+    finally:
+        group.stop_all()
+        n.say("demo", f"all {len(group.children)} processes stopped")
+
+
+def _wait_sources_up(gateways: list[GatewayNode], stop: threading.Event) -> None:
+    """Until every gateway answers and runs all its sources, and a moment more: a
+    serial port opened after a scan was sent drops it (pyserial flushes the input
+    buffer on open), exactly like a scanner that beeps before the gateway is up."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = [g.status() for g in gateways]
+        if all(
+            st is not None and all(s.get("state") == "running" for s in st["sources"].values())
+            for st in states
+        ):
+            break
+        if stop.wait(0.2):
+            raise Stop
+    if stop.wait(1.5):
+        raise Stop
+
+
+def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) -> int:
+    query = urllib.parse.urlencode({"gtin": plan.gtin, "lot": plan.lot})
+    answer = get_json(f"{anchor.url}/v1/provenance?{query}", timeout_s=30)
+    n.raw("")
+    _summary(n, answer, plan)
+    bundle_path = workdir / "bundle.json"
+    bundle = get_json(f"{anchor.url}/v1/provenance/bundle?{query}", timeout_s=30)
+    bundle_path.write_text(json.dumps(bundle, indent=1) + "\n")
+    n.raw(f"\nProof bundle written to {bundle_path}")
+    argv = [*tool("coldtrail-verify", "proofs.verify_cli"), str(bundle_path)]
+    argv += ["--log-key", anchor.log_vkey]
+    for vkey in anchor.cosigner_vkeys:
+        argv += ["--cosigner", vkey]
+    if anchor.cosigner_vkeys:
+        argv += ["--quorum", str(len(anchor.cosigner_vkeys))]
+    n.raw("$ coldtrail-verify bundle.json --log-key <the anchor's log key> --cosigner <member>")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    for line in (result.stdout + result.stderr).splitlines():
+        n.raw(f"  {line}")
+    n.raw(f"\nConsumer page: {anchor.url}{plan.digital_link_path}")
+    n.raw(f"Explorer:      {anchor.url}/explorer")
+    return result.returncode
