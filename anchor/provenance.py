@@ -264,7 +264,9 @@ def build_custody(scans: Sequence[Scan]) -> tuple[list[CustodyInterval], list[Sc
     Opening steps at the current holder only add an event (a re-scan is not a
     transfer); at another holder they close the current interval and open one
     there. Unloading at the current holder closes it (the lot is in transit
-    until the next scan); unloading at another holder is a hand-over into it.
+    until the next scan); unloading at another holder is a hand-over into it, and
+    further unloading scans there (the other cases of the same pallet) are events
+    of that hand-over, not its end.
     """
     intervals: list[CustodyInterval] = []
     loose: list[Scan] = []
@@ -282,7 +284,14 @@ def build_custody(scans: Sequence[Scan]) -> tuple[list[CustodyInterval], list[Sc
             current = CustodyInterval(holder, scan)
             intervals.append(current)
         elif scan.step in _CLOSING_STEPS:
-            if current is not None and current.holder == holder:
+            if (
+                current is not None
+                and current.holder == holder
+                and scan.step == "unloading"
+                and current.opened_by.step == "unloading"
+            ):
+                current.events.append(scan)
+            elif current is not None and current.holder == holder:
                 current.closed_by = scan
                 current = None
             else:

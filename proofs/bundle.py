@@ -265,10 +265,22 @@ def verify_bundle(
     bundle_vkey = _need(log, "vkey", str, "log")
     pinned = bool(trusted_log_vkeys)
     log_verifiers = [NoteVerifier.from_vkey(v) for v in (trusted_log_vkeys or [bundle_vkey])]
+    if pinned and NoteVerifier.from_vkey(bundle_vkey) not in log_verifiers:
+        # The pin decides, but a bundle that names another log is not about this one.
+        raise VerificationError(
+            "the bundle names a log key that is not the pinned one", code="log-key-mismatch"
+        )
     if any(v.alg != ALG_ED25519 for v in log_verifiers):
         raise FormatError("the log key must be an Ed25519 (0x01) verifier key", code="bad-vkey")
-    cosigner_vkeys = list(trusted_cosigner_vkeys) or _need(log, "cosigners", list, "log")
+    bundle_cosigners = _need(log, "cosigners", list, "log")
+    cosigner_vkeys = list(trusted_cosigner_vkeys) or bundle_cosigners
     cosigners = [NoteVerifier.from_vkey(v) for v in cosigner_vkeys]
+    if trusted_cosigner_vkeys and any(
+        NoteVerifier.from_vkey(v) not in cosigners for v in bundle_cosigners
+    ):
+        raise VerificationError(
+            "the bundle names a cosigner that is not pinned", code="cosigner-mismatch"
+        )
     if any(c.alg != ALG_COSIGNATURE_V1 for c in cosigners):
         raise FormatError("cosigner keys must be type 0x04 verifier keys", code="bad-vkey")
     need = quorum if quorum is not None else _need(log, "quorum", int, "log")

@@ -109,6 +109,24 @@ def test_custody_from_packing_loading_unloading_receiving() -> None:
     assert loose == []
 
 
+def test_every_case_unloaded_into_a_holder_belongs_to_one_hand_over() -> None:
+    intervals, loose = build_custody(
+        [
+            _scan(T0, "loading", "truck-07", 1),
+            _scan(T0 + 100, "unloading", "coldroom-3", 2),  # first case: hand-over
+            _scan(T0 + 105, "unloading", "coldroom-3", 3),  # the next cases of the pallet
+            _scan(T0 + 110, "unloading", "coldroom-3", 4),
+            _scan(T0 + 120, "receiving", "coldroom-3", 5),
+        ]
+    )
+    assert [(i.holder, i.start, i.end) for i in intervals] == [
+        ("truck-07", T0, T0 + 100),
+        ("coldroom-3", T0 + 100, None),
+    ]
+    assert [s.seq for s in intervals[1].events] == [3, 4, 5]
+    assert loose == []
+
+
 def test_unloading_by_the_holder_itself_closes_custody_until_the_next_scan() -> None:
     intervals, loose = build_custody(
         [

@@ -151,3 +151,19 @@ def test_a_verdict_that_contradicts_proven_readings_fails(ledger) -> None:
     with pytest.raises(VerificationError) as e:
         verify_bundle(doc)
     assert e.value.code == "verdict-mismatch"
+
+
+def test_pinned_verification_refuses_a_bundle_that_names_other_keys(ledger) -> None:
+    doc = make_bundle(ledger)
+    pinned_log = ledger.log_signer.verifier.to_vkey()
+    pinned_cosigner = ledger.cosigner.verifier.to_vkey()
+    other = make_ledger(seed=13)
+    doc["log"]["vkey"] = other.log_signer.verifier.to_vkey()
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(doc, trusted_log_vkeys=[pinned_log])
+    assert e.value.code == "log-key-mismatch"
+    doc = make_bundle(ledger)
+    doc["log"]["cosigners"].append(other.cosigner.verifier.to_vkey())
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(doc, trusted_log_vkeys=[pinned_log], trusted_cosigner_vkeys=[pinned_cosigner])
+    assert e.value.code == "cosigner-mismatch"
