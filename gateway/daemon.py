@@ -73,14 +73,31 @@ def _default_source_factory() -> SourceFactory:
 
 
 class _SourceState:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, source: Source) -> None:
+        self.name = source.name
+        self.source = source
         self.state = "starting"
         self.restarts = 0
         self.last_error = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "restarts": self.restarts, "last_error": self.last_error}
+        doc: dict[str, Any] = {
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+        # What the source itself counts (gateway/sources/*: frames, reconnects, MQTT
+        # acks, duplicates dropped, read pauses), for a person at the box.
+        counters = getattr(self.source, "counters", None)
+        if counters is not None:
+            doc["frames_ok"] = counters.frames_ok
+            doc["frames_bad"] = dict(counters.frames_bad)
+            doc["reconnects"] = counters.reconnects
+            doc["connected"] = counters.connected
+        for name in ("acked", "duplicates_dropped", "read_pauses", "queued_high_water"):
+            if hasattr(self.source, name):
+                doc[name] = getattr(self.source, name)
+        return doc
 
 
 async def _supervise(
@@ -213,7 +230,7 @@ async def run_gateway(
                 BatchPolicy(config.batch_max_records, config.batch_max_age_s),
                 link_up=lambda: uplink.link_up,
             )
-            states = {s.name: _SourceState(s.name) for s in sources}
+            states = {s.name: _SourceState(s) for s in sources}
 
             def status() -> dict[str, Any]:
                 st = spool.stats

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,7 +65,10 @@ class MqttSourceConfig:
     username: str | None = None
     password: str | None = None
     tls_ca_file: str | None = None  # TLS with server verification against this CA
-    protocol: Literal["5", "3.1.1"] = "5"
+    # 3.1.1 by default: MQTT 5 costs paho a Properties object per message (a third of
+    # the gateway's CPU at a burst) and buys nothing here, since the read gate bounds
+    # memory and mosquitto 2.0 ignores Receive Maximum once acks flow (ADR 0211).
+    protocol: Literal["5", "3.1.1"] = "3.1.1"
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600  # how long the broker keeps our queue (MQTT 5)
     receive_maximum: int = 256  # MQTT 5 flow control: unacked QoS 1 messages in flight
@@ -113,6 +117,7 @@ class MqttSource:
         self.acked = 0
         self.duplicates_dropped = 0
         self.read_pauses = 0
+        self._read_pauses_before = 0  # pauses of earlier sessions
         self.queued_high_water = 0  # most messages ever waiting in memory at once
         self._rng = rng
         fault = os.environ.get(FAULT_ENV, "")
@@ -171,31 +176,61 @@ class MqttSource:
             # committed messages end there (docs/adr/0210).
             _, last = await sink.recorded_deliveries(self.session_id, ())
             state = _Connection(sink, last, _watch_dup_flags(wrapped))
-        gate = _ReadGate(wrapped, asyncio.get_running_loop())
         # Read ahead at most a few batches: enough to keep the spool busy, bounded
         # so a burst stays at the broker instead of in our memory.
-        high_water = 4 * self.config.max_batch
+        gate = _ReadGate(
+            wrapped,
+            asyncio.get_running_loop(),
+            lambda: len(client.messages),
+            4 * self.config.max_batch,
+        )
+        self._read_pauses_before = self.read_pauses
         async with client:
-            # Subscribing again on every session is harmless with a resumed
-            # session and necessary when the broker lost it (restart without
-            # persistence); "connected" means subscribed, i.e. ready for data.
-            await client.subscribe([(f, 1) for f in self.config.filters])
+            # A new session (first start, or a broker restarted without persistence)
+            # is subscribed before anything else; "connected" means ready for data.
+            # A resumed one is subscribed again too, since routes may have changed in
+            # the config, but without waiting: its SUBACK comes after the backlog the
+            # broker sends at once, which the loop below drains through the gate.
+            filters = [(f, 1) for f in self.config.filters]
+            resubscribed: asyncio.Task[Any] | None = None
+            if gate.session_present:
+                resubscribed = asyncio.create_task(client.subscribe(filters))
+            else:
+                await client.subscribe(filters)
+                gate.armed = True
             self.counters.connected = True
-            messages = client.messages
-            while True:
-                if gate.paused and len(messages) <= self.config.max_batch:
-                    gate.resume()
-                batch = [await anext(messages)]
-                while len(messages) and len(batch) < self.config.max_batch:
-                    batch.append(await anext(messages))
-                queued = len(messages) + len(batch)
-                self.queued_high_water = max(self.queued_high_water, queued)
-                if queued >= high_water and gate.pause():
-                    self.read_pauses += 1
-                if state is None:
-                    await self._commit_then_ack(sink, wrapped, batch)
-                else:
-                    await self._dedupe_commit_then_ack(state, wrapped, batch)
+            try:
+                await self._consume(client, gate, sink, state, wrapped, resubscribed)
+            finally:
+                if resubscribed is not None:
+                    resubscribed.cancel()
+
+    async def _consume(
+        self,
+        client: aiomqtt.Client,
+        gate: _ReadGate,
+        sink: Sink,
+        state: _Connection | None,
+        wrapped: paho.Client,
+        resubscribed: asyncio.Task[Any] | None,
+    ) -> None:
+        """Commit-then-ack batches for as long as the session lasts."""
+        messages = client.messages
+        while True:
+            if resubscribed is not None and resubscribed.done():
+                resubscribed.result()  # a refused subscription ends the session
+                resubscribed = None
+            if gate.paused and len(messages) <= self.config.max_batch:
+                gate.resume()
+            batch = [await anext(messages)]
+            while len(messages) and len(batch) < self.config.max_batch:
+                batch.append(await anext(messages))
+            self.queued_high_water = max(self.queued_high_water, len(messages) + len(batch))
+            self.read_pauses = self._read_pauses_before + gate.pauses
+            if state is None:
+                await self._commit_then_ack(sink, wrapped, batch)
+            else:
+                await self._dedupe_commit_then_ack(state, wrapped, batch)
 
     def _identify(self, message: aiomqtt.Message, dup: bool) -> Delivery:
         payload = message.payload if isinstance(message.payload, bytes) else b""
@@ -299,14 +334,39 @@ class _ReadGate:
     ``loop_read``) and that it can take off and put back.
     """
 
-    def __init__(self, wrapped: paho.Client, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        wrapped: paho.Client,
+        loop: asyncio.AbstractEventLoop,
+        backlog: Callable[[], int],
+        high_water: int,
+    ) -> None:
         register = wrapped.on_socket_open
         if register is None:
             raise RuntimeError("aiomqtt no longer sets paho's on_socket_open; see ADR 0211")
         self._client = wrapped
         self._loop = loop
         self._fd = -1
+        self._backlog = backlog
+        self._high_water = high_water
         self.paused = False
+        self.pauses = 0
+        # A resumed session (CONNACK session-present) keeps its subscriptions, and its
+        # backlog arrives at once: the gate must hold from the first byte. A new
+        # session is subscribed first (nothing is queued for it yet): pausing before
+        # its SUBACK is read would leave the subscription hanging.
+        self.armed = True
+        self.session_present = False
+        connected = wrapped.on_connect
+        if connected is None:
+            raise RuntimeError("aiomqtt no longer sets paho's on_connect; see ADR 0211")
+
+        def on_connect(client: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
+            self.session_present = bool(getattr(flags, "session_present", False))
+            self.armed = self.session_present
+            connected(client, userdata, flags, *rest)
+
+        wrapped.on_connect = on_connect
 
         def on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
             register(client, userdata, sock)
@@ -327,6 +387,10 @@ class _ReadGate:
                 pending = getattr(self._client.socket(), "pending", None)
                 if pending is None or pending() <= 0:
                     break  # an SSL socket may hold decoded bytes loop_read did not take
+            # Checked here, on every read, not only between batches: while a batch
+            # is being committed the loop keeps reading, and a burst would pile up.
+            if self.armed and self._backlog() >= self._high_water:
+                self.pause()
         except Exception:  # a broken socket: end the session, the outer loop reconnects
             log.warning("mqtt socket read failed; disconnecting", exc_info=True)
             self._loop.remove_reader(self._fd)
@@ -337,6 +401,7 @@ class _ReadGate:
             return False
         self._loop.remove_reader(self._fd)
         self.paused = True
+        self.pauses += 1
         return True
 
     def resume(self) -> None:
