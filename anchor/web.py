@@ -403,6 +403,7 @@ class _Web:
         self._answers: OrderedDict[tuple[Subject, int], tuple[float, ProvenanceAnswer]] = (
             OrderedDict()
         )
+        self._computing: dict[tuple[Subject, int], asyncio.Future[ProvenanceAnswer]] = {}
 
     @property
     def source(self) -> ProvenanceSource:
@@ -462,9 +463,26 @@ class _Web:
         cached = self._answers.get(key)
         if cached is not None and cached[0] > time.monotonic():
             answer = cached[1]
+        elif key in self._computing:
+            # Single flight: twenty clients asking for the same lot at once share one
+            # computation instead of queueing twenty on two cores.
+            answer = await asyncio.shield(self._computing[key])
         else:
-            now = int(time.time() * 1000)
-            answer = await self._run(answer_for_subject, self.source, subject, self.config, now)
+            future: asyncio.Future[ProvenanceAnswer] = asyncio.get_running_loop().create_future()
+            self._computing[key] = future
+            try:
+                now = int(time.time() * 1000)
+                answer = await self._run(answer_for_subject, self.source, subject, self.config, now)
+                future.set_result(answer)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as e:
+                future.set_exception(e)
+                future.exception()  # marked retrieved: the waiters re-raise it
+                raise
+            finally:
+                del self._computing[key]
             self._answers[key] = (time.monotonic() + self.ANSWER_TTL_S, answer)
             while len(self._answers) > self.ANSWER_CACHE_SIZE:
                 self._answers.popitem(last=False)

@@ -278,3 +278,28 @@ async def test_static_verifier_is_served_and_traversal_is_not(client: TestClient
     assert resp.status == 200 and "verifyBundle" in await resp.text()
     resp = await client.get("/static/..%2F..%2Fprovenance.py")
     assert resp.status in (403, 404)
+
+
+async def test_concurrent_queries_for_one_lot_share_one_computation(
+    aiohttp_client: Any, source: MemoryProvenanceSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import anchor.web
+
+    calls = 0
+    real = anchor.web.answer_for_subject
+
+    def counting(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args)
+
+    monkeypatch.setattr(anchor.web, "answer_for_subject", counting)
+    client = await aiohttp_client(_app(source))
+    url = f"/v1/provenance?gtin={GTIN}&lot={LOT}"
+    responses = await asyncio.gather(*(client.get(url) for _ in range(20)))
+    bodies = [await r.json() for r in responses]
+    assert all(r.status == 200 for r in responses)
+    assert all(b["verdict"] == bodies[0]["verdict"] for b in bodies)
+    assert calls == 1
