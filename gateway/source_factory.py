@@ -22,8 +22,6 @@ from .sources import (
     BackoffPolicy,
     MqttSource,
     MqttSourceConfig,
-    SerialScannerConfig,
-    SerialScannerSource,
     SerialSensorConfig,
     SerialSensorSource,
     TopicRoute,
@@ -80,6 +78,8 @@ def _serial_sensor(spec: SourceSpec) -> Source:
 
 
 def _serial_scanner(spec: SourceSpec) -> Source:
+    from .sources.scanner import SerialScannerConfig, SerialScannerSource  # biip: only if used
+
     return SerialScannerSource(SerialScannerConfig(**_common(spec)))
 
 

@@ -8,11 +8,15 @@ so every bad-input class is unit-tested without a device.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .backoff import BackoffPolicy, SourceCounters
 from .mqtt import MqttSource, MqttSourceConfig
 from .mqtt_adapters import ADAPTERS, TopicRoute
-from .scanner import SerialScannerConfig, SerialScannerSource
 from .serial_sensor import SerialSensorConfig, SerialSensorSource
+
+if TYPE_CHECKING:
+    from .scanner import SerialScannerConfig, SerialScannerSource
 
 __all__ = [
     "ADAPTERS",
@@ -26,3 +30,13 @@ __all__ = [
     "SourceCounters",
     "TopicRoute",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The scanner pulls in biip (about 20 MB of RSS); a gateway without a scanner
+    # never imports it.
+    if name in ("SerialScannerConfig", "SerialScannerSource"):
+        from . import scanner
+
+        return getattr(scanner, name)
+    raise AttributeError(name)
