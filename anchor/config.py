@@ -52,7 +52,7 @@ class AnchorConfig:
     # Concurrent ingests that arrive while a commit is in flight share the next one.
     commit_group_max_batches: int = 64
     # Batches with at least this many records are verified in worker processes.
-    verify_parallel_min_records: int = 2_000
+    verify_parallel_min_records: int = 500
     verify_workers: int = 2
     log_level: str = "INFO"
     # The cold-chain range provenance verdicts check temperatures against, in °C.
