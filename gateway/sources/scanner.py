@@ -11,12 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from gateway.observations import BadInput, Observation, ScanEvent, Sink
+from gateway.observations import BadInput, Observation, ScanEvent
 
-from .backoff import BackoffPolicy, SourceCounters, truncate_for_log
+from .backoff import BackoffPolicy, truncate_for_log
 from .gs1_codec import SymbologyError, parse_gs1, split_symbology
 from .line_framer import LineFramer, Overflow
-from .serial_port import ByteStream, OpenStream, PySerialStream, read_lines_forever
+from .serial_port import OpenStream, SerialLineSource
 from .serial_sensor import SOURCE_NAME
 
 __all__ = ["GS1_SYMBOLOGIES", "SerialScannerConfig", "SerialScannerSource", "parse_scan"]
@@ -83,7 +83,7 @@ class SerialScannerConfig:
             raise ValueError(f"scanner {self.name}: read_timeout_s must be positive")
 
 
-class SerialScannerSource:
+class SerialScannerSource(SerialLineSource):
     """Implements :class:`gateway.observations.Source` for one scanner."""
 
     def __init__(
@@ -92,28 +92,11 @@ class SerialScannerSource:
         open_stream: OpenStream | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(config, open_stream, rng)
         self.config = config
-        self.name = config.name
-        self.counters = SourceCounters()
-        self._open: OpenStream = open_stream or self._open_pyserial
-        self._rng = rng
 
-    def _open_pyserial(self) -> ByteStream:
-        c = self.config
-        return PySerialStream(c.port, c.baudrate, c.read_timeout_s)
+    def framer(self) -> LineFramer:
+        return LineFramer(SCAN_TERMINATORS, self.config.max_scan_bytes)
 
     def decode(self, line: bytes | Overflow) -> list[Observation]:
         return [parse_scan(self.name, line)]
-
-    async def run(self, sink: Sink) -> None:
-        c = self.config
-        await read_lines_forever(
-            self.name,
-            self._open,
-            lambda: LineFramer(SCAN_TERMINATORS, c.max_scan_bytes),
-            self.decode,
-            sink,
-            self.counters,
-            c.backoff,
-            self._rng,
-        )

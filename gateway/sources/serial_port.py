@@ -118,3 +118,60 @@ async def _submit_until_durable(
             attempt += 1
             log.warning("source %s: submit failed (%s), retrying in %.2fs", name, e, delay)
             await asyncio.sleep(delay)
+
+
+class SerialPortConfig(Protocol):
+    """What a serial line source needs from its config."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def port(self) -> str: ...
+    @property
+    def baudrate(self) -> int: ...
+    @property
+    def read_timeout_s(self) -> float: ...
+    @property
+    def backoff(self) -> BackoffPolicy: ...
+
+
+class SerialLineSource:
+    """A :class:`gateway.observations.Source` reading framed lines from one serial port.
+
+    Subclasses say how lines are framed (``framer``) and parsed (``decode``); reading
+    off the event loop, reconnecting and submitting are the same for every device.
+    """
+
+    def __init__(
+        self,
+        config: SerialPortConfig,
+        open_stream: OpenStream | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = config.name
+        self.counters = SourceCounters()
+        self._port_config = config
+        self._open: OpenStream = open_stream or self._open_pyserial
+        self._rng = rng
+
+    def _open_pyserial(self) -> ByteStream:
+        c = self._port_config
+        return PySerialStream(c.port, c.baudrate, c.read_timeout_s)
+
+    def framer(self) -> LineFramer:
+        raise NotImplementedError
+
+    def decode(self, line: bytes | Overflow) -> list[Observation]:
+        raise NotImplementedError
+
+    async def run(self, sink: Sink) -> None:
+        await read_lines_forever(
+            self.name,
+            self._open,
+            self.framer,
+            self.decode,
+            sink,
+            self.counters,
+            self._port_config.backoff,
+            self._rng,
+        )

@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from gateway.observations import Observation, Sink
+from gateway.observations import Observation
 
-from .backoff import BackoffPolicy, SourceCounters
+from .backoff import BackoffPolicy
 from .line_framer import LineFramer, Overflow
 from .serial_frames import parse_line
-from .serial_port import ByteStream, OpenStream, PySerialStream, read_lines_forever
+from .serial_port import OpenStream, SerialLineSource
 
 __all__ = ["SerialSensorConfig", "SerialSensorSource"]
 
@@ -53,7 +53,7 @@ class SerialSensorConfig:
         object.__setattr__(self, "sensor_ids", MappingProxyType(dict(self.sensor_ids)))
 
 
-class SerialSensorSource:
+class SerialSensorSource(SerialLineSource):
     """Implements :class:`gateway.observations.Source` for one sensor port."""
 
     def __init__(
@@ -62,28 +62,11 @@ class SerialSensorSource:
         open_stream: OpenStream | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(config, open_stream, rng)
         self.config = config
-        self.name = config.name
-        self.counters = SourceCounters()
-        self._open: OpenStream = open_stream or self._open_pyserial
-        self._rng = rng
 
-    def _open_pyserial(self) -> ByteStream:
-        c = self.config
-        return PySerialStream(c.port, c.baudrate, c.read_timeout_s)
+    def framer(self) -> LineFramer:
+        return LineFramer(b"\r\n", self.config.max_line_bytes, sync=b"$")
 
     def decode(self, line: bytes | Overflow) -> list[Observation]:
         return parse_line(line, self.name, self.config.sensor_ids)
-
-    async def run(self, sink: Sink) -> None:
-        c = self.config
-        await read_lines_forever(
-            self.name,
-            self._open,
-            lambda: LineFramer(b"\r\n", c.max_line_bytes, sync=b"$"),
-            self.decode,
-            sink,
-            self.counters,
-            c.backoff,
-            self._rng,
-        )

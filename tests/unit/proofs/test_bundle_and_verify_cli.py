@@ -7,7 +7,6 @@ import copy
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from bench.sample_bundle import make_bundle, make_ledger
 from proofs.bundle import _attested_bytes, verify_bundle
 from proofs.errors import ProofsError, VerificationError
 from proofs.verify_cli import main as verify_main
+from support.bundle_flips import flipped, scalars, set_at
 
 
 @pytest.fixture(scope="module")
@@ -51,46 +51,13 @@ def test_quorum_that_is_not_met_fails(bundle: dict[str, Any]) -> None:
     assert e.value.code == "no-quorum"
 
 
-def _leaves(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _leaves(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _leaves(v, (*path, i))
-    else:
-        yield path, node
-
-
-def _flipped(value: Any) -> Any:
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int):
-        return value + 1
-    if isinstance(value, float):
-        return value + 0.5
-    if isinstance(value, str):
-        if not value:
-            return "x"
-        i = len(value) // 2
-        c = value[i]
-        return value[:i] + ("B" if c != "B" else "C") + value[i + 1 :]
-    raise AssertionError(f"unexpected leaf {value!r}")
-
-
-def _set(doc: Any, path: tuple, value: Any) -> None:
-    for p in path[:-1]:
-        doc = doc[p]
-    doc[path[-1]] = value
-
-
 def test_flipping_any_value_in_the_bundle_makes_it_invalid(bundle: dict[str, Any]) -> None:
-    leaves = list(_leaves(bundle))
+    leaves = list(scalars(bundle))
     assert len(leaves) > 150
     survivors = []
     for path, value in leaves:
         tampered = copy.deepcopy(bundle)
-        _set(tampered, path, _flipped(value))
+        set_at(tampered, path, flipped(value))
         try:
             verify_bundle(tampered)
         except ProofsError:
