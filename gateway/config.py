@@ -154,7 +154,7 @@ def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
     raise ConfigError(f"{origin}: {name} has an unsupported type")  # pragma: no cover
 
 
-def _sources(raw: Any) -> tuple[SourceSpec, ...]:
+def _sources(raw: Any, gateway_id: str) -> tuple[SourceSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -167,6 +167,10 @@ def _sources(raw: Any) -> tuple[SourceSpec, ...]:
         name = entry.get("name", f"{entry['kind']}-{i}")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"sources[{i}].name must be a non-empty string")
+        if entry["kind"] == "mqtt" and "client_id" not in options:
+            # The broker keeps a session per client id: two gateways must never share
+            # one, so the default names the gateway, not only the source.
+            options["client_id"] = f"coldtrail-{gateway_id}-{name}"
         specs.append(SourceSpec(entry["kind"], name, types.MappingProxyType(options)))
     return tuple(specs)
 
@@ -197,7 +201,7 @@ def config_from_mapping(
     if missing:
         keys = ", ".join(m.replace("_", ".", 1) for m in missing)
         raise ConfigError(f"{origin}: missing required keys: {keys}", code="missing-key")
-    return GatewayConfig(**values, sources=_sources(data.get("sources")))
+    return GatewayConfig(**values, sources=_sources(data.get("sources"), values["gateway_id"]))
 
 
 def load_config(

@@ -79,3 +79,21 @@ def test_sources_keep_their_options() -> None:
     data["sources"] = [{"kind": "mqtt", "name": "broker", "host": "127.0.0.1", "port": 1883}]
     c = config_from_mapping(data, environ={})
     assert c.sources[0].kind == "mqtt" and c.sources[0].options["port"] == 1883
+
+
+def test_mqtt_client_id_defaults_to_gateway_and_source() -> None:
+    """Two gateways with a source of the same name must not share a broker session."""
+    from gateway.config import config_from_mapping
+
+    def source_ids(gw: str, **extra: str) -> list[str]:
+        data = {
+            "gateway": {"id": gw},
+            "uplink": {"url": "http://127.0.0.1:1", "anchor_vkey": VKEY},
+            "sources": [{"kind": "mqtt", "name": "broker", "host": "127.0.0.1", **extra}],
+        }
+        cfg = config_from_mapping(data, environ={})
+        return [s.options["client_id"] for s in cfg.sources]
+
+    assert source_ids("truck-07") == ["coldtrail-truck-07-broker"]
+    assert source_ids("truck-08") == ["coldtrail-truck-08-broker"]
+    assert source_ids("truck-07", client_id="mine") == ["mine"]
