@@ -18,10 +18,8 @@ import json
 import os
 import random
 import signal
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,42 +27,15 @@ import pytest
 from firmware_sim.mqtt_publisher import Publisher
 from gateway.sources.mqtt import FAULT_ACK_DELAY, FAULT_ENV
 from gateway.spool import read_spool_report
-from support.gateway_env import GatewaySetup, write_gateway_setup
-from support.procs import Broker, run_mosquitto
+from support.gateway_env import start_gateway, write_gateway_setup
+from support.procs import Broker
 from support.standin_anchor import StandinAnchor
 
 pytestmark = pytest.mark.integration
 
 KILLS = 5
 ACK_DELAY_MS = 40  # commit -> PUBACK window widened for the test (see the docstring)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    with run_mosquitto(tmp_path / "mosquitto") as b:
-        try:
-            yield b
-        finally:
-            b.stop()
-            if b.proc.stderr is not None:
-                b.proc.stderr.close()
-
-
-async def start(setup: GatewaySetup, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as err:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            "--config",
-            str(setup.config_path),
-            "--log-level",
-            "INFO",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, FAULT_ENV: f"{FAULT_ACK_DELAY}{ACK_DELAY_MS}"},
-        )
+ACK_DELAY_ENV = {FAULT_ENV: f"{FAULT_ACK_DELAY}{ACK_DELAY_MS}"}
 
 
 def dropped_duplicates(log: Path) -> int:
@@ -85,8 +56,9 @@ def counted(anchor: StandinAnchor) -> list[int]:
 
 
 async def test_kill9_with_mqtt_qos1_loses_no_acknowledged_message(
-    tmp_path: Path, broker: Broker
+    tmp_path: Path, mosquitto: Broker
 ) -> None:
+    broker = mosquitto
     rng = random.Random(7)
     log = tmp_path / "gateway.log"
     async with StandinAnchor() as anchor:
@@ -100,7 +72,7 @@ async def test_kill9_with_mqtt_qos1_loses_no_acknowledged_message(
                 "[[sources.routes]]\n"
                 'pattern = "sensors/+"\nadapter = "json"\nsensor = "{1}"\n'
             )
-        proc = await start(setup, log)
+        proc = await start_gateway(setup, log, ACK_DELAY_ENV, "INFO")
         with Publisher.connected(broker.host, broker.port, "kill9-warmup") as pub:
             for _ in range(300):  # until the gateway's persistent subscription exists
                 await asyncio.to_thread(pub.publish, "sensors/warmup", b'{"temperature": 1}')
@@ -129,7 +101,7 @@ async def test_kill9_with_mqtt_qos1_loses_no_acknowledged_message(
                 os.kill(proc.pid, signal.SIGKILL)
                 assert await proc.wait() == -signal.SIGKILL
                 await asyncio.sleep(rng.uniform(0.05, 0.4))  # the broker queues meanwhile
-                proc = await start(setup, log)
+                proc = await start_gateway(setup, log, ACK_DELAY_ENV, "INFO")
             await asyncio.sleep(0.5)
         finally:
             stop.set()

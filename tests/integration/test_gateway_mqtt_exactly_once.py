@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import pytest
 from firmware_sim.mqtt_publisher import Publisher
 from gateway.sources.mqtt import FAULT_ENV, FAULT_EXIT_AFTER_COMMIT
 from gateway.spool import read_spool_report
-from support.gateway_env import GatewaySetup, write_gateway_setup
+from support.gateway_env import start_gateway, write_gateway_setup
 from support.procs import Broker, free_port
 from support.standin_anchor import StandinAnchor
 
@@ -31,28 +29,6 @@ pytestmark = pytest.mark.integration
 
 GW = "truck-07"
 HANG_GUARD_S = 120  # only against a hang; nothing here depends on timing
-
-
-async def start(
-    setup: GatewaySetup, log: Path, fault: str | None = None
-) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    if fault:
-        env[FAULT_ENV] = fault
-    with log.open("ab") as err:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            "--config",
-            str(setup.config_path),
-            "--log-level",
-            "INFO",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-        )
 
 
 def readings(anchor: StandinAnchor, src: str) -> list[int]:
@@ -112,7 +88,7 @@ async def test_death_between_commit_and_puback_stores_nothing_twice(
         spool = setup.config.spool_file
 
         # 1. Create the persistent session (and its subscription) on the broker.
-        proc = await start(setup, log)
+        proc = await start_gateway(setup, log, {FAULT_ENV: None}, "INFO")
         warmups = 0
         with Publisher.connected(mosquitto.host, mosquitto.port, "warmup") as pub:
             for _ in range(300):
@@ -143,13 +119,13 @@ async def test_death_between_commit_and_puback_stores_nothing_twice(
 
         # 3. The faulty gateway commits its first batch (at most 10) and dies before any
         #    PUBACK: those are re-sent although committed, the others although not.
-        proc = await start(setup, log, fault=FAULT_EXIT_AFTER_COMMIT)
+        proc = await start_gateway(setup, log, {FAULT_ENV: FAULT_EXIT_AFTER_COMMIT}, "INFO")
         assert await stopped(proc) == 70, log.read_text()[-3000:]
         committed = last_ordinal(spool) - before
         assert 1 <= committed <= 10
 
         # 4. The broker re-sends all of them with DUP=1; the committed ones are dropped.
-        proc = await start(setup, log)
+        proc = await start_gateway(setup, log, {FAULT_ENV: None}, "INFO")
         try:
             for _ in range(1200):
                 done = len(readings(anchor, "probe-x")) >= 30 and len(readings(anchor, "door")) >= 6

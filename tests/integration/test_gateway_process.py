@@ -12,48 +12,19 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from firmware_sim.mqtt_publisher import Publisher
 from gateway.spool import Spool, read_spool_report
-from support.gateway_env import GatewaySetup, write_gateway_setup
-from support.procs import Broker, run_mosquitto
+from support.gateway_env import start_gateway, write_gateway_setup
+from support.procs import Broker
 from support.standin_anchor import StandinAnchor
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """The shared mosquitto fixture, closing the stderr pipe support.procs leaves open
-    (filterwarnings=error would fail a later test on the ResourceWarning)."""
-    with run_mosquitto(tmp_path / "mosquitto") as b:
-        try:
-            yield b
-        finally:
-            b.stop()
-            if b.proc.stderr is not None:
-                b.proc.stderr.close()
-
-
-async def start(setup: GatewaySetup, log: Path, env: dict[str, str] | None = None):
-    with log.open("ab") as err:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            "--config",
-            str(setup.config_path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, **(env or {})},
-        )
 
 
 async def recv(sock: socket.socket, timeout_s: float = 15.0) -> str:
@@ -70,7 +41,9 @@ async def test_ready_watchdog_and_stopping_reach_a_fake_notify_socket(tmp_path: 
         server.setblocking(False)
         async with StandinAnchor() as anchor:
             setup = write_gateway_setup(tmp_path, anchor)
-            proc = await start(setup, log, {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000"})
+            proc = await start_gateway(
+                setup, log, {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000"}
+            )
             try:
                 messages = [await recv(server)]
                 while sum(m == "WATCHDOG=1" for m in messages) < 2:
@@ -100,7 +73,7 @@ async def test_a_startup_refusal_exits_with_a_sentence(tmp_path: Path) -> None:
         setup = write_gateway_setup(tmp_path, anchor)
     os.chmod(setup.state_dir / "gateway.key", 0o644)
     log = tmp_path / "gateway.log"
-    proc = await start(setup, log)
+    proc = await start_gateway(setup, log)
     assert await asyncio.wait_for(proc.wait(), 20) == 2
     assert "chmod 600" in log.read_text()
 
@@ -123,7 +96,8 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert "coldtrail-gateway.service" not in result.stderr, result.stderr
 
 
-async def test_configured_mqtt_source_end_to_end(tmp_path: Path, broker: Broker) -> None:
+async def test_configured_mqtt_source_end_to_end(tmp_path: Path, mosquitto: Broker) -> None:
+    broker = mosquitto
     mosquitto = broker
     log = tmp_path / "gateway.log"
     async with StandinAnchor() as anchor:
@@ -136,7 +110,7 @@ async def test_configured_mqtt_source_end_to_end(tmp_path: Path, broker: Broker)
                 "[[sources.routes]]\n"
                 'pattern = "zigbee2mqtt/+"\nadapter = "zigbee2mqtt"\nsensor = "z2m-{1}"\n'
             )
-        proc = await start(setup, log)
+        proc = await start_gateway(setup, log)
         try:
             with Publisher.connected(mosquitto.host, mosquitto.port) as pub:
                 # Until the gateway has subscribed, messages have nowhere to go.

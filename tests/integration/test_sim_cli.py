@@ -102,12 +102,7 @@ async def test_scanner_process_on_a_pty_link(tmp_path: Path) -> None:
 
 async def test_mqtt_process_publishes_every_format(tmp_path: Path) -> None:
     with run_mosquitto(tmp_path / "mosquitto") as broker:
-        try:
-            await _mqtt_round(broker)
-        finally:
-            broker.stop()
-            if broker.proc.stderr is not None:
-                broker.proc.stderr.close()
+        await _mqtt_round(broker)
 
 
 async def _mqtt_round(broker: Broker) -> None:

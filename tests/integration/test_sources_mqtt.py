@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -28,25 +27,6 @@ ROUTES = (
     TopicRoute("tele/+/SENSOR", "tasmota", "{1}", device_zone="Etc/GMT-1"),
     TopicRoute("sensors/+", "json", "{1}"),
 )
-
-
-@contextlib.contextmanager
-def broker_at(workdir: Path, port: int | None = None) -> Iterator[Broker]:
-    # support.procs leaves mosquitto's stderr pipe open, which filterwarnings=error
-    # turns into a failure of the *next* test; close it here (reported upstream).
-    with run_mosquitto(workdir, port) as broker:
-        try:
-            yield broker
-        finally:
-            broker.stop()
-            if broker.proc.stderr is not None:
-                broker.proc.stderr.close()
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    with broker_at(tmp_path / "mosquitto") as broker:
-        yield broker
 
 
 class RecordingSink:
@@ -192,7 +172,7 @@ async def test_messages_sent_while_the_gateway_was_down_arrive(
 
 
 async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
-    with broker_at(tmp_path / "b1") as broker:
+    with run_mosquitto(tmp_path / "b1") as broker:
         port = broker.port
         source = MqttSource(config(broker))
         sink = RecordingSink()
@@ -206,7 +186,7 @@ async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.5)
     assert not task.done()
-    with broker_at(tmp_path / "b2", port=port) as broker:
+    with run_mosquitto(tmp_path / "b2", port=port) as broker:
         for _ in range(1000):
             if source.counters.connected:
                 break

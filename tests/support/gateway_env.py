@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,3 +89,28 @@ def write_gateway_setup(
     path = tmp / "gateway.toml"
     path.write_text("\n".join(lines))
     return GatewaySetup(path, load_config(path, environ={}), key, state)
+
+
+async def start_gateway(
+    setup: GatewaySetup,
+    log: Path,
+    env: Mapping[str, str | None] | None = None,
+    log_level: str | None = None,
+) -> asyncio.subprocess.Process:
+    """The real daemon (``python -m gateway run``) as a subprocess, stderr to ``log``.
+
+    ``env`` entries override the inherited environment; a ``None`` value removes one.
+    """
+    child_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            child_env.pop(key, None)
+        else:
+            child_env[key] = value
+    args = ["-m", "gateway", "run", "--config", str(setup.config_path)]
+    if log_level:
+        args += ["--log-level", log_level]
+    with log.open("ab") as err:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *args, stdout=asyncio.subprocess.DEVNULL, stderr=err, env=child_env
+        )
