@@ -6,6 +6,7 @@ durable, which is what lets a source acknowledge its device or broker.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from .metrics import GatewayMetrics
@@ -50,17 +51,18 @@ class SpoolSink:
                 if isinstance(obs, Measurement):
                     self._silence.seen(obs.src)
         if self._metrics:
+            kinds: Counter[str] = Counter()
             for obs in observations:
-                kind = (
-                    "measurement"
-                    if isinstance(obs, Measurement)
-                    else "scan"
-                    if isinstance(obs, ScanEvent)
-                    else "bad-input"
-                )
-                self._metrics.readings_in.labels(kind).inc()
-                if isinstance(obs, BadInput):
-                    self._metrics.source_errors.labels(obs.src, obs.code).inc()
+                if isinstance(obs, Measurement):
+                    kinds["measurement"] += 1
+                elif isinstance(obs, ScanEvent):
+                    kinds["scan"] += 1
+                else:
+                    kinds["bad-input"] += 1
+                    if isinstance(obs, BadInput):
+                        self._metrics.source_errors.labels(obs.src, obs.code).inc()
+            for kind, n in kinds.items():  # one labelled update per kind, not per reading
+                self._metrics.readings_in.labels(kind).inc(n)
         drafts = self._signer.drafts(observations)
         if deliveries:
             await self._spool.append(drafts, deliveries)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proofs.errors import FormatError
-from proofs.merkle import MerkleTree, leaf_hash
+from proofs.merkle import MerkleTree
 from proofs.records import ZERO_HASH, Manifest
 
 from .errors import SpoolError
@@ -27,19 +27,20 @@ def build_manifest(
     key_id: str,
     head: ChainHead,
     seqs: Sequence[int],
-    bodies: Sequence[bytes],
+    leaves: Sequence[bytes],
     opened_ms: int,
     closed_ms: int,
 ) -> Manifest:
-    """The unsigned manifest over ``bodies`` (canonical signed records, in seq order)."""
-    if not bodies or len(seqs) != len(bodies):
+    """The unsigned manifest over records with ``leaves`` (their RFC 6962 leaf hashes,
+    ``proofs.merkle.leaf_hash`` of the canonical signed bytes, in seq order)."""
+    if not leaves or len(seqs) != len(leaves):
         raise SpoolError("a batch needs at least one record", code="empty-batch")
     first, last = seqs[0], seqs[-1]
     if last - first + 1 != len(seqs):
         # The spool never leaves holes inside unbatched records; if it did, the anchor
         # would refuse the batch, so stop here with the reason instead.
         raise SpoolError(f"records {first}..{last} are not contiguous", code="seq-hole")
-    root = MerkleTree([leaf_hash(b) for b in bodies]).root().hex()
+    root = MerkleTree(list(leaves)).root().hex()
     try:
         return Manifest(
             gw=gw,
@@ -47,7 +48,7 @@ def build_manifest(
             prev=head.prev_hash,
             first_seq=first,
             last_seq=last,
-            count=len(bodies),
+            count=len(leaves),
             root=root,
             opened=opened_ms,
             closed=max(closed_ms, opened_ms),

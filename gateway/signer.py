@@ -3,7 +3,8 @@
 Signing happens in two steps so that ``seq`` is allocated inside the spool's
 write transaction (no reuse, no holes): :meth:`Signer.drafts` turns
 observations into unsigned records with ``seq=0`` and the clock evidence of the
-moment they arrived; :meth:`Signer.sign` gives a draft its ``seq`` and signs it.
+moment they arrived; :meth:`Signer.seal` gives a draft its
+``seq``, signs it and returns the canonical bytes that are stored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from proofs import records as rec
 from proofs.errors import FormatError
@@ -29,6 +29,7 @@ Draft = Reading | Scan | Gap
 GATEWAY_SRC = "gateway"  # restarts
 CLOCK_SRC = "clock"  # clock jumps
 SPOOL_SRC = "spool"  # disk-budget evictions
+_SALTS_PER_DRAW = 256
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 
@@ -50,6 +51,8 @@ class Signer:
         self._jump_ms = clock_jump_threshold_s * 1000.0
         self._entropy = entropy
         self._last: ClockReading | None = None
+        self._pool = b""
+        self._pool_at = 0
         self._dev_seq: dict[str, int] = {}
 
     @property
@@ -81,7 +84,13 @@ class Signer:
         return now, extra
 
     def _salt(self) -> str:
-        return rec.new_salt(self._entropy(rec.SALT_SIZE))
+        # One getrandom() per 256 salts rather than per record: salts are published
+        # with their records anyway, what matters is that nobody can guess them first.
+        at = self._pool_at
+        if at + rec.SALT_SIZE > len(self._pool):
+            self._pool, at = self._entropy(rec.SALT_SIZE * _SALTS_PER_DRAW), 0
+        self._pool_at = at + rec.SALT_SIZE
+        return rec.new_salt(self._pool[at : at + rec.SALT_SIZE])
 
     def _gap_draft(
         self, now: ClockReading, src: str, reason: str, detail: str, count: int = 1
@@ -175,14 +184,10 @@ class Signer:
 
     # --- signing --------------------------------------------------------------
 
-    def sign(self, draft: Draft, seq: int) -> Draft:
-        """Give ``draft`` its ``seq`` and sign it (called inside the spool transaction)."""
-        numbered = replace(draft, seq=seq)
-        if isinstance(numbered, Reading):
-            return rec.sign(numbered, self._key)
-        if isinstance(numbered, Scan):
-            return rec.sign(numbered, self._key)
-        return rec.sign(numbered, self._key)
+    def seal(self, draft: Draft, seq: int) -> bytes:
+        """``draft`` numbered ``seq`` and signed, as canonical bytes (called inside the
+        spool transaction): what the spool stores, the uplink sends and the anchor hashes."""
+        return rec.seal(draft, seq, self._key)
 
     def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap:
         """The signed record that says the disk budget dropped ``lost_from..lost_to``."""

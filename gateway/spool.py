@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from proofs.merkle import leaf_hash
 from proofs.records import Gap, Manifest, manifest_from_json
 
 from .errors import SpoolError
@@ -118,7 +119,7 @@ class RecordSealer(Protocol):
     @property
     def key_id(self) -> str: ...
 
-    def sign(self, draft: Draft, seq: int) -> Draft: ...
+    def seal(self, draft: Draft, seq: int) -> bytes: ...
 
     def evicted_gap(
         self, seq: int, lost_from: int, lost_to: int, count: int, detail: str
@@ -237,6 +238,10 @@ class Spool:
         self._lock: BinaryIO | None = None
         self._c = _Counters()
         self._mqtt_last: dict[str, int] = {}  # session -> last ordinal (writer thread)
+        # (seq, t_ms, size, leaf hash) of the records appended since open, unsealed from
+        # _tail_at on: sealing a batch needs no re-read of its bodies (writer thread).
+        self._tail: list[tuple[int, int, int, bytes]] = []
+        self._tail_at = 0
         self._stats = SpoolStats()
         self.previous_run_clean = True
         self.records_added = asyncio.Event()
@@ -447,6 +452,7 @@ class Spool:
             return
         conn = self._require_conn()
         snapshot = _copy_counters(self._c)
+        tail_mark = self._tail_mark()
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = handler(conn, *job.args)
@@ -455,8 +461,10 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._c = snapshot
+            self._tail_rollback(tail_mark)
             self._resolve(job, error=_as_spool_error(e))
             return
+        self._tail_compact()
         self._publish()
         self._resolve(job, result)
 
@@ -553,6 +561,7 @@ class Spool:
         conn = self._require_conn()
         c = self._c
         snapshot = _copy_counters(c)
+        tail_mark = self._tail_mark()
         now = _now_ms()
         rows: list[tuple[int, int, int, bytes]] = []
         deliveries: list[Delivery] = []
@@ -563,8 +572,7 @@ class Spool:
             job_rows = []
             try:
                 for draft in job.args[0]:
-                    signed = self._sealer.sign(draft, seq)
-                    job_rows.append((seq, signed.t, now, signed.to_json()))
+                    job_rows.append((seq, draft.t, now, self._sealer.seal(draft, seq)))
                     seq += 1
             except Exception as e:
                 # This submit alone fails (its seqs are not used); the rest of the group commits.
@@ -583,6 +591,7 @@ class Spool:
                 conn.executemany(
                     "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)", rows
                 )
+                self._tail.extend((r[0], r[1], len(r[3]), leaf_hash(r[3])) for r in rows)
                 c.next_seq = seq
                 conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq),))
                 if c.unbatched == 0:
@@ -597,12 +606,14 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._c = snapshot
+            self._tail_rollback(tail_mark)
             self._mqtt_last = mqtt_last
             error = _as_spool_error(e)
             log.error("spool commit failed: %s", error)
             for job, _result, _err in results:
                 self._resolve(job, error=error)
             return
+        self._tail_compact()
         self._publish()
         for job, result, err in results:
             self._resolve(job, result, err)
@@ -654,6 +665,7 @@ class Spool:
             "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)",
             (record.seq, record.t, now, body),
         )
+        self._tail.append((record.seq, record.t, len(body), leaf_hash(body)))
         c = self._c
         c.next_seq = record.seq + 1
         conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(c.next_seq),))
@@ -663,27 +675,51 @@ class Spool:
         c.unbatched += 1
         c.bytes += len(body) + RECORD_OVERHEAD_BYTES
 
-    def _seal(self, conn: sqlite3.Connection) -> Manifest | None:
+    # --- the in-memory tail of unsealed records (writer thread) -----------------
+
+    def _tail_mark(self) -> tuple[int, int]:
+        return len(self._tail), self._tail_at
+
+    def _tail_rollback(self, mark: tuple[int, int]) -> None:
+        del self._tail[mark[0] :]
+        self._tail_at = mark[1]
+
+    def _tail_compact(self) -> None:
+        if self._tail_at > 4096:
+            del self._tail[: self._tail_at]
+            self._tail_at = 0
+
+    def _unsealed(self, conn: sqlite3.Connection) -> list[tuple[int, int, int, bytes]]:
+        """The next records to seal: from memory when it holds every unsealed record
+        (always, once the records left unsealed by an earlier run are sealed)."""
         c = self._c
+        tail, at = self._tail, self._tail_at
+        if at < len(tail) and tail[at][0] == c.sealed_through + 1:
+            return tail[at : at + self._batch_max_records]
         rows = conn.execute(
             "SELECT seq, t_ms, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (c.sealed_through, self._batch_max_records),
         ).fetchall()
+        return [(seq, t_ms, len(body), leaf_hash(body)) for seq, t_ms, body in rows]
+
+    def _seal(self, conn: sqlite3.Connection) -> Manifest | None:
+        c = self._c
+        rows = self._unsealed(conn)
         if not rows:
             return None
-        picked: list[tuple[int, int, bytes]] = []
+        picked: list[tuple[int, int, int, bytes]] = []
         size = 0
-        for seq, t_ms, body in rows:
-            if picked and size + len(body) > self._batch_max_bytes:
+        for row in rows:
+            if picked and size + row[2] > self._batch_max_bytes:
                 break
-            picked.append((seq, t_ms, body))
-            size += len(body) + 1
+            picked.append(row)
+            size += row[2] + 1
         seqs = [p[0] for p in picked]
-        bodies = [p[2] for p in picked]
+        leaves = [p[3] for p in picked]
         opened = min(p[1] for p in picked)
         now = _now_ms()
         unsigned = build_manifest(
-            self._sealer.gw, self._sealer.key_id, c.head, seqs, bodies, opened, now
+            self._sealer.gw, self._sealer.key_id, c.head, seqs, leaves, opened, now
         )
         manifest = self._sealer.sign_manifest(unsigned)
         manifest_json = manifest.to_json()
@@ -694,6 +730,9 @@ class Spool:
         )
         c.head = ChainHead(manifest.batch_seq + 1, manifest.hash_hex())
         c.sealed_through = manifest.last_seq
+        tail = self._tail
+        while self._tail_at < len(tail) and tail[self._tail_at][0] <= c.sealed_through:
+            self._tail_at += 1
         conn.executemany(
             "UPDATE meta SET v = ? WHERE k = ?",
             [

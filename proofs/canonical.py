@@ -27,12 +27,30 @@ import rfc8785
 
 from .errors import FormatError
 
-__all__ = ["canonical_json"]
+__all__ = ["canonical_json", "jcs_number", "jcs_string"]
 
 _MAX_SAFE_INT = 2**53 - 1
 _encode = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
 ).encode
+
+
+# The C encoder's string escaping, which equals JCS's (the module docstring).
+jcs_string = json.encoder.encode_basestring
+
+
+def jcs_number(value: int | float) -> str | None:
+    """JCS text of a number inside the fast subset, ``None`` outside it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else None
+    if not math.isfinite(value):
+        return None
+    magnitude = abs(value)
+    if value.is_integer():
+        return str(int(value)) if magnitude <= _MAX_SAFE_INT else None
+    return repr(value) if 1e-4 <= magnitude < 1e16 else None
 
 
 class _NotFast(Exception):

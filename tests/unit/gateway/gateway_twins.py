@@ -44,7 +44,11 @@ def make_signer(
     key = key or SigningKey.generate()
     clock = ScriptedClock()
     counter: Iterator[int] = iter(range(10**9))
-    signer = Signer(gw, key, clock, registry, entropy=lambda n: next(counter).to_bytes(n, "big"))
+
+    def entropy(n: int) -> bytes:  # distinct, predictable 16-byte salts
+        return b"".join(next(counter).to_bytes(16, "big") for _ in range(n // 16))
+
+    signer = Signer(gw, key, clock, registry, entropy=entropy)
     return signer, key, clock
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from gateway_twins import make_signer
 
 from gateway.observations import BadInput, Measurement, ScanEvent
-from proofs.records import Gap, Reading, Scan, verify
+from proofs.records import Gap, Reading, Scan, record_from_json, verify
 
 
 def test_reading_is_calibrated_bound_to_its_asset_and_signed() -> None:
     signer, key, clock = make_signer()
     (draft,) = signer.drafts([Measurement("probe-1", "temperature", -18.0, "CEL", dev_t=5)])
-    record = signer.sign(draft, 42)
+    record = record_from_json(signer.seal(draft, 42))
     assert isinstance(record, Reading)
     assert (record.seq, record.val, record.asset, record.dev_t) == (42, -18.5, "truck-07/reefer", 5)
     assert record.t == clock.wall_ms and record.clk.sync is True
@@ -34,7 +34,7 @@ def test_unknown_sensor_is_still_recorded_without_asset() -> None:
 def test_scan_takes_read_point_and_step_from_the_registry() -> None:
     signer, key, _ = make_signer()
     event = ScanEvent("dock-scanner", "0109506000134352\x1d10LOT7", "]C1", {"01": "09506000134352"})
-    record = signer.sign(signer.drafts([event])[0], 1)
+    record = record_from_json(signer.seal(signer.drafts([event])[0], 1))
     assert isinstance(record, Scan)
     assert (record.rp, record.step, record.asset) == ("dock-1", "loading", "truck-07")
     verify(record, key.public_key)
