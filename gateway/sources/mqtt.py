@@ -1,13 +1,16 @@
-"""MQTT sensors through aiomqtt, acknowledged only after the spool commit.
+"""MQTT sensors, acknowledged only after the spool commit.
 
 Each session connects with a stable client id and a persistent session
 (MQTT 5: clean start off and a session expiry; 3.1.1: clean session off),
 subscribes to every route's filter at QoS 1 and turns messages into
 observations. The PUBACK for a message is sent only after ``sink.submit()``
 has returned for it, so the broker keeps (and after a reconnect redelivers)
-anything the gateway has not made durable. aiomqtt 2.5 has no public manual
-ack, so the ack goes through the paho client it wraps, in this module only:
-see docs/adr/0103-mqtt-ack-after-commit.md.
+anything the gateway has not made durable (docs/adr/0103).
+
+The connection itself is :mod:`gateway.sources.mqtt_wire`, the subscriber side of
+MQTT written for this path (docs/adr/0212): it hands over messages in batches with
+their DUP flags, writes a batch's PUBACKs at once and stops reading the socket
+while too much waits in memory (docs/adr/0211).
 
 Exactly once across crashes (docs/adr/0210-mqtt-exactly-once.md): with a sink
 that implements ``DeliverySink`` (the gateway's), each QoS 1 message's identity
@@ -23,24 +26,21 @@ import hashlib
 import logging
 import os
 import random
+import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import aiomqtt
-import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway.observations import Delivery, DeliverySink, Observation, RecordedDelivery, Sink
 
 from .backoff import BackoffPolicy, SourceCounters, reconnect_forever
 from .mqtt_adapters import TopicRoute, adapt
 from .mqtt_dedupe import plan_deliveries
+from .mqtt_wire import MqttWire, Publish, connect
 from .serial_sensor import SOURCE_NAME
 
-__all__ = ["MqttSource", "MqttSourceConfig"]
+__all__ = ["IN_FLIGHT", "MqttSource", "MqttSourceConfig"]
 
 log = logging.getLogger("coldtrail.gateway.sources.mqtt")
 
@@ -51,6 +51,9 @@ log = logging.getLogger("coldtrail.gateway.sources.mqtt")
 FAULT_ENV = "COLDTRAIL_TEST_FAULT"
 FAULT_EXIT_AFTER_COMMIT = "exit-after-commit"
 FAULT_ACK_DELAY = "ack-delay-ms="
+# Batches committing at once per session: two keep the spool writer and the event
+# loop busy at the same time; more only add memory (docs/adr/0212).
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +68,14 @@ class MqttSourceConfig:
     username: str | None = None
     password: str | None = None
     tls_ca_file: str | None = None  # TLS with server verification against this CA
-    # 3.1.1 by default: MQTT 5 costs paho a Properties object per message (a third of
-    # the gateway's CPU at a burst) and buys nothing here, since the read gate bounds
-    # memory and mosquitto 2.0 ignores Receive Maximum once acks flow (ADR 0211).
+    # 3.1.1 by default: MQTT 5 buys nothing here, since the read gate bounds memory
+    # and mosquitto 2.0 ignores Receive Maximum once acks flow (ADR 0211).
     protocol: Literal["5", "3.1.1"] = "3.1.1"
     keepalive_s: int = 30
     session_expiry_s: int = 7 * 24 * 3600  # how long the broker keeps our queue (MQTT 5)
-    receive_maximum: int = 256  # MQTT 5 flow control: unacked QoS 1 messages in flight
+    # MQTT 5 flow control: unacked QoS 1 messages in flight; room for the read-ahead
+    # (4 batches) so that commits can overlap (ADR 0212)
+    receive_maximum: int = 1024
     max_batch: int = 256  # messages per submit when a backlog is queued
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
 
@@ -146,149 +150,174 @@ class MqttSource:
             self._rng,
         )
 
-    def _client(self) -> aiomqtt.Client:
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.tls_ca_file:
+            return None
+        # Verifies the broker's certificate chain and host name against this CA only.
+        return ssl.create_default_context(cafile=self.config.tls_ca_file)
+
+    async def _connect(self) -> MqttWire:
         c = self.config
-        kwargs: dict[str, Any] = {
-            "identifier": c.client_id,
-            "username": c.username,
-            "password": c.password,
-            "keepalive": c.keepalive_s,
-            "timeout": 10,
-        }
-        if c.tls_ca_file:
-            kwargs["tls_params"] = aiomqtt.TLSParameters(ca_certs=c.tls_ca_file)
-        if c.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = c.session_expiry_s
-            props.ReceiveMaximum = c.receive_maximum
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
-        else:
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
-        return aiomqtt.Client(c.host, c.port, **kwargs)
+        return await connect(
+            c.host,
+            c.port,
+            client_id=c.client_id,
+            protocol=c.protocol,
+            keepalive_s=c.keepalive_s,
+            username=c.username,
+            password=c.password,
+            tls=self._tls(),
+            session_expiry_s=c.session_expiry_s,
+            receive_maximum=c.receive_maximum,
+            # Read ahead at most a few batches: enough to keep the spool busy, bounded
+            # so a burst stays at the broker instead of in our memory (ADR 0211).
+            high_water=4 * c.max_batch,
+        )
 
     async def _session(self, sink: Sink) -> None:
-        client = self._client()
-        wrapped = _paho_of(client)
-        wrapped.manual_ack_set(True)  # before connecting: the broker may resend at once
         state: _Connection | None = None
         if isinstance(sink, DeliverySink):
             # The session's last committed ordinal *before* this connection: re-sends of
             # committed messages end there (docs/adr/0210).
             _, last = await sink.recorded_deliveries(self.session_id, ())
-            state = _Connection(sink, last, _watch_dup_flags(wrapped))
-        # Read ahead at most a few batches: enough to keep the spool busy, bounded
-        # so a burst stays at the broker instead of in our memory.
-        gate = _ReadGate(
-            wrapped,
-            asyncio.get_running_loop(),
-            lambda: len(client.messages),
-            4 * self.config.max_batch,
-        )
+            state = _Connection(sink, last)
+        wire = await self._connect()
         self._read_pauses_before = self.read_pauses
-        async with client:
+        try:
             # A new session (first start, or a broker restarted without persistence)
             # is subscribed before anything else; "connected" means ready for data.
             # A resumed one is subscribed again too, since routes may have changed in
             # the config, but without waiting: its SUBACK comes after the backlog the
-            # broker sends at once, which the loop below drains through the gate.
+            # broker sends at once, which the loop below drains.
             filters = [(f, 1) for f in self.config.filters]
             resubscribed: asyncio.Task[Any] | None = None
-            if gate.session_present:
-                resubscribed = asyncio.create_task(client.subscribe(filters))
+            if wire.session_present:
+                resubscribed = asyncio.create_task(wire.subscribe(filters))
             else:
-                await client.subscribe(filters)
-                gate.armed = True
+                await wire.subscribe(filters)
             self.counters.connected = True
             try:
-                await self._consume(client, gate, sink, state, wrapped, resubscribed)
+                await self._consume(wire, sink, state, resubscribed)
             finally:
                 if resubscribed is not None:
                     resubscribed.cancel()
+                    await asyncio.gather(resubscribed, return_exceptions=True)
+        finally:
+            await wire.close()
 
     async def _consume(
         self,
-        client: aiomqtt.Client,
-        gate: _ReadGate,
+        wire: MqttWire,
         sink: Sink,
         state: _Connection | None,
-        wrapped: paho.Client,
         resubscribed: asyncio.Task[Any] | None,
     ) -> None:
-        """Commit-then-ack batches for as long as the session lasts."""
-        messages = client.messages
-        while True:
-            if resubscribed is not None and resubscribed.done():
-                resubscribed.result()  # a refused subscription ends the session
-                resubscribed = None
-            if gate.paused and len(messages) <= self.config.max_batch:
-                gate.resume()
-            batch = [await anext(messages)]
-            while len(messages) and len(batch) < self.config.max_batch:
-                batch.append(await anext(messages))
-            self.queued_high_water = max(self.queued_high_water, len(messages) + len(batch))
-            self.read_pauses = self._read_pauses_before + gate.pauses
-            if state is None:
-                await self._commit_then_ack(sink, wrapped, batch)
-            else:
-                await self._dedupe_commit_then_ack(state, wrapped, batch)
+        """Commit-then-ack batches for as long as the session lasts.
 
-    def _identify(self, message: aiomqtt.Message, dup: bool) -> Delivery:
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        digest = hashlib.sha256(message.topic.value.encode() + b"\0" + payload).digest()
-        return Delivery(self.name, self.session_id, message.mid, dup, digest)
+        Up to ``IN_FLIGHT`` batches are committing at once: while the spool signs and
+        fsyncs one, the next is decoded and queued behind it (one group commit may
+        take both). Each batch's PUBACKs still wait for its own commit and for the
+        batch before it, so they go out in receive order (docs/adr/0212).
+        """
+        inflight: deque[asyncio.Task[None]] = deque()
+        try:
+            while True:
+                if resubscribed is not None and resubscribed.done():
+                    resubscribed.result()  # a refused subscription ends the session
+                    resubscribed = None
+                if inflight and (inflight[0].done() or not wire.queued):
+                    await inflight.popleft()  # re-raises a failed commit: the session ends
+                    continue
+                batch = await wire.batch(self.config.max_batch)
+                self.queued_high_water = max(self.queued_high_water, wire.queued + len(batch))
+                self.read_pauses = self._read_pauses_before + wire.pauses
+                after = inflight[-1] if inflight else None
+                job: Coroutine[Any, Any, None] | None
+                if state is None:
+                    job = self._commit_then_ack(sink, wire, batch, after=after)
+                else:
+                    job = await self._dedupe(state, wire, batch, after)
+                if job is not None:
+                    inflight.append(asyncio.create_task(job))
+                while len(inflight) >= IN_FLIGHT:
+                    await inflight.popleft()
+        finally:
+            for task in inflight:
+                task.cancel()
+            # Retrieve their outcomes (the session is over either way): nothing is acked
+            # that was not committed, and the broker re-sends the rest.
+            await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def _dedupe_commit_then_ack(
-        self, state: _Connection, wrapped: paho.Client, batch: list[aiomqtt.Message]
-    ) -> None:
+    def _identify(self, message: Publish) -> Delivery:
+        digest = hashlib.sha256(message.topic.encode() + b"\0" + message.payload).digest()
+        return Delivery(self.name, self.session_id, message.packet_id, message.dup, digest)
+
+    async def _dedupe(
+        self,
+        state: _Connection,
+        wire: MqttWire,
+        batch: list[Publish],
+        after: asyncio.Task[None] | None,
+    ) -> Coroutine[Any, Any, None] | None:
+        """Plan ``batch`` against what is committed; the commit (and acks) to run, if any."""
         for message in batch:
             qos1 = message.qos > 0 and not message.retain
-            dup = state.dup_flags.take(message.mid) if message.qos > 0 else False
-            state.pending.append((message, self._identify(message, dup) if qos1 else None))
+            state.pending.append((message, self._identify(message) if qos1 else None))
         pending = state.pending
         deliveries = [d for _, d in pending]
         resent = [d.packet_id for d in deliveries if d is not None and d.dup]
         recorded: dict[int, RecordedDelivery] = {}
         if resent:
+            # Queued behind every earlier commit of this connection, so it sees them.
             recorded, _ = await state.sink.recorded_deliveries(self.session_id, resent)
         plan = plan_deliveries(deliveries, recorded, state.start_ordinal, state.resends_over)
         decided = pending[: plan.decided]
         if not decided:
-            return  # a run of re-sends waits for the message that decides it
+            return None  # a run of re-sends waits for the message that decides it
         kept = [(m, d) for (m, d), dropped in zip(decided, plan.drop, strict=True) if not dropped]
         dropped = len(decided) - len(kept)
-        await self._commit_then_ack(
-            state.sink,
-            wrapped,
-            [m for m, _ in decided],
-            keep=[m for m, _ in kept],
-            deliveries=[d for _, d in kept if d is not None],
-        )
-        # Only now (committed, acked): a failure above leaves everything to the re-send.
+        # The plan moves on now, before the commit: a commit that fails ends the
+        # session, and this per-connection state with it.
         state.pending = pending[plan.decided :]
         state.resends_over = plan.resends_over
-        if dropped:
-            self.duplicates_dropped += dropped
-            state.sink.duplicates_dropped(self.name, dropped)
-            log.info("mqtt source %s: %d re-sent messages already committed", self.name, dropped)
+
+        async def commit() -> None:
+            await self._commit_then_ack(
+                state.sink,
+                wire,
+                [m for m, _ in decided],
+                keep=[m for m, _ in kept],
+                deliveries=[d for _, d in kept if d is not None],
+                after=after,
+            )
+            if dropped:
+                self.duplicates_dropped += dropped
+                state.sink.duplicates_dropped(self.name, dropped)
+                log.info(
+                    "mqtt source %s: %d re-sent messages already committed", self.name, dropped
+                )
+
+        return commit()
 
     async def _commit_then_ack(
         self,
         sink: Sink,
-        wrapped: paho.Client,
-        batch: list[aiomqtt.Message],
+        wire: MqttWire,
+        batch: list[Publish],
         *,
-        keep: list[aiomqtt.Message] | None = None,
+        keep: list[Publish] | None = None,
         deliveries: list[Delivery] | None = None,
+        after: asyncio.Task[None] | None = None,
     ) -> None:
-        """Store ``keep`` (default: all of ``batch``), then ack all of ``batch``."""
+        """Store ``keep`` (default: all of ``batch``), then, once the batch before it
+        (``after``) is acknowledged, ack all of ``batch``."""
         per_message: list[list[Observation]] = []
         retained = 0
         for message in batch if keep is None else keep:
             if message.retain:
                 retained += 1
                 continue
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            per_message.append(self.decode(message.topic.value, payload))
+            per_message.append(self.decode(message.topic, message.payload))
         observations = [obs for decoded in per_message for obs in decoded]
         # If submit raises, nothing below runs: no PUBACK, the session ends and
         # the broker redelivers the whole batch after the reconnect.
@@ -301,15 +330,14 @@ class MqttSource:
             observations or deliveries
         ):
             await self._after_commit_fault()
+        if after is not None:
+            await after  # its PUBACKs first; if its commit failed, none of ours go out
         # Counted only once committed, so a redelivered batch is not counted twice.
         self.retained_skipped += retained
         for decoded in per_message:
             self.counters.count_frame(decoded)
-        for message in batch:
-            if message.qos > 0:
-                # PUBACKs go out in receive order, as MQTT requires.
-                wrapped.ack(message.mid, message.qos)
-                self.acked += 1
+        # PUBACKs go out in receive order, as MQTT requires, in one write.
+        self.acked += wire.ack(batch)
 
     async def _after_commit_fault(self) -> None:
         if self._fault_exit_after_commit:
@@ -319,153 +347,11 @@ class MqttSource:
         await asyncio.sleep(self._fault_ack_delay_s)
 
 
-class _ReadGate:
-    """Stops reading the broker's socket while too many messages wait in memory.
-
-    MQTT 5's Receive Maximum should bound what a broker sends before our PUBACKs,
-    but mosquitto 2.0.11 keeps to it only until the first PUBACK arrives; after
-    that it streams its whole queue, and a 100k burst took the gateway to 717 MB
-    (docs/adr/0211). Taking the socket off the event loop lets TCP push back, so
-    the backlog waits at the broker, which is there to hold it.
-
-    aiomqtt registers its socket reader from paho's public ``on_socket_open``
-    callback. The gate lets it (aiomqtt also starts its keep-alive task there),
-    then puts its own reader in place, one that does what aiomqtt's does (drain
-    ``loop_read``) and that it can take off and put back.
-    """
-
-    def __init__(
-        self,
-        wrapped: paho.Client,
-        loop: asyncio.AbstractEventLoop,
-        backlog: Callable[[], int],
-        high_water: int,
-    ) -> None:
-        register = wrapped.on_socket_open
-        if register is None:
-            raise RuntimeError("aiomqtt no longer sets paho's on_socket_open; see ADR 0211")
-        self._client = wrapped
-        self._loop = loop
-        self._fd = -1
-        self._backlog = backlog
-        self._high_water = high_water
-        self.paused = False
-        self.pauses = 0
-        # A resumed session (CONNACK session-present) keeps its subscriptions, and its
-        # backlog arrives at once: the gate must hold from the first byte. A new
-        # session is subscribed first (nothing is queued for it yet): pausing before
-        # its SUBACK is read would leave the subscription hanging.
-        self.armed = True
-        self.session_present = False
-        connected = wrapped.on_connect
-        if connected is None:
-            raise RuntimeError("aiomqtt no longer sets paho's on_connect; see ADR 0211")
-
-        def on_connect(client: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
-            self.session_present = bool(getattr(flags, "session_present", False))
-            self.armed = self.session_present
-            connected(client, userdata, flags, *rest)
-
-        wrapped.on_connect = on_connect
-
-        def on_socket_open(client: paho.Client, userdata: Any, sock: Any) -> None:
-            register(client, userdata, sock)
-            # paho calls this from the connecting thread; aiomqtt schedules its reader
-            # with call_soon_threadsafe, so ours, scheduled after it, replaces it.
-            loop.call_soon_threadsafe(self._install, sock.fileno())
-
-        wrapped.on_socket_open = on_socket_open
-
-    def _install(self, fd: int) -> None:
-        self._fd, self.paused = fd, False
-        self._loop.add_reader(fd, self._read)
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self._client.loop_read()
-                pending = getattr(self._client.socket(), "pending", None)
-                if pending is None or pending() <= 0:
-                    break  # an SSL socket may hold decoded bytes loop_read did not take
-            # Checked here, on every read, not only between batches: while a batch
-            # is being committed the loop keeps reading, and a burst would pile up.
-            if self.armed and self._backlog() >= self._high_water:
-                self.pause()
-        except Exception:  # a broken socket: end the session, the outer loop reconnects
-            log.warning("mqtt socket read failed; disconnecting", exc_info=True)
-            self._loop.remove_reader(self._fd)
-            self._client.disconnect()
-
-    def pause(self) -> bool:
-        if self.paused or self._fd < 0:
-            return False
-        self._loop.remove_reader(self._fd)
-        self.paused = True
-        self.pauses += 1
-        return True
-
-    def resume(self) -> None:
-        if self.paused:
-            self.paused = False
-            self._loop.add_reader(self._fd, self._read)
-
-
-class _DupFlags:
-    """The DUP flag of each received QoS>0 PUBLISH, which aiomqtt's ``Message`` drops.
-
-    Filled by paho's ``on_message`` (on the event loop thread, before aiomqtt queues
-    the message) and taken in receive order per packet id.
-    """
-
-    def __init__(self) -> None:
-        self._by_mid: dict[int, deque[bool]] = {}
-
-    def put(self, mid: int, dup: bool) -> None:
-        self._by_mid.setdefault(mid, deque()).append(dup)
-
-    def take(self, mid: int) -> bool:
-        flags = self._by_mid.get(mid)
-        if not flags:
-            # Cannot happen with aiomqtt 2.5 (one on_message per queued message). DUP=0 is
-            # the safe reading: it is never de-duplicated, at worst stored twice.
-            log.warning("no DUP flag seen for packet id %d; treating it as a first delivery", mid)
-            return False
-        dup = flags.popleft()
-        if not flags:
-            del self._by_mid[mid]
-        return dup
-
-
-def _watch_dup_flags(wrapped: paho.Client) -> _DupFlags:
-    flags = _DupFlags()
-    deliver = wrapped.on_message  # aiomqtt's callback: converts and queues the message
-    if deliver is None:
-        raise RuntimeError("aiomqtt no longer sets paho's on_message; see ADR 0103")
-
-    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.qos > 0:
-            flags.put(message.mid, bool(message.dup))
-        deliver(client, userdata, message)
-
-    wrapped.on_message = on_message
-    return flags
-
-
 @dataclass
 class _Connection:
     """De-duplication state of one connection (docs/adr/0210)."""
 
     sink: DeliverySink
     start_ordinal: int
-    dup_flags: _DupFlags
     resends_over: bool = False
-    pending: list[tuple[aiomqtt.Message, Delivery | None]] = field(default_factory=list)
-
-
-def _paho_of(client: aiomqtt.Client) -> paho.Client:
-    # aiomqtt exposes no manual ack; its paho client is the private ``_client``.
-    # Fail loudly (and in the tests) if a new aiomqtt release moves it.
-    inner = getattr(client, "_client", None)
-    if not isinstance(inner, paho.Client):
-        raise RuntimeError("aiomqtt no longer exposes its paho client; see ADR 0103")
-    return inner
+    pending: list[tuple[Publish, Delivery | None]] = field(default_factory=list)

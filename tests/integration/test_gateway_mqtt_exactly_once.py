@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.mqtt_publisher import Publisher
-from gateway.sources.mqtt import FAULT_ENV, FAULT_EXIT_AFTER_COMMIT
+from gateway.sources.mqtt import FAULT_ENV, FAULT_EXIT_AFTER_COMMIT, IN_FLIGHT
 from gateway.spool import read_spool_report
 from support.gateway_env import start_gateway, write_gateway_setup
 from support.procs import Broker, free_port
@@ -117,12 +117,13 @@ async def test_death_between_commit_and_puback_stores_nothing_twice(
         await asyncio.to_thread(publish_all, mosquitto, messages)
         before = last_ordinal(spool)
 
-        # 3. The faulty gateway commits its first batch (at most 10) and dies before any
-        #    PUBACK: those are re-sent although committed, the others although not.
+        # 3. The faulty gateway commits its first group (at most IN_FLIGHT batches of 10,
+        #    which one group commit may take together) and dies before any PUBACK: those
+        #    are re-sent although committed, the others although not.
         proc = await start_gateway(setup, log, {FAULT_ENV: FAULT_EXIT_AFTER_COMMIT}, "INFO")
         assert await stopped(proc) == 70, log.read_text()[-3000:]
         committed = last_ordinal(spool) - before
-        assert 1 <= committed <= 10
+        assert 1 <= committed <= 10 * IN_FLIGHT
 
         # 4. The broker re-sends all of them with DUP=1; the committed ones are dropped.
         proc = await start_gateway(setup, log, {FAULT_ENV: None}, "INFO")

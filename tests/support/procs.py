@@ -61,7 +61,7 @@ class Broker:
 
 
 @contextlib.contextmanager
-def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
+def run_mosquitto(workdir: Path, port: int | None = None, extra_conf: str = "") -> Iterator[Broker]:
     if not Path(MOSQUITTO).exists():
         pytest.fail("mosquitto is not installed: apt-get install mosquitto (make test does this)")
     port = port or free_port()
@@ -73,7 +73,7 @@ def run_mosquitto(workdir: Path, port: int | None = None) -> Iterator[Broker]:
         "persistence false\n"
         "max_queued_messages 0\n"
         "max_inflight_messages 0\n"
-        f"log_dest file {workdir / 'mosquitto.log'}\n"
+        f"log_dest file {workdir / 'mosquitto.log'}\n" + extra_conf
     )
     proc = subprocess.Popen(
         [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
