@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from gateway.observations import BadInput, Measurement, Observation
 
@@ -175,7 +175,7 @@ def _json_object(ctx: AdapterContext, payload: bytes) -> dict[str, Any] | BadInp
     except UnicodeDecodeError:
         return BadInput(ctx.sensor, "not-utf8", f"payload on {truncate_for_log(ctx.topic)}")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = _decode_json(text)
     except (ValueError, RecursionError):
         return BadInput(ctx.sensor, "not-json", f"payload {truncate_for_log(text)}")
     if not isinstance(obj, dict):
@@ -187,14 +187,19 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
+# One decoder for every payload: json.loads builds a new one per call when given options.
+_decode_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
 def _number(value: object) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, int) and abs(value) > 2**53:
-        return None
-    return value
+    # Exact types, as JSON produces them: bool (an int subclass) is not a number here.
+    if value.__class__ is float:
+        f = cast(float, value)
+        return f if math.isfinite(f) else None
+    if value.__class__ is int:
+        i = cast(int, value)
+        return i if abs(i) <= 2**53 else None
+    return None
 
 
 def _measure(
@@ -253,7 +258,10 @@ def zigbee2mqtt(ctx: AdapterContext, payload: bytes) -> list[Observation]:
         return [obj]
     dev_t = _epoch_or_iso(obj.get("last_seen"), ctx.route.device_zone)
     out: list[Observation] = []
+    wanted = ctx.route.quantities
     for q, unit in _Z2M_QUANTITIES.items():
+        if wanted is not None and q not in wanted:
+            continue  # dropped by the route anyway: not worth a Measurement
         if q in obj and obj[q] is not None:
             if q == "temperature":
                 unit = _temperature_unit(ctx)
