@@ -61,13 +61,17 @@ def tls_broker(tmp_path: Path) -> tuple[Broker, int, Path, Path]:
         yield broker, tls_port, d / "ca.pem", d / "other-ca.pem"
 
 
+def _tls_source(broker: Broker, tls_port: int, client_id: str, ca: Path) -> MqttSource:
+    cfg = config(broker, client_id=client_id, tls_ca_file=str(ca))
+    return MqttSource(dataclasses.replace(cfg, port=tls_port))
+
+
 async def test_tls_with_the_brokers_ca_carries_readings(
     tls_broker: tuple[Broker, int, Path, Path],
 ) -> None:
     broker, tls_port, ca, _ = tls_broker
     sink = RecordingSink()
-    cfg = config(broker, client_id="gw-tls-1", tls_ca_file=str(ca))
-    source = MqttSource(dataclasses.replace(cfg, port=tls_port))
+    source = _tls_source(broker, tls_port, "gw-tls-1", ca)
     task = await start(source, sink)
     try:
         with Publisher.connected(broker.host, broker.port, "tls-pub") as pub:
@@ -87,8 +91,7 @@ async def test_tls_refuses_a_broker_whose_certificate_another_ca_signed(
 ) -> None:
     broker, tls_port, _, other_ca = tls_broker
     sink = RecordingSink()
-    cfg = config(broker, client_id="gw-tls-2", tls_ca_file=str(other_ca))
-    source = MqttSource(dataclasses.replace(cfg, port=tls_port))
+    source = _tls_source(broker, tls_port, "gw-tls-2", other_ca)
     task = asyncio.create_task(source.run(sink))
     try:
         for _ in range(300):

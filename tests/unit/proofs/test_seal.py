@@ -105,34 +105,18 @@ def test_seal_takes_the_formatted_path_for_ordinary_readings() -> None:
     assert seal(big, 9, KEY) == sign(replace(big, seq=9), KEY).to_json()
 
 
+def _reading(val: float | int) -> Reading:
+    clk = ClockEvidence(0, "b", True)
+    return Reading(gw="g", seq=0, src="s", t=0, clk=clk, salt="00" * 16, q="t", val=val, unit="CEL")
+
+
 def test_seal_refuses_a_negative_seq() -> None:
-    draft = Reading(
-        gw="g",
-        seq=0,
-        src="s",
-        t=0,
-        clk=ClockEvidence(0, "b", True),
-        salt="00" * 16,
-        q="temperature",
-        val=1,
-        unit="CEL",
-    )
     with pytest.raises(FormatError) as e:
-        seal(draft, -1, KEY)
+        seal(_reading(1), -1, KEY)
     assert e.value.code == "bad-field"
 
 
 def test_a_reading_value_no_json_number_carries_exactly_is_refused() -> None:
     with pytest.raises(FormatError) as e:
-        Reading(
-            gw="g",
-            seq=0,
-            src="s",
-            t=0,
-            clk=ClockEvidence(0, "b", True),
-            salt="00" * 16,
-            q="temperature",
-            val=float(2**53),
-            unit="CEL",
-        )
+        _reading(float(2**53))
     assert e.value.code == "bad-field"
