@@ -238,6 +238,10 @@ class Spool:
         self._lock: BinaryIO | None = None
         self._c = _Counters()
         self._mqtt_last: dict[str, int] = {}  # session -> last ordinal (writer thread)
+        # MQTT sessions whose connection saw a submit fail: their later submits fail too,
+        # until the source reconnects (writer thread). Sources keep two submits in
+        # flight, and committed deliveries must stay a prefix of the received ones.
+        self._fenced: set[str] = set()
         # (seq, t_ms, size, leaf hash) of the records appended since open, unsealed from
         # _tail_at on: sealing a batch needs no re-read of its bodies (writer thread).
         self._tail: list[tuple[int, int, int, bytes]] = []
@@ -570,6 +574,12 @@ class Spool:
         for job in group:
             first = seq
             job_rows = []
+            fenced = {d.session for d in job.args[1]} & self._fenced
+            if fenced:
+                # An earlier submit of this MQTT connection failed: committing a later one
+                # would leave a hole in what the broker must re-send (docs/adr/0210).
+                results.append((job, None, _fence_error(fenced)))
+                continue
             try:
                 for draft in job.args[0]:
                     job_rows.append((seq, draft.t, now, self._sealer.seal(draft, seq)))
@@ -578,6 +588,7 @@ class Spool:
                 # This submit alone fails (its seqs are not used); the rest of the group commits.
                 seq = first
                 results.append((job, None, _as_spool_error(e)))
+                self._fenced.update(d.session for d in job.args[1])
                 continue
             rows.extend(job_rows)
             deliveries.extend(job.args[1])
@@ -611,6 +622,7 @@ class Spool:
             error = _as_spool_error(e)
             log.error("spool commit failed: %s", error)
             for job, _result, _err in results:
+                self._fenced.update(d.session for d in job.args[1])
                 self._resolve(job, error=error)
             return
         self._tail_compact()
@@ -648,6 +660,10 @@ class Spool:
     def _do_recorded_deliveries(
         self, conn: sqlite3.Connection, session: str, packet_ids: tuple[int, ...]
     ) -> tuple[dict[int, RecordedDelivery], int]:
+        if not packet_ids:
+            # A source asks with no packet ids when a connection starts (docs/adr/0210):
+            # the failed submits of the connection before are re-sent by the broker now.
+            self._fenced.discard(session)
         found: dict[int, RecordedDelivery] = {}
         for packet_id in dict.fromkeys(packet_ids):
             row = conn.execute(
@@ -976,6 +992,14 @@ class Spool:
             oldest_unsent_ms=min(oldest) if oldest else None,
             last_receipt_ms=c.last_receipt_ms,
         )
+
+
+def _fence_error(sessions: set[str]) -> SpoolError:
+    return SpoolError(
+        f"an earlier submit of MQTT session {', '.join(sorted(sessions))} failed;"
+        " the source must reconnect first",
+        code="session-fenced",
+    )
 
 
 def _copy_counters(c: _Counters) -> _Counters:

@@ -191,3 +191,53 @@ async def test_a_second_writer_on_the_same_spool_is_refused(tmp_path: Path) -> N
     await spool.close()
     again = await open_spool(tmp_path / "s.db", signer)
     await again.close()
+
+
+class _FailingSealer:
+    """The real signer, except that it cannot seal a reading of 666 (a poison draft)."""
+
+    def __init__(self, signer) -> None:  # type: ignore[no-untyped-def]
+        self._signer = signer
+        self.gw = signer.gw
+
+    @property
+    def key_id(self) -> str:
+        return self._signer.key_id
+
+    def seal(self, draft, seq):  # type: ignore[no-untyped-def]
+        if getattr(draft, "val", 0) > 600:  # calibration moves 666 a little
+            raise SpoolError("cannot seal this one", code="bad-draft")
+        return self._signer.seal(draft, seq)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._signer, name)
+
+
+async def test_after_a_failed_mqtt_submit_its_session_commits_nothing_until_it_reconnects(
+    tmp_path: Path,
+) -> None:
+    # Sources keep two submits in flight; if the first fails, the second must not commit,
+    # or the broker's re-sends would no longer start at the first uncommitted message.
+    from gateway.observations import Delivery
+
+    signer, _, _ = make_signer()
+    spool = await open_spool(tmp_path / "spool.sqlite3", _FailingSealer(signer))
+
+    def delivery(session: str, packet_id: int) -> Delivery:
+        return Delivery("broker", session, packet_id, False, bytes([packet_id]) * 32)
+
+    bad = spool.append(drafts(signer, 1, start=666), [delivery("s@b", 1)])
+    after = spool.append(drafts(signer, 2), [delivery("s@b", 2)])
+    other = spool.append(drafts(signer, 2), [delivery("t@b", 1)])
+    results = await asyncio.gather(bad, after, other, return_exceptions=True)
+    assert isinstance(results[0], SpoolError) and results[0].code == "bad-draft"
+    assert isinstance(results[1], SpoolError) and results[1].code == "session-fenced"
+    assert results[2] == (1, 2)  # another session is not held up
+    with pytest.raises(SpoolError) as e:
+        await spool.append(drafts(signer, 1), [delivery("s@b", 3)])
+    assert e.value.code == "session-fenced"
+    # The source's next connection starts by asking for its last ordinal: that lifts it.
+    found, last = await spool.recorded_deliveries("s@b", ())
+    assert (found, last) == ({}, 0)
+    assert await spool.append(drafts(signer, 1), [delivery("s@b", 1)]) == (3, 3)
+    await spool.close()
