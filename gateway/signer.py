@@ -103,7 +103,8 @@ class Signer:
             clk=now.evidence,
             salt=self._salt(),
             reason=reason,
-            detail=detail[:1024],
+            # Never refused: a lone surrogate from a device's JSON is written escaped.
+            detail=detail[:1024].encode("utf-8", "backslashreplace").decode("utf-8"),
             count=count,
         )
 

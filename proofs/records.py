@@ -120,6 +120,15 @@ def _check_id(value: str, name: str, where: str) -> None:
     _VALID_IDS.add(value)
 
 
+def _check_text(value: str, name: str, where: str) -> None:
+    """A string JSON can carry: a lone surrogate (from a "\\ud800" escape in some
+    device's JSON) would make the record impossible to canonicalise, so to sign."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise FormatError(f"{where}: '{name}' is not valid Unicode", code="bad-field") from e
+
+
 def _check_nonneg(value: int, name: str, where: str) -> None:
     if value < 0:
         raise FormatError(f"{where}: '{name}' must not be negative", code="bad-field")
@@ -384,6 +393,8 @@ class Scan(Record):
             isinstance(k, str) and isinstance(v, str) for k, v in self.gs1.items()
         ):
             raise FormatError("scan: 'gs1' must map AI strings to value strings", code="bad-field")
+        for name, text in (("raw", self.raw), ("sym", self.sym), *self.gs1.items()):
+            _check_text(text, name, "scan")
         if self.rp:
             _check_id(self.rp, "rp", "scan")
 
@@ -430,6 +441,7 @@ class Gap(Record):
             )
         if len(self.detail) > 1024:
             raise FormatError("gap: 'detail' is longer than 1024 characters", code="bad-field")
+        _check_text(self.detail, "detail", "gap")
         if (self.lost_from is None) != (self.lost_to is None):
             raise FormatError("gap: 'lost_from' and 'lost_to' go together", code="bad-field")
         if (

@@ -78,3 +78,19 @@ def test_evicted_gap_names_its_range() -> None:
     gap = signer.evicted_gap(100, 1, 40, 40, "budget")
     assert (gap.seq, gap.lost_from, gap.lost_to, gap.reason) == (100, 1, 40, "evicted")
     verify(gap, key.public_key)
+
+
+def test_text_json_cannot_carry_becomes_a_gap_that_can_still_be_signed() -> None:
+    # A device's JSON may escape a lone surrogate ("\ud800"); the record must still seal.
+    signer, key, _ = make_signer()
+    observations = [
+        BadInput("probe-1", "bad-shape", "value \ud800"),
+        ScanEvent("dock-scanner", "0109506000134352\ud800", "]C1", {}),
+    ]
+    drafts = signer.drafts(observations)
+    assert [type(d) for d in drafts] == [Gap, Gap]
+    for seq, draft in enumerate(drafts, 1):
+        record = record_from_json(signer.seal(draft, seq))
+        verify(record, key.public_key)
+    assert "\\ud800" in drafts[0].detail
+    assert "not valid Unicode" in drafts[1].detail
