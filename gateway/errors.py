@@ -7,21 +7,15 @@ both what went wrong and what to grep for.
 
 from __future__ import annotations
 
+from proofs.errors import CodedError
+
 __all__ = ["ConfigError", "GatewayError", "SpoolError", "UplinkError"]
 
 
-class GatewayError(Exception):
+class GatewayError(CodedError):
     """Base of every error raised by ``gateway``."""
 
     default_code = "gateway-error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code or self.default_code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.message} [{self.code}]"
 
 
 class ConfigError(GatewayError):

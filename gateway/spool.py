@@ -574,7 +574,7 @@ class Spool:
         for job in group:
             first = seq
             job_rows = []
-            fenced = {d.session for d in job.args[1]} & self._fenced
+            fenced = self._fenced and {d.session for d in job.args[1]} & self._fenced
             if fenced:
                 # An earlier submit of this MQTT connection failed: committing a later one
                 # would leave a hole in what the broker must re-send (docs/adr/0210).

@@ -10,6 +10,7 @@ garbage".
 from __future__ import annotations
 
 __all__ = [
+    "CodedError",
     "FormatError",
     "KeyError_",
     "ProofsError",
@@ -17,10 +18,11 @@ __all__ = [
 ]
 
 
-class ProofsError(Exception):
-    """Base of every error raised by ``proofs``."""
+class CodedError(Exception):
+    """A human sentence and a stable ``code``; the base of coldtrail's error families
+    (``proofs`` here, ``gateway.errors`` too)."""
 
-    default_code = "proofs-error"
+    default_code = "error"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -29,6 +31,12 @@ class ProofsError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]"
+
+
+class ProofsError(CodedError):
+    """Base of every error raised by ``proofs``."""
+
+    default_code = "proofs-error"
 
 
 class FormatError(ProofsError):

@@ -32,6 +32,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.errors import GatewayError
+
 __all__ = ["MqttWire", "Publish", "WireError", "connect"]
 
 MAX_PACKET = 16 * 1024 * 1024  # bigger than any sensor message; a guard, not a limit in use
@@ -48,12 +50,10 @@ _CONNACK_REFUSALS = {
 }
 
 
-class WireError(Exception):
+class WireError(GatewayError):
     """The connection cannot go on; ``code`` is stable, the message is for people."""
 
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(f"{message} [{code}]")
-        self.code = code
+    default_code = "mqtt-wire"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +191,6 @@ class _Protocol(asyncio.Protocol):
         self._wire._fail(
             WireError(f"connection lost: {exc}" if exc else "connection closed", code="closed")
         )
-
-    def pause_writing(self) -> None:  # the broker is not reading our acks: they queue
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
 
 class MqttWire:
