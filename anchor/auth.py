@@ -19,13 +19,15 @@ import secrets
 from dataclasses import dataclass
 
 from proofs.errors import KeyError_
+from proofs.identifiers import check_identifier, check_name
 from proofs.keys import PublicKey
 
 from .errors import AnchorError
-from .store import ROLES, ApiToken, Gateway, LedgerStore
+from .store import ROLES, ApiToken, Gateway, LedgerStore, Organisation
 
 __all__ = [
     "Principal",
+    "add_organisation",
     "authenticate",
     "enroll_gateway",
     "issue_token",
@@ -33,8 +35,7 @@ __all__ = [
     "require_role",
 ]
 
-_TOKEN = re.compile(r"^ct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+_TOKEN = re.compile(r"ct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ def issue_token(
 
 
 def parse_token(text: str) -> tuple[str, str]:
-    match = _TOKEN.match(text)
+    match = _TOKEN.fullmatch(text)
     if match is None:
         raise AnchorError("unauthenticated", "the bearer token is not a coldtrail token")
     return match.group(1), match.group(2)
@@ -97,13 +98,18 @@ def require_role(principal: Principal, *roles: str) -> None:
         )
 
 
+def add_organisation(store: LedgerStore, org_id: str, name: str | None, now: int) -> Organisation:
+    """Add an organisation; its id follows the identifier rule, its name is a clean name."""
+    check_identifier(org_id, "an organisation id")
+    return store.add_organisation(org_id, check_name(name or org_id, "an organisation name"), now)
+
+
 def enroll_gateway(
     store: LedgerStore, gw: str, org_id: str, public_key_b64: str, asset: str | None, now: int
 ) -> Gateway:
-    if not _ID.match(gw):
-        raise ValueError("a gateway id is 1-128 characters of letters, digits and ._:/@-")
-    if asset is not None and not _ID.match(asset):
-        raise ValueError("an asset id is 1-128 characters of letters, digits and ._:/@-")
+    check_identifier(gw, "a gateway id")
+    if asset is not None:
+        check_identifier(asset, "an asset id")
     try:
         key = PublicKey.from_base64(public_key_b64.strip())
     except (KeyError_, binascii.Error) as e:

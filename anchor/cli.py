@@ -24,7 +24,7 @@ from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
 
 from .app import INGESTOR, create_app, open_signer
-from .auth import enroll_gateway, issue_token
+from .auth import add_organisation, enroll_gateway, issue_token
 from .checkpoints import sign_checkpoint
 from .config import AnchorConfig, load_config
 from .errors import ConfigError, LedgerCorrupt
@@ -167,7 +167,7 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
     cmd, action = args.command, getattr(args, "action", None)
     now = _now_ms()
     if cmd == "org" and action == "add":
-        org = store.add_organisation(args.id, args.name or args.id, now)
+        org = add_organisation(store, args.id, args.name, now)
         print(f"organisation {org.id} added")
     elif cmd == "org" and action == "list":
         for o in store.organisations():

@@ -35,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from proofs.identifiers import is_identifier
 from proofs.records import Scan
 
 from .provenance import (
@@ -75,7 +76,6 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 PROBLEM_BASE = "https://coldtrail.dev/problems/"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _MAX_HEIGHT = 2**53 - 1
 STEP_LABELS = {
     "packing": "Packed",
@@ -292,7 +292,7 @@ def _int_param(text: str | None, name: str, default: int, lo: int, hi: int) -> i
 
 
 def _id_param(text: str, name: str) -> str:
-    if not _ID.fullmatch(text) or ".." in text.split("/"):
+    if not is_identifier(text) or ".." in text.split("/"):
         raise ProvenanceError(
             f"'{name}' is 1-128 characters of letters, digits and ._:/@-", code="bad-parameter"
         )

@@ -10,11 +10,11 @@ moment they arrived; :meth:`Signer.seal` gives a draft its
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 
 from proofs import records as rec
 from proofs.errors import FormatError
+from proofs.identifiers import is_identifier
 from proofs.keys import SigningKey
 from proofs.records import Gap, Manifest, Reading, Scan
 
@@ -30,7 +30,6 @@ GATEWAY_SRC = "gateway"  # restarts
 CLOCK_SRC = "clock"  # clock jumps
 SPOOL_SRC = "spool"  # disk-budget evictions
 _SALTS_PER_DRAW = 256
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
 
 class Signer:
@@ -98,7 +97,7 @@ class Signer:
         return Gap(
             gw=self.gw,
             seq=0,
-            src=src if _ID.match(src) else GATEWAY_SRC,
+            src=src if is_identifier(src) else GATEWAY_SRC,
             t=now.wall_ms,
             clk=now.evidence,
             salt=self._salt(),

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .canonical import canonical_json, jcs_number, jcs_string
 from .errors import FormatError, VerificationError
+from .identifiers import ID_RULE, is_identifier
 from .keys import SIGNATURE_SIZE, PublicKey, SigningKey
 from .merkle import leaf_hash
 
@@ -63,7 +64,6 @@ GAP_REASONS = frozenset(
         "restart",  # the gateway restarted; records in flight may be missing
     }
 )
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _MAX_SAFE_INT = 2**53 - 1
@@ -110,11 +110,8 @@ _VALID_IDS: set[str] = set()
 def _check_id(value: str, name: str, where: str) -> None:
     if value in _VALID_IDS:
         return
-    if not _ID.match(value):
-        raise FormatError(
-            f"{where}: '{name}' must be 1-128 characters of letters, digits and ._:/@-",
-            code="bad-field",
-        )
+    if not is_identifier(value):
+        raise FormatError(f"{where}: '{name}' must be {ID_RULE}", code="bad-field")
     if len(_VALID_IDS) >= 4096:
         _VALID_IDS.clear()  # bounded: ids from hostile input cannot grow it
     _VALID_IDS.add(value)

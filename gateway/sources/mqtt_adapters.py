@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from gateway.observations import BadInput, Measurement, Observation
+from proofs.identifiers import is_identifier
 
 from .backoff import truncate_for_log
 from .device_clock import iso_to_ms, plausible_device_ms, seconds_to_ms
@@ -35,7 +36,6 @@ MQTT_BAD_CODES = frozenset(
     {"payload-too-large", "not-utf8", "not-json", "bad-shape", "bad-value", "bad-sensor-id"}
 )
 UNITS = frozenset({"CEL", "FAH"})
-_SENSOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}")
 _PLACEHOLDER = re.compile(r"\{(\d)\}")
 
 
@@ -75,7 +75,7 @@ class TopicRoute:
         for ref in _PLACEHOLDER.findall(self.sensor):
             if not 1 <= int(ref) <= wildcards:
                 raise ValueError(f"route {self.pattern!r}: sensor refers to missing '+{ref}'")
-        if not _PLACEHOLDER.search(self.sensor) and not _SENSOR_ID.fullmatch(self.sensor):
+        if not _PLACEHOLDER.search(self.sensor) and not is_identifier(self.sensor):
             raise ValueError(f"route {self.pattern!r}: sensor {self.sensor!r} is not a valid id")
         if self.unit is not None and self.unit not in UNITS:
             raise ValueError(f"route {self.pattern!r}: unit must be CEL or FAH")
@@ -88,7 +88,7 @@ class TopicRoute:
         if captures is None:
             return None
         sensor = _PLACEHOLDER.sub(lambda m: captures[int(m.group(1)) - 1], self.sensor)
-        return sensor if _SENSOR_ID.fullmatch(sensor) else ""
+        return sensor if is_identifier(sensor) else ""
 
 
 def match_topic(pattern: str, topic: str) -> list[str] | None:
@@ -337,7 +337,7 @@ def shelly_gen2(ctx: AdapterContext, payload: bytes) -> list[Observation]:
             continue
         kind, _, cid = key.partition(":")
         src = ctx.sensor if cid == "0" else f"{ctx.sensor}.{cid}"
-        if not _SENSOR_ID.fullmatch(src):
+        if not is_identifier(src):
             out.append(BadInput(ctx.sensor, "bad-sensor-id", "shelly-gen2: bad component id"))
             continue
         if kind == "temperature":
@@ -375,7 +375,7 @@ def tasmota(ctx: AdapterContext, payload: bytes) -> list[Observation]:
     out: list[Observation] = []
     for name, values in sensors.items():
         src = ctx.sensor if len(sensors) == 1 else f"{ctx.sensor}.{name}"
-        if not _SENSOR_ID.fullmatch(src):
+        if not is_identifier(src):
             out.append(BadInput(ctx.sensor, "bad-sensor-id", "tasmota: bad sensor object name"))
             continue
         for key, q in _TASMOTA_QUANTITIES.items():
