@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proofs.errors import KeyError_
@@ -23,7 +24,7 @@ from proofs.identifiers import check_identifier, check_name
 from proofs.keys import PublicKey
 
 from .errors import AnchorError
-from .store import ROLES, ApiToken, Gateway, LedgerStore, Organisation
+from .store import PLACE_KINDS, ROLES, ApiToken, Gateway, LedgerStore, Organisation, Place
 
 __all__ = [
     "Principal",
@@ -32,6 +33,7 @@ __all__ = [
     "enroll_gateway",
     "issue_token",
     "parse_token",
+    "register_place",
     "require_role",
 ]
 
@@ -104,15 +106,40 @@ def add_organisation(store: LedgerStore, org_id: str, name: str | None, now: int
     return store.add_organisation(org_id, check_name(name or org_id, "an organisation name"), now)
 
 
+def register_place(
+    store: LedgerStore, place_id: str, org_id: str, kind: str, now: int, name: str | None = None
+) -> Place:
+    """Register an asset or read point as ``org_id``'s (an id is registered once, ever)."""
+    check_identifier(place_id, f"an {kind} id" if kind == "asset" else f"a {kind} id")
+    if kind not in PLACE_KINDS:
+        raise ValueError(f"a place is one of {', '.join(sorted(PLACE_KINDS))}, not {kind!r}")
+    label = check_name(name or place_id, "a place name")
+    return store.add_place(Place(place_id, org_id, kind, label, now))
+
+
 def enroll_gateway(
-    store: LedgerStore, gw: str, org_id: str, public_key_b64: str, asset: str | None, now: int
+    store: LedgerStore,
+    gw: str,
+    org_id: str,
+    public_key_b64: str,
+    asset: str | None,
+    now: int,
+    places: Iterable[str] = (),
 ) -> Gateway:
+    """Enrol a key for ``gw``: its records may name ``asset`` (its home, the holder of
+    records that name none) and ``places``, all registered to ``org_id``."""
     check_identifier(gw, "a gateway id")
+    scope = set(places)
     if asset is not None:
         check_identifier(asset, "an asset id")
+        scope.add(asset)
+    for place in scope:
+        check_identifier(place, "an asset or read point id")
     try:
         key = PublicKey.from_base64(public_key_b64.strip())
     except (KeyError_, binascii.Error) as e:
         raise ValueError(f"public key: {e}") from e
-    gateway = Gateway(gw, org_id, key.to_base64(), key.key_id, asset, now)
+    gateway = Gateway(
+        gw, org_id, key.to_base64(), key.key_id, asset, now, places=frozenset(scope)
+    )
     return store.enroll_gateway(gateway)

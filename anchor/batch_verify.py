@@ -26,7 +26,7 @@ from proofs.records import Gap, Reading, Scan, record_from_dict, verify
 from .errors import AnchorError
 from .store import NewRecord, ScanEvent
 
-__all__ = ["BatchVerifier", "VerifiedRecords", "verify_chunk"]
+__all__ = ["BatchVerifier", "VerifiedRecords", "new_record", "verify_chunk"]
 
 # GS1 Application Identifiers the ledger indexes scans by.
 _GS1_KEYS = {"01": "gtin", "10": "lot", "00": "sscc", "21": "serial"}
@@ -44,7 +44,9 @@ class VerifiedRecords:
         self.evicted_gaps.extend(other.evicted_gaps)
 
 
-def _new_record(record: Reading | Scan | Gap, json_bytes: bytes) -> NewRecord:
+def new_record(record: Reading | Scan | Gap, json_bytes: bytes) -> NewRecord:
+    """The rows a record is indexed by, derived from its signed body alone (ingest
+    writes them; verify-ledger re-derives and compares them)."""
     if isinstance(record, Reading):
         return NewRecord(
             record.gw,
@@ -122,7 +124,7 @@ def verify_chunk(
                 "bad-signature", f"record seq {record.seq} of {gw}: signature does not verify"
             ) from e
         json_bytes = canonical_json(signed)
-        out.records.append(_new_record(record, json_bytes))
+        out.records.append(new_record(record, json_bytes))
         out.leaf_hashes.append(leaf_hash(json_bytes))
         if (
             isinstance(record, Gap)

@@ -24,7 +24,7 @@ from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
 
 from .app import INGESTOR, create_app, open_signer
-from .auth import add_organisation, enroll_gateway, issue_token
+from .auth import add_organisation, enroll_gateway, issue_token, register_place
 from .checkpoints import sign_checkpoint
 from .config import AnchorConfig, load_config
 from .errors import ConfigError, LedgerCorrupt
@@ -93,12 +93,33 @@ def _parser() -> argparse.ArgumentParser:
     org_add.add_argument("id")
     org_add.add_argument("--name", default=None)
     org.add_parser("list")
+    for kind in ("asset", "read-point"):
+        place = sub.add_parser(kind, help=f"{kind}s, each owned by one organisation")
+        place_sub = place.add_subparsers(dest="action", required=True)
+        place_add = place_sub.add_parser("add")
+        place_add.add_argument("--org", required=True)
+        place_add.add_argument("--id", required=True)
+        place_add.add_argument("--name", default=None)
+        place_list = place_sub.add_parser("list")
+        place_list.add_argument("--org", default=None)
     gw = sub.add_parser("gateway", help="gateways").add_subparsers(dest="action", required=True)
     enroll = gw.add_parser("enroll")
     enroll.add_argument("--org", required=True)
     enroll.add_argument("--id", required=True)
     enroll.add_argument("--public-key", required=True, help="base64 raw Ed25519 public key")
-    enroll.add_argument("--asset", default=None, help="asset or read point it is mounted on")
+    enroll.add_argument(
+        "--asset",
+        action="append",
+        default=[],
+        help="an asset of the organisation its records may name (repeat; the first is its"
+        " home, the holder of records that name none)",
+    )
+    enroll.add_argument(
+        "--read-point",
+        action="append",
+        default=[],
+        help="a read point of the organisation its scans may name (repeat)",
+    )
     revoke = gw.add_parser("revoke")
     revoke.add_argument("--id", required=True)
     revoke.add_argument("--at", type=_parse_time, default=None, help="ms or ISO 8601; now")
@@ -172,16 +193,35 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
     elif cmd == "org" and action == "list":
         for o in store.organisations():
             print(f"{o.id}\t{o.name}")
+    elif cmd in ("asset", "read-point") and action == "add":
+        p = register_place(store, args.id, args.org, cmd, now, args.name)
+        print(f"{p.kind} {p.id} registered for {p.org_id}")
+    elif cmd in ("asset", "read-point") and action == "list":
+        for p in store.places(args.org):
+            if p.kind == cmd:
+                print(f"{p.id}\t{p.org_id}\t{p.name}")
     elif cmd == "gateway" and action == "enroll":
-        g = enroll_gateway(store, args.id, args.org, args.public_key, args.asset, now)
-        print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}")
+        home = args.asset[0] if args.asset else None
+        g = enroll_gateway(
+            store, args.id, args.org, args.public_key, home, now, [*args.asset, *args.read_point]
+        )
+        scope = ", ".join(sorted(g.places)) or "no asset or read point"
+        print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}; it reports for {scope}")
     elif cmd == "gateway" and action == "revoke":
-        g = store.revoke_gateway(args.id, args.at if args.at is not None else now, args.reason)
+        at = args.at if args.at is not None else now
+        g = store.revoke_gateway(args.id, at, args.reason, now)
         print(f"gateway {g.id} revoked from {g.revoked_at} ms")
+        if at < now:
+            print(
+                f"batches of {g.id} accepted since {at} ms stay in the log (it is append-only);"
+                " verify-ledger, answers and bundles flag them as from a compromised gateway",
+                file=sys.stderr,
+            )
     elif cmd == "gateway" and action == "list":
         for g in store.gateways():
             state = "revoked" if g.revoked_at is not None else "active"
-            print(f"{g.id}\t{g.org_id}\t{g.asset or '-'}\t{g.key_id}\t{state}")
+            scope = ",".join(sorted(g.places)) or "-"
+            print(f"{g.id}\t{g.org_id}\t{g.asset or '-'}\t{scope}\t{g.key_id}\t{state}")
     elif cmd == "token" and action == "create":
         token, row = issue_token(store, args.org, args.role, now, args.label)
         print(token)
@@ -222,6 +262,14 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
             f"ledger OK: {report.batches} batches, {report.records} records,"
             f" {report.checkpoints} checkpoints, log size {report.log_size}"
         )
+        for f in report.flagged:
+            print(
+                f"FLAGGED: {f.gw} batch {f.batch_seq} (log leaf {f.leaf_index}, {f.records}"
+                f" records) was accepted at {f.accepted_at} ms, after the gateway's compromise"
+                f" time {f.compromised_since} ms and before its revocation was recorded: kept"
+                " in the append-only log, and flagged in every answer and bundle that uses it",
+                file=sys.stderr,
+            )
         if report.pending_batches:
             shown = ", ".join(f"{gw} {a}..{b}" for gw, a, b in report.pending_ranges)
             more = " ..." if report.pending_holes > len(report.pending_ranges) else ""

@@ -34,6 +34,8 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "seq-overlap": (409, "Sequence overlap"),
     "batch-replay": (409, "Batch replay"),
     "batch-too-far-ahead": (409, "Batch too far ahead"),
+    "foreign-asset": (403, "Asset not in the gateway's enrolment"),
+    "foreign-read-point": (403, "Read point not in the gateway's enrolment"),
     # service codes
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),

@@ -45,6 +45,7 @@ from .metrics import AnchorMetrics
 from .store import (
     ChainLink,
     Checkpoint,
+    Gateway,
     LedgerStore,
     LedgerTx,
     NewBatch,
@@ -60,6 +61,7 @@ __all__ = [
     "check_apart",
     "check_chain",
     "check_link",
+    "check_scope",
     "link_of",
     "load_neighbours",
     "parse_ingest_body",
@@ -266,6 +268,29 @@ def check_chain(
             check_apart(this, higher, incoming="lower")
 
 
+def check_scope(gateway: Gateway, records: Sequence[NewRecord]) -> None:
+    """Every asset and read point a record names is one ``gateway`` is enrolled for.
+
+    Places belong to organisations and a gateway's enrolment names the ones it may
+    report for (docs/adr/0311): otherwise org A's gateway could put readings on org
+    B's cold room, or scan B's lots into custody, and flip B's verdicts.
+    """
+    gw = gateway.id
+    for r in records:
+        if r.asset is not None and not gateway.may_name(r.asset):
+            raise AnchorError(
+                "foreign-asset",
+                f"record seq {r.seq} of {gw} names asset {r.asset!r}, which {gw} is not"
+                f" enrolled for (it may name: {', '.join(sorted(gateway.places)) or 'none'})",
+            )
+        if r.scan is not None and not gateway.may_name(r.scan.rp):
+            raise AnchorError(
+                "foreign-read-point",
+                f"scan seq {r.seq} of {gw} names read point {r.scan.rp!r}, which {gw} is not"
+                f" enrolled for (it may name: {', '.join(sorted(gateway.places)) or 'none'})",
+            )
+
+
 def load_neighbours(
     reads: ChainReads, manifest: Manifest
 ) -> tuple[ChainLink | None, ChainLink | None, list[tuple[int, int]]]:
@@ -413,6 +438,7 @@ class Ingestor:
                     f"the records do not reproduce the root of manifest {manifest.batch_seq}",
                 )
             records, gaps = verified.records, verified.evicted_gaps
+            check_scope(gateway, records)
         check_chain(
             manifest,
             manifest_hash,

@@ -29,6 +29,7 @@ from .provenance_store import (
     ReadingPoint,
     ReadingQuery,
     ScanQuery,
+    holder_of,
 )
 from .store import Checkpoint, Gateway, LedgerStore, StoredBatch
 from .store_sqlite import SqliteLedger
@@ -151,12 +152,20 @@ class LedgerProvenanceSource:
             limit=limit,
         )
         found: list[Scan] = []
+        scopes: dict[str, frozenset[str]] = {}
         for e in events:
             stored = self._store.record(e.gw, e.seq)
             if stored is None:
                 continue
             record = record_from_json(stored.json)
-            if isinstance(record, Scan) and query.matches(record):
+            if not (isinstance(record, Scan) and query.matches(record)):
+                continue
+            # Custody only from the holder's own gateways (ingest refuses the rest;
+            # this keeps a row that slipped in some other way out of every answer).
+            if e.gw not in scopes:
+                g = self._store.gateway(e.gw)
+                scopes[e.gw] = g.places if g is not None else frozenset()
+            if holder_of(record) in scopes[e.gw] or holder_of(record) == e.gw:
                 found.append(record)
         return found
 
@@ -197,10 +206,18 @@ class LedgerProvenanceSource:
         select = f"SELECT {_POINT_COLS} FROM records WHERE "  # noqa: S608
         if query.asset is None:
             return self._points(select + tail, args)
-        stamped = self._points(select + "asset = ? AND " + tail, [query.asset, *args])
+        gateways = self._store.gateways()
+        # Only the gateways enrolled for the asset (its owner's) speak for it.
+        own = [g.id for g in gateways if g.may_name(query.asset)]
+        if not own:
+            return []
+        marks = ",".join("?" * len(own))
+        stamped = self._points(
+            select + f"asset = ? AND gw IN ({marks}) AND " + tail, [query.asset, *own, *args]
+        )
         # Readings without their own asset stamp belong to their gateway's asset.
         unstamped: list[ReadingPoint] = []
-        for g in self._store.gateways():
+        for g in gateways:
             if g.asset == query.asset:
                 rows = self._points(select + "gw = ? AND asset IS NULL AND " + tail, [g.id, *args])
                 unstamped.extend(ReadingPoint(**{**_fields(p), "asset": query.asset}) for p in rows)

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "PLACE_KINDS",
     "ROLES",
     "ApiToken",
     "ChainLink",
@@ -42,6 +43,7 @@ __all__ = [
     "NewBatch",
     "NewRecord",
     "Organisation",
+    "Place",
     "ScanEvent",
     "StoredBatch",
     "StoredRecord",
@@ -57,20 +59,52 @@ class Organisation:
     created_at: int
 
 
+PLACE_KINDS = frozenset({"asset", "read-point"})
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """An asset (truck, cold room, line) or a read point (dock door), owned by one
+    organisation. Records name places; only the owner's gateways may (docs/adr/0311)."""
+
+    id: str
+    org_id: str
+    kind: str  # "asset" or "read-point"
+    name: str
+    registered_at: int
+
+
 @dataclass(frozen=True, slots=True)
 class Gateway:
     id: str
     org_id: str
     public_key: str  # base64 of the raw 32-byte Ed25519 key
     key_id: str  # proofs.keys.key_id_of, what manifests name in ``key``
-    asset: str | None
+    asset: str | None  # its home: the holder of records that name no asset
     enrolled_at: int
-    revoked_at: int | None = None
+    revoked_at: int | None = None  # compromised from (the earliest revocation time given)
     revoked_reason: str = ""
+    # The places its records may name (its organisation's, chosen at enrolment).
+    places: frozenset[str] = frozenset()
+    # Batches accepted at or after this were refused by ingest: the earliest
+    # max(revocation time, time the revocation was recorded) of its revocations.
+    refused_from: int | None = None
 
     def revoked_by(self, t_ms: int) -> bool:
         """Whether the key is revoked at ``t_ms`` (a revocation may be dated ahead)."""
         return self.revoked_at is not None and self.revoked_at <= t_ms
+
+    def compromised_batch(self, accepted_at: int) -> bool:
+        """A batch accepted after the compromise time but before the revocation was
+        recorded: logged and kept (the log is append-only), but flagged everywhere."""
+        return self.revoked_by(accepted_at) and not self.refused_at(accepted_at)
+
+    def refused_at(self, accepted_at: int) -> bool:
+        """Whether ingest had to refuse a batch accepted at ``accepted_at``."""
+        return self.refused_from is not None and self.refused_from <= accepted_at
+
+    def may_name(self, place: str) -> bool:
+        return place in self.places
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +318,17 @@ class LedgerStore(abc.ABC):
     def enroll_gateway(self, gateway: Gateway) -> Gateway: ...
 
     @abc.abstractmethod
-    def revoke_gateway(self, gw: str, at: int, reason: str) -> Gateway: ...
+    def revoke_gateway(self, gw: str, at: int, reason: str, now: int) -> Gateway:
+        """Record a revocation from ``at`` made at ``now``; the earliest ``at`` stands."""
+
+    @abc.abstractmethod
+    def add_place(self, place: Place) -> Place: ...
+
+    @abc.abstractmethod
+    def place(self, place_id: str) -> Place | None: ...
+
+    @abc.abstractmethod
+    def places(self, org_id: str | None = None) -> list[Place]: ...
 
     @abc.abstractmethod
     def add_token(self, token: ApiToken) -> ApiToken: ...
@@ -302,6 +346,10 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def gateway(self, gw: str) -> Gateway | None: ...
+
+    @abc.abstractmethod
+    def gateway_by_key(self, public_key: str) -> Gateway | None:
+        """The gateway ever enrolled with this base64 public key (revoked or not)."""
 
     @abc.abstractmethod
     def gateways(self, org_id: str | None = None) -> list[Gateway]: ...
@@ -423,6 +471,10 @@ class LedgerStore(abc.ABC):
         limit: int = 10_000,
     ) -> list[ScanEvent]:
         """Scan events for a GS1 key, oldest first; at least one key must be given."""
+
+    @abc.abstractmethod
+    def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
+        """The indexed custody facts of one scan record (verify-ledger compares them)."""
 
     @abc.abstractmethod
     def reading_stats(

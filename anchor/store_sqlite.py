@@ -32,6 +32,7 @@ from .store import (
     LedgerTx,
     NewBatch,
     Organisation,
+    Place,
     ScanEvent,
     StoredBatch,
     StoredRecord,
@@ -39,7 +40,7 @@ from .store import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,8 +50,19 @@ CREATE TABLE IF NOT EXISTS gateways (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organisations(id),
     public_key TEXT NOT NULL, key_id TEXT NOT NULL, asset TEXT,
-    enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoked_reason TEXT NOT NULL DEFAULT '');
+    enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoked_reason TEXT NOT NULL DEFAULT '',
+    places TEXT NOT NULL DEFAULT '[]', refused_from INTEGER);
 CREATE INDEX IF NOT EXISTS gateways_org ON gateways(org_id);
+CREATE UNIQUE INDEX IF NOT EXISTS gateways_public_key ON gateways(public_key);
+CREATE TABLE IF NOT EXISTS places (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    kind TEXT NOT NULL CHECK (kind IN ('asset', 'read-point')),
+    name TEXT NOT NULL, registered_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS places_org ON places(org_id);
+CREATE TABLE IF NOT EXISTS revocations (
+    gw TEXT NOT NULL REFERENCES gateways(id), at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organisations(id),
@@ -100,7 +112,11 @@ _BATCH_COLS = (
 _RECORD_COLS = "gw, seq, type, src, asset, t, batch_leaf, batch_index, json, q, val, unit"
 _SCAN_COLS = "gw, seq, t, src, asset, rp, step, gtin, lot, sscc, serial"
 _CP_COLS = "height, size, root, note, signed_at, cosignatures, final, entries"
-_GW_COLS = "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revoked_reason"
+_GW_COLS = (
+    "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revoked_reason, places,"
+    " refused_from"
+)
+_PLACE_COLS = "id, org_id, kind, name, registered_at"
 _TOKEN_COLS = "id, org_id, role, token_hash, created_at, revoked_at, label"  # noqa: S105
 
 
@@ -174,7 +190,24 @@ def _checkpoint(row: Any) -> Checkpoint:
 
 
 def _gateway(row: Any) -> Gateway:
-    return Gateway(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+    try:
+        places = json.loads(row[8])
+    except (ValueError, TypeError):
+        places = []  # a damaged row names no place: every record naming one is refused
+    if not isinstance(places, list):
+        places = []
+    return Gateway(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        places=frozenset(p for p in places if isinstance(p, str)),
+        refused_from=row[9],
+    )
 
 
 def _token(row: Any) -> ApiToken:
@@ -364,6 +397,21 @@ class _SqliteTx(_Reads, LedgerTx):
         self._c.execute(f"RELEASE {name}")
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 2 adds places, gateway scopes and revocation history (docs/adr/0311).
+
+    A schema-1 gateway may name only its one asset; a schema-1 revocation is taken
+    as recorded when it took effect (what schema 1's ingest and verify-ledger assumed).
+    """
+    conn.execute("ALTER TABLE gateways ADD COLUMN places TEXT NOT NULL DEFAULT '[]'")
+    conn.execute("ALTER TABLE gateways ADD COLUMN refused_from INTEGER")
+    conn.execute(
+        "UPDATE gateways SET refused_from = revoked_at,"
+        " places = CASE WHEN asset IS NULL THEN '[]' ELSE json_array(asset) END"
+    )
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
 class SqliteLedger(LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
@@ -385,6 +433,8 @@ class SqliteLedger(LedgerStore):
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            elif int(row[0]) == 1:
+                _migrate_1_to_2(conn)
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(
@@ -455,9 +505,32 @@ class SqliteLedger(LedgerStore):
     def enroll_gateway(self, gateway: Gateway) -> Gateway:
         if self.organisation(gateway.org_id) is None:
             raise ValueError(f"no organisation {gateway.org_id!r}")
-        try:
-            self._write(
-                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+        with self.transaction() as tx:
+            assert isinstance(tx, _SqliteTx)
+            for place_id in sorted(gateway.places):
+                place = tx._c.execute(
+                    "SELECT org_id FROM places WHERE id = ?", (place_id,)
+                ).fetchone()
+                if place is None:
+                    raise ValueError(f"no asset or read point {place_id!r} is registered")
+                if place[0] != gateway.org_id:
+                    raise ValueError(
+                        f"{place_id!r} belongs to {place[0]}, not to {gateway.org_id}:"
+                        " a gateway reports only for its own organisation's places"
+                    )
+            if tx._c.execute("SELECT 1 FROM gateways WHERE id = ?", (gateway.id,)).fetchone():
+                raise ValueError(f"gateway {gateway.id!r} is enrolled already")
+            same_key = tx._c.execute(
+                "SELECT id FROM gateways WHERE public_key = ?", (gateway.public_key,)
+            ).fetchone()
+            if same_key is not None:
+                # Ever: a revoked key re-enrolled under a new id would be re-admitted.
+                raise ValueError(
+                    f"this public key was enrolled already, as gateway {same_key[0]!r};"
+                    " a key is enrolled at most once, ever: generate a new key"
+                )
+            tx._c.execute(
+                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     gateway.id,
                     gateway.org_id,
@@ -467,23 +540,64 @@ class SqliteLedger(LedgerStore):
                     gateway.enrolled_at,
                     gateway.revoked_at,
                     gateway.revoked_reason,
+                    json.dumps(sorted(gateway.places)),
+                    gateway.refused_from,
                 ),
             )
-        except sqlite3.IntegrityError as e:
-            raise ValueError(f"gateway {gateway.id!r} is enrolled already") from e
         return gateway
 
-    def revoke_gateway(self, gw: str, at: int, reason: str) -> Gateway:
-        # An earlier revocation stands: moving it later would re-admit batches.
-        n = self._write(
-            "UPDATE gateways SET revoked_at = MIN(COALESCE(revoked_at, ?), ?), revoked_reason = ?"
-            " WHERE id = ?",
-            (at, at, reason, gw),
-        )
+    def revoke_gateway(self, gw: str, at: int, reason: str, now: int) -> Gateway:
+        # An earlier revocation stands: moving it later would re-admit batches. Ingest
+        # refuses from max(at, now); batches accepted in [at, now) stay, flagged.
+        refused = max(at, now)
+        with self.transaction() as tx:
+            assert isinstance(tx, _SqliteTx)
+            n = tx._c.execute(
+                "UPDATE gateways SET revoked_at = MIN(COALESCE(revoked_at, ?), ?),"
+                " refused_from = MIN(COALESCE(refused_from, ?), ?), revoked_reason = ?"
+                " WHERE id = ?",
+                (at, at, refused, refused, reason, gw),
+            ).rowcount
+            if n:
+                tx._c.execute(
+                    "INSERT INTO revocations (gw, at, recorded_at, reason) VALUES (?,?,?,?)",
+                    (gw, at, now, reason),
+                )
         gateway = self.gateway(gw)
         if n == 0 or gateway is None:
             raise ValueError(f"no gateway {gw!r}")
         return gateway
+
+    def add_place(self, place: Place) -> Place:
+        if self.organisation(place.org_id) is None:
+            raise ValueError(f"no organisation {place.org_id!r}")
+        try:
+            self._write(
+                f"INSERT INTO places ({_PLACE_COLS}) VALUES (?,?,?,?,?)",
+                (place.id, place.org_id, place.kind, place.name, place.registered_at),
+            )
+        except sqlite3.IntegrityError as e:
+            owner = self.place(place.id)
+            whose = f" by {owner.org_id}" if owner is not None else ""
+            raise ValueError(f"{place.id!r} is registered already{whose}") from e
+        return place
+
+    def place(self, place_id: str) -> Place | None:
+        row = self._reads()._one(f"SELECT {_PLACE_COLS} FROM places WHERE id = ?", (place_id,))
+        return None if row is None else Place(*row)
+
+    def places(self, org_id: str | None = None) -> list[Place]:
+        sql = f"SELECT {_PLACE_COLS} FROM places"
+        args: tuple[Any, ...] = ()
+        if org_id is not None:
+            sql, args = sql + " WHERE org_id = ?", (org_id,)
+        return [Place(*r) for r in self._conn().execute(sql + " ORDER BY id", args)]
+
+    def gateway_by_key(self, public_key: str) -> Gateway | None:
+        row = self._reads()._one(
+            f"SELECT {_GW_COLS} FROM gateways WHERE public_key = ?", (public_key,)
+        )
+        return None if row is None else _gateway(row)
 
     def add_token(self, token: ApiToken) -> ApiToken:
         if self.organisation(token.org_id) is None:
@@ -717,6 +831,12 @@ class SqliteLedger(LedgerStore):
             (*given.values(), t_from, t_to, limit),
         )
         return [ScanEvent(*r) for r in rows]
+
+    def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
+        row = self._reads()._one(
+            f"SELECT {_SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq)
+        )
+        return None if row is None else ScanEvent(*row)
 
     def reading_stats(
         self, asset: str, t_from: int, t_to: int

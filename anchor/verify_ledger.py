@@ -32,15 +32,16 @@ from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_c
 from proofs.note import Checkpoint as CheckpointText
 from proofs.note import SignedNote
 from proofs.receipt import verify_receipt
-from proofs.records import Gap, manifest_from_json, record_from_json, verify
+from proofs.records import Gap, Reading, Scan, manifest_from_json, record_from_json, verify
 
 from . import log
+from .batch_verify import new_record
 from .checkpoints import CheckpointSigner
 from .errors import AnchorError, LedgerCorrupt
-from .ingest import before_first, check_apart, check_link
-from .store import ChainLink, LedgerStore
+from .ingest import before_first, check_apart, check_link, check_scope
+from .store import ChainLink, LedgerStore, NewRecord, StoredRecord
 
-__all__ = ["LedgerReport", "ProgressBar", "verify_ledger"]
+__all__ = ["FlaggedBatch", "LedgerReport", "ProgressBar", "verify_ledger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,19 @@ class LedgerReport:
     pending_batches: int = 0  # batch_seqs missing between stored batches of a gateway
     pending_holes: int = 0  # how many runs of missing batch_seqs
     pending_ranges: tuple[tuple[str, int, int], ...] = ()  # the first few: (gw, from, to)
+    # Batches accepted after their gateway's compromise time but before the revocation
+    # was recorded: kept (the log is append-only), reported, never inconsistent.
+    flagged: tuple[FlaggedBatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedBatch:
+    gw: str
+    batch_seq: int
+    leaf_index: int
+    accepted_at: int
+    compromised_since: int
+    records: int
 
 
 class ProgressBar:
@@ -149,6 +163,8 @@ def verify_ledger(
     wanted_sizes = {cp.size for cp in checkpoints}
     roots: dict[int, bytes] = {0: EMPTY_ROOT}
     batches_seen = 0
+    scans_seen = 0
+    flagged: list[FlaggedBatch] = []
     for index, batch in enumerate(store.batches()):
         where = f"log leaf {index} ({batch.gw} batch {batch.batch_seq})"
         if batch.leaf_index != index:
@@ -183,9 +199,21 @@ def verify_ledger(
             verify(manifest, key)
         except ProofsError as e:
             raise _fail(where, "manifest signature does not verify") from e
-        if gateway.revoked_by(batch.accepted_at):
-            raise _fail(where, "accepted after the gateway's revocation")
+        if gateway.refused_at(batch.accepted_at):
+            raise _fail(where, "accepted after the gateway's revocation was recorded")
         stored_records = store.batch_records(index)
+        if gateway.compromised_batch(batch.accepted_at):
+            assert gateway.revoked_at is not None
+            flagged.append(
+                FlaggedBatch(
+                    batch.gw,
+                    batch.batch_seq,
+                    index,
+                    batch.accepted_at,
+                    gateway.revoked_at,
+                    len(stored_records),
+                )
+            )
         gaps: list[tuple[int, int]] = []
         if batch.records_evicted:
             if stored_records:
@@ -196,6 +224,7 @@ def verify_ledger(
                     where, f"{len(stored_records)} records stored, manifest counts {manifest.count}"
                 )
             hashes = []
+            derived: list[NewRecord] = []
             for i, row in enumerate(stored_records):
                 rwhere = f"{where} record seq {row.seq}"
                 try:
@@ -211,6 +240,7 @@ def verify_ledger(
                 except ProofsError as e:
                     raise _fail(rwhere, "signature does not verify") from e
                 hashes.append(leaf_hash(row.json))
+                derived.append(_check_derived(store, rwhere, row, record, index, i))
                 if (
                     isinstance(record, Gap)
                     and record.reason == "evicted"
@@ -221,6 +251,11 @@ def verify_ledger(
             if MerkleTree(hashes).root().hex() != manifest.root:
                 raise _fail(where, "records do not reproduce the manifest root")
             records_seen += len(stored_records)
+            scans_seen += sum(1 for d in derived if d.scan is not None)
+            try:
+                check_scope(gateway, derived)
+            except AnchorError as e:
+                raise _fail(where, f"{e.code}: {e.detail}") from e
         if gaps:
             gap_index[(manifest.gw, manifest.batch_seq)] = gaps
         if batch.receipt_json is not None:
@@ -235,6 +270,12 @@ def verify_ledger(
     leaf_nodes = sum(1 for _ in store.leaf_hashes())
     if leaf_nodes != size:
         raise _fail("log", f"{leaf_nodes} leaf hashes stored for {size} batches")
+    # Rows that belong to no logged record would be read by queries all the same.
+    counts = store.table_counts()
+    if counts["records"] != records_seen:
+        raise _fail("records", f"{counts['records']} rows stored, {records_seen} in logged batches")
+    if counts["scans"] != scans_seen:
+        raise _fail("scans", f"{counts['scans']} rows stored, {scans_seen} scan records logged")
     step("log nodes")
     missing_batches, holes, ranges = _verify_chains(store, size, gap_index)
     step("chains")
@@ -279,8 +320,53 @@ def verify_ledger(
         previous = cp
         step(f"checkpoint {cp.height}")
     return LedgerReport(
-        size, records_seen, len(checkpoints), size, missing_batches, holes, tuple(ranges)
+        size,
+        records_seen,
+        len(checkpoints),
+        size,
+        missing_batches,
+        holes,
+        tuple(ranges),
+        tuple(flagged),
     )
+
+
+_DERIVED = ("type", "src", "asset", "t", "q", "val", "unit")
+
+
+def _check_derived(
+    store: LedgerStore,
+    where: str,
+    row: StoredRecord,
+    record: Reading | Scan | Gap,
+    leaf_index: int,
+    batch_index: int,
+) -> NewRecord:
+    """The columns queries read (values, assets, times, scan keys) are exactly what the
+    signed canonical bytes say: an edited row is named, not served."""
+    derived = new_record(record, row.json)
+    for name in _DERIVED:
+        if getattr(row, name) != getattr(derived, name):
+            raise _fail(
+                where,
+                f"stored column {name!r} is {getattr(row, name)!r} but the signed record"
+                f" says {getattr(derived, name)!r}",
+            )
+    if (row.batch_leaf, row.batch_index) != (leaf_index, batch_index):
+        raise _fail(where, "stored batch position differs from its place in the batch")
+    scan = store.scan_event(row.gw, row.seq)
+    if scan != derived.scan:
+        raise _fail(
+            where,
+            "the scan index row differs from the signed scan"
+            if scan is not None and derived.scan is not None
+            else (
+                "a scan index row exists for a record that is not a scan"
+                if scan is not None
+                else "the scan index row of this scan is missing"
+            ),
+        )
+    return derived
 
 
 _RANGES_SHOWN = 5

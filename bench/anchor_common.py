@@ -241,13 +241,17 @@ def build_chains(
 
 
 def enroll_keys(node: Node, chains: Sequence[tuple[str, str, list[bytes]]], asset: str) -> None:
-    from anchor.auth import enroll_gateway
+    from anchor.auth import enroll_gateway, register_place
     from anchor.store_sqlite import SqliteLedger
 
     store = SqliteLedger(node.config.db_file)
     try:
+        now = int(time.time() * 1000)
+        for place in (asset, "dock-3", "urn:bench:dock-1"):
+            if store.place(place) is None:
+                register_place(store, place, ORG, "asset", now)
         for gw, pub, _ in chains:
-            enroll_gateway(store, gw, ORG, pub, asset, int(time.time() * 1000))
+            enroll_gateway(store, gw, ORG, pub, asset, now, ["dock-3", "urn:bench:dock-1"])
     finally:
         store.close()
 

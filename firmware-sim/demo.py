@@ -202,17 +202,9 @@ def _gateways(workdir: Path, tty: Path, broker_port: int) -> list[GatewayNode]:
         sensors=[{"id": "z2m-packhall-1", "asset": "line-4"}],
         scanners=[
             {"id": "line-4-scanner", "read_point": "line-4", "step": "packing", "asset": "line-4"},
-            # The dock scanner loads onto the truck: the lot's holder becomes truck-07.
-            {
-                "id": "dock-1-scanner",
-                "read_point": "dock-1",
-                "step": "loading",
-                "asset": "truck-07",
-            },
         ],
         sources=[
             scanner("line-4-scanner"),
-            scanner("dock-1-scanner"),
             mqtt(
                 "packhall-broker",
                 [{"pattern": "zigbee2mqtt/+", "adapter": "zigbee2mqtt", "sensor": "z2m-{1}"}],
@@ -235,7 +227,18 @@ def _gateways(workdir: Path, tty: Path, broker_port: int) -> list[GatewayNode]:
             {"id": "truck-07-cargo", "asset": "truck-07"},
             {"id": "ruuvi-cargo-tag", "asset": "truck-07"},
         ],
+        # The driver's handheld loads the pallet at line 4's dock 1: the truck's own
+        # gateway takes custody (a gateway may only name its organisation's places).
+        scanners=[
+            {
+                "id": "dock-1-scanner",
+                "read_point": "truck-07-door",
+                "step": "loading",
+                "asset": "truck-07",
+            },
+        ],
         sources=[
+            scanner("dock-1-scanner"),
             {
                 "kind": "serial-sensor",
                 "name": "reefer-logger",

@@ -260,11 +260,28 @@ class AnchorNode:
     def add_org(self, org: str, name: str) -> None:
         self.cli("org", "add", org, "--name", name)
 
-    def enroll(self, org: str, gw: str, public_key: str, asset: str) -> None:
-        self.cli(
-            "gateway", "enroll", "--org", org, "--id", gw, "--public-key", public_key,
-            "--asset", asset,
-        )  # fmt: skip
+    def register(self, org: str, kind: str, place: str) -> None:
+        """``coldtrail-anchor asset|read-point add``, unless ``org`` has it already (a
+        place id is one place: a cold room may be an asset and a scanner's read point)."""
+        for listed_kind in ("asset", "read-point"):
+            listed = self.cli(listed_kind, "list", "--org", org).stdout.split("\n")
+            if any(line.split("\t")[0] == place for line in listed):
+                return
+        self.cli(kind, "add", "--org", org, "--id", place)
+
+    def enroll(
+        self, org: str, gw: str, public_key: str, asset: str, read_points: Sequence[str] = (),
+        assets: Sequence[str] = (),
+    ) -> None:
+        """Register the organisation's places the gateway reports for, then enrol it."""
+        scope: list[str] = []
+        for kind, places in (("asset", [asset, *assets]), ("read-point", read_points)):
+            flag = "--" + kind
+            for place in dict.fromkeys(places):
+                self.register(org, kind, place)
+                if place not in scope:
+                    scope += [flag, place]
+        self.cli("gateway", "enroll", "--org", org, "--id", gw, "--public-key", public_key, *scope)
 
     def token(self, org: str, role: str = "gateway") -> str:
         return self.cli("token", "create", "--org", org, "--role", role).stdout.strip()
@@ -379,7 +396,9 @@ class GatewayNode:
             raise RuntimeError(f"coldtrail-gateway init ({self.gw}): {result.stderr.strip()}")
         info = json.loads(result.stdout)
         self.public_key = str(info["public_key"])
-        anchor.enroll(self.org, self.gw, self.public_key, self.asset)
+        assets = [str(e["asset"]) for e in (*self.sensors, *self.scanners) if e.get("asset")]
+        read_points = [str(s["read_point"]) for s in self.scanners if s.get("read_point")]
+        anchor.enroll(self.org, self.gw, self.public_key, self.asset, read_points, assets)
         write_secret(self.state_dir / "anchor.token", token + "\n")
 
     def run(

@@ -16,7 +16,7 @@ from anchor.store_sqlite import SqliteLedger
 from proofs.merkle import verify_consistency, verify_inclusion
 from proofs.note import Checkpoint, NoteVerifier, SignedNote
 from proofs.receipt import verify_receipt
-from support.batches import GatewaySim, Node, auth, make_node
+from support.batches import GatewaySim, Node, auth, make_node, register_and_enroll
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -184,9 +184,7 @@ async def test_two_gateways_interleave(
 ) -> None:
     other = GatewaySim(gw="coldroom-3", asset="coldroom-3")
     store = client.app[STORE]
-    from anchor.auth import enroll_gateway
-
-    enroll_gateway(store, other.gw, "acme", other.public_key_b64, other.asset, 0)
+    register_and_enroll(store, other.gw, "acme", other.public_key_b64, other.asset, 0)
     for sim in (node.gateway, other, node.gateway, other):
         _, body = sim.readings_batch(2)
         resp = await post(client, node.gateway_token, body)
@@ -199,12 +197,10 @@ async def test_concurrent_ingests_share_commits_and_all_get_valid_receipts(
 ) -> None:
     import asyncio
 
-    from anchor.auth import enroll_gateway
-
     store = client.app[STORE]
     sims = [GatewaySim(gw=f"van-{i:02d}", asset=f"van-{i:02d}") for i in range(8)]
     for sim in sims:
-        enroll_gateway(store, sim.gw, "acme", sim.public_key_b64, sim.asset, 0)
+        register_and_enroll(store, sim.gw, "acme", sim.public_key_b64, sim.asset, 0)
     batches = [sim.readings_batch(4) for sim in sims]
     resps = await asyncio.gather(*(post(client, node.gateway_token, b) for _, b in batches))
     leaves = set()

@@ -44,11 +44,20 @@ def test_init_enroll_token_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run(capsys, *c, "init")[1] == out
     assert run(capsys, *c, "org", "add", "acme", "--name", "Acme Foods")[0] == 0
     sim = GatewaySim()
-    code, out, _ = run(
+    code, out, err = run(
         capsys, *c, "gateway", "enroll", "--org", "acme", "--id", sim.gw,
         "--public-key", sim.public_key_b64, "--asset", "truck-07",
     )  # fmt: skip
-    assert code == 0 and sim.key.key_id in out
+    assert code == 1 and "no asset or read point 'truck-07' is registered" in err
+    assert run(capsys, *c, "asset", "add", "--org", "acme", "--id", "truck-07")[0] == 0
+    assert run(capsys, *c, "read-point", "add", "--org", "acme", "--id", "dock-3")[0] == 0
+    code, out, _ = run(capsys, *c, "asset", "list")
+    assert code == 0 and out.split("\t")[:2] == ["truck-07", "acme"]
+    code, out, _ = run(
+        capsys, *c, "gateway", "enroll", "--org", "acme", "--id", sim.gw,
+        "--public-key", sim.public_key_b64, "--asset", "truck-07", "--read-point", "dock-3",
+    )  # fmt: skip
+    assert code == 0 and sim.key.key_id in out and "dock-3, truck-07" in out
     code, out, err = run(capsys, *c, "token", "create", "--org", "acme", "--role", "gateway")
     assert code == 0 and out.startswith("ct_") and "shown only once" in err
     token_id = out.split("_")[1]
@@ -59,6 +68,12 @@ def test_init_enroll_token_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, *c, "gateway", "revoke", "--id", sim.gw, "--at",
                        "2026-01-01T00:00:00Z")  # fmt: skip
     assert code == 0
+    # The revoked key can never come back under another id.
+    code, _, err = run(
+        capsys, *c, "gateway", "enroll", "--org", "acme", "--id", "truck-07b",
+        "--public-key", sim.public_key_b64, "--asset", "truck-07",
+    )  # fmt: skip
+    assert code == 1 and "at most once" in err
     code, out, err = run(capsys, *c, "checkpoint")
     assert code == 0 and out.startswith("coldtrail.example/log\n0\n")
     code, out, err = run(capsys, *c, "verify-ledger")

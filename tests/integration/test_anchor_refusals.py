@@ -165,7 +165,9 @@ async def test_seq_hole_without_a_gap_record(client: Client, node: Node) -> None
 
 
 async def test_revoked_gateway(client: Client, node: Node) -> None:
-    store_of(client).revoke_gateway(node.gateway.gw, int(time.time() * 1000) - 1, "stolen")
+    store_of(client).revoke_gateway(
+        node.gateway.gw, int(time.time() * 1000) - 1, "stolen", int(time.time() * 1000)
+    )
     _, b = node.gateway.readings_batch(1)
     await refused(client, "revoked", 403, b, token=node.gateway_token)
     # The batch accepted before the revocation stays in the log.
@@ -174,7 +176,9 @@ async def test_revoked_gateway(client: Client, node: Node) -> None:
 
 
 async def test_revocation_dated_ahead_still_admits_batches(client: Client, node: Node) -> None:
-    store_of(client).revoke_gateway(node.gateway.gw, int(time.time() * 1000) + 3_600_000, "")
+    store_of(client).revoke_gateway(
+        node.gateway.gw, int(time.time() * 1000) + 3_600_000, "", int(time.time() * 1000)
+    )
     _, b = node.gateway.readings_batch(1)
     resp = await client.post(
         "/v1/batches",
@@ -261,8 +265,11 @@ async def test_malformed_bodies(client: Client, node: Node, payload: bytes) -> N
 async def test_records_of_another_gateway_in_the_batch(client: Client, node: Node) -> None:
     gw = node.gateway
     store = store_of(client)
+    # Signed with this gateway's own key, naming another gateway. (That other gateway
+    # cannot be enrolled with the same key: a key is enrolled once, ever.)
     other = GatewaySim(gw="truck-08", key=gw.key, seq=gw.seq)
-    enroll_gateway(store, "truck-08", "acme", other.public_key_b64, None, T0)
+    with pytest.raises(ValueError, match="at most once"):
+        enroll_gateway(store, "truck-08", "acme", other.public_key_b64, None, T0)
     records = [other.reading()]
     gw.seq = other.seq
     m = gw.manifest(records)

@@ -9,6 +9,7 @@ organisation, an enrolled gateway, tokens) the way the CLI does.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,30 @@ class Node:
     gateway: GatewaySim
 
 
+def register_and_enroll(
+    store: Any,
+    gw: str,
+    org: str,
+    public_key_b64: str,
+    asset: str | None,
+    now: int,
+    places: Iterable[str] = (),
+) -> Any:
+    """Register ``org``'s places that are not registered yet, then enrol the gateway
+    for ``asset`` (its home) and ``places`` (docs/adr/0311)."""
+    from anchor.auth import enroll_gateway, register_place
+
+    scope = [p for p in dict.fromkeys([*([asset] if asset else []), *places])]
+    for place in scope:
+        if store.place(place) is None:
+            register_place(store, place, org, "asset", now)
+    return enroll_gateway(store, gw, org, public_key_b64, asset, now, scope)
+
+
 def make_node(
     tmp: Path, gateway: GatewaySim | None = None, org: str = "acme", **overrides: Any
 ) -> Node:
-    from anchor.auth import enroll_gateway, issue_token
+    from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
     from anchor.store_sqlite import SqliteLedger
@@ -177,7 +198,9 @@ def make_node(
     store = SqliteLedger(config.db_file)
     try:
         store.add_organisation(org, org.title(), T0)
-        enroll_gateway(store, gateway.gw, org, gateway.public_key_b64, gateway.asset, T0)
+        register_and_enroll(
+            store, gateway.gw, org, gateway.public_key_b64, gateway.asset, T0, ["dock-3"]
+        )
         tokens = [
             issue_token(store, org, role, T0)[0] for role in ("gateway", "operator", "auditor")
         ]

@@ -232,10 +232,11 @@ def records_of(source: MemoryProvenanceSource) -> Iterable[Record]:
 def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]]:
     """An initialised anchor data directory with the journey's organisations and gateways
     enrolled; returns the config and a gateway-role token per organisation."""
-    from anchor.auth import enroll_gateway, issue_token
+    from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
     from anchor.store_sqlite import SqliteLedger
+    from support.batches import register_and_enroll
 
     config = load_config(None, env={}, data_dir=str(data_dir), checkpoint_interval_s=0.5)
     init_node(config)
@@ -248,7 +249,12 @@ def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]
             tokens[org + ":auditor"] = issue_token(store, org, "auditor", T0)[0]
             tokens[org + ":operator"] = issue_token(store, org, "operator", T0)[0]
         for g in journey.gateways.values():
-            enroll_gateway(store, g.id, g.org, g.key.public_key.to_base64(), g.asset, T0)
+            named = {r.asset for r in g.records if r.asset} | {
+                r.rp for r in g.records if isinstance(r, Scan)
+            }
+            register_and_enroll(
+                store, g.id, g.org, g.key.public_key.to_base64(), g.asset, T0, sorted(named)
+            )
     finally:
         store.close()
     return config, tokens

@@ -74,9 +74,69 @@ def test_revocation_can_only_move_earlier(store: SqliteLedger) -> None:
 
     key = SigningKey.generate().public_key.to_base64()
     enroll_gateway(store, "gw-1", "acme", key, None, 0)
-    assert store.revoke_gateway("gw-1", 100, "lost").revoked_at == 100
-    assert store.revoke_gateway("gw-1", 200, "again").revoked_at == 100
-    assert store.revoke_gateway("gw-1", 50, "earlier").revoked_at == 50
+    assert store.revoke_gateway("gw-1", 100, "lost", 1000).revoked_at == 100
+    assert store.revoke_gateway("gw-1", 200, "again", 2000).revoked_at == 100
+    g = store.revoke_gateway("gw-1", 50, "earlier", 3000)
+    assert g.revoked_at == 50
+    # Ingest refused from when the first revocation was recorded; batches accepted
+    # between the compromise time and then are kept, flagged.
+    assert g.refused_from == 1000
+    assert g.compromised_batch(60) and g.compromised_batch(999)
+    assert not g.compromised_batch(49) and not g.compromised_batch(1000)
+    assert g.refused_at(1000) and not g.refused_at(999)
+
+
+def test_a_public_key_is_enrolled_at_most_once_ever(store: SqliteLedger) -> None:
+    from anchor.auth import enroll_gateway
+    from proofs.keys import SigningKey
+
+    key = SigningKey.generate().public_key.to_base64()
+    enroll_gateway(store, "gw-1", "acme", key, None, 0)
+    store.revoke_gateway("gw-1", 10, "stolen", 10)
+    with pytest.raises(ValueError, match="enrolled at most once"):
+        enroll_gateway(store, "gw-2", "acme", key, None, 20)
+    assert store.gateway("gw-2") is None
+    assert store.gateway_by_key(key) is not None
+
+
+def test_places_belong_to_one_organisation_and_scope_enrolments(store: SqliteLedger) -> None:
+    from anchor.auth import add_organisation, enroll_gateway, register_place
+    from proofs.errors import FormatError
+    from proofs.keys import SigningKey
+
+    add_organisation(store, "north", "Northside Cold", 0)
+    register_place(store, "cold-room-3", "north", "asset", 0)
+    register_place(store, "truck-07", "acme", "asset", 0)
+    with pytest.raises(ValueError, match="registered already by north"):
+        register_place(store, "cold-room-3", "acme", "asset", 0)
+    with pytest.raises(FormatError):
+        register_place(store, "cold-room-3\n", "acme", "asset", 0)
+    key = SigningKey.generate().public_key.to_base64()
+    with pytest.raises(ValueError, match="belongs to north"):
+        enroll_gateway(store, "gw-1", "acme", key, "truck-07", 0, ["cold-room-3"])
+    with pytest.raises(ValueError, match="no asset or read point 'dock-9'"):
+        enroll_gateway(store, "gw-1", "acme", key, "truck-07", 0, ["dock-9"])
+    assert store.gateway("gw-1") is None
+    g = enroll_gateway(store, "gw-1", "acme", key, "truck-07", 0)
+    assert g.places == {"truck-07"} and store.gateway("gw-1") == g
+    assert [p.id for p in store.places("north")] == ["cold-room-3"]
+
+
+@pytest.mark.parametrize("bad", ["acme\n", "", "a b", "x" * 129])
+def test_organisation_ids_follow_the_identifier_rule(store: SqliteLedger, bad: str) -> None:
+    from anchor.auth import add_organisation
+    from proofs.errors import FormatError
+
+    with pytest.raises(FormatError):
+        add_organisation(store, bad, None, 0)
+
+
+def test_organisation_names_are_clean(store: SqliteLedger) -> None:
+    from anchor.auth import add_organisation
+    from proofs.errors import FormatError
+
+    with pytest.raises(FormatError):
+        add_organisation(store, "evil", "Evil\u202eCorp", 0)
 
 
 def test_cold_chain_ranges_from_config_reach_the_provenance_answer() -> None:
