@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -24,6 +25,13 @@ from proofs.identifiers import check_identifier, check_name
 from proofs.keys import PublicKey
 
 from .errors import AnchorError
+from .registry import (
+    Attest,
+    Revocation,
+    enrolment_statement,
+    place_statement,
+    revocation_statement,
+)
 from .store import PLACE_KINDS, ROLES, ApiToken, Gateway, LedgerStore, Organisation, Place
 
 __all__ = [
@@ -35,6 +43,7 @@ __all__ = [
     "parse_token",
     "register_place",
     "require_role",
+    "revoke_gateway",
 ]
 
 _TOKEN = re.compile(r"ct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
@@ -107,14 +116,25 @@ def add_organisation(store: LedgerStore, org_id: str, name: str | None, now: int
 
 
 def register_place(
-    store: LedgerStore, place_id: str, org_id: str, kind: str, now: int, name: str | None = None
+    store: LedgerStore,
+    place_id: str,
+    org_id: str,
+    kind: str,
+    now: int,
+    name: str | None = None,
+    attest: Attest | None = None,
 ) -> Place:
-    """Register an asset or read point as ``org_id``'s (an id is registered once, ever)."""
+    """Register an asset or read point as ``org_id``'s (an id is registered once, ever).
+
+    ``attest`` signs the row with the log key so that verify-ledger proves it."""
     check_identifier(place_id, f"an {kind} id" if kind == "asset" else f"a {kind} id")
     if kind not in PLACE_KINDS:
         raise ValueError(f"a place is one of {', '.join(sorted(PLACE_KINDS))}, not {kind!r}")
     label = check_name(name or place_id, "a place name")
-    return store.add_place(Place(place_id, org_id, kind, label, now))
+    place = Place(place_id, org_id, kind, label, now)
+    if attest is not None:
+        place = dataclasses.replace(place, attestation=attest(place_statement(place)))
+    return store.add_place(place)
 
 
 def enroll_gateway(
@@ -125,6 +145,7 @@ def enroll_gateway(
     asset: str | None,
     now: int,
     places: Iterable[str] = (),
+    attest: Attest | None = None,
 ) -> Gateway:
     """Enrol a key for ``gw``: its records may name ``asset`` (its home, the holder of
     records that name none) and ``places``, all registered to ``org_id``."""
@@ -139,7 +160,15 @@ def enroll_gateway(
         key = PublicKey.from_base64(public_key_b64.strip())
     except (KeyError_, binascii.Error) as e:
         raise ValueError(f"public key: {e}") from e
-    gateway = Gateway(
-        gw, org_id, key.to_base64(), key.key_id, asset, now, places=frozenset(scope)
-    )
+    gateway = Gateway(gw, org_id, key.to_base64(), key.key_id, asset, now, places=frozenset(scope))
+    if attest is not None:
+        gateway = dataclasses.replace(gateway, attestation=attest(enrolment_statement(gateway)))
     return store.enroll_gateway(gateway)
+
+
+def revoke_gateway(
+    store: LedgerStore, gw: str, at: int, reason: str, now: int, attest: Attest | None = None
+) -> Gateway:
+    """Record that ``gw``'s key is compromised from ``at`` (docs/adr/0309, 0311)."""
+    statement = revocation_statement(Revocation(gw, at, now, reason))
+    return store.revoke_gateway(gw, at, reason, now, attest(statement) if attest else "")

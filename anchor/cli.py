@@ -24,10 +24,17 @@ from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
 
 from .app import INGESTOR, create_app, open_signer
-from .auth import add_organisation, enroll_gateway, issue_token, register_place
+from .auth import (
+    add_organisation,
+    enroll_gateway,
+    issue_token,
+    register_place,
+    revoke_gateway,
+)
 from .checkpoints import sign_checkpoint
 from .config import AnchorConfig, load_config
 from .errors import ConfigError, LedgerCorrupt
+from .registry import Attest, attester
 from .sd_notify import notify, watchdog_loop
 from .store import ROLES
 from .store_sqlite import SqliteLedger
@@ -184,6 +191,11 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
         store.close()
 
 
+def _attest(config: AnchorConfig) -> Attest:
+    """Registry rows are signed with the log key (docs/adr/0311)."""
+    return attester(open_signer(config).log_key)
+
+
 def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) -> int:
     cmd, action = args.command, getattr(args, "action", None)
     now = _now_ms()
@@ -194,7 +206,7 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
         for o in store.organisations():
             print(f"{o.id}\t{o.name}")
     elif cmd in ("asset", "read-point") and action == "add":
-        p = register_place(store, args.id, args.org, cmd, now, args.name)
+        p = register_place(store, args.id, args.org, cmd, now, args.name, _attest(config))
         print(f"{p.kind} {p.id} registered for {p.org_id}")
     elif cmd in ("asset", "read-point") and action == "list":
         for p in store.places(args.org):
@@ -203,13 +215,20 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) 
     elif cmd == "gateway" and action == "enroll":
         home = args.asset[0] if args.asset else None
         g = enroll_gateway(
-            store, args.id, args.org, args.public_key, home, now, [*args.asset, *args.read_point]
+            store,
+            args.id,
+            args.org,
+            args.public_key,
+            home,
+            now,
+            [*args.asset, *args.read_point],
+            _attest(config),
         )
         scope = ", ".join(sorted(g.places)) or "no asset or read point"
         print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}; it reports for {scope}")
     elif cmd == "gateway" and action == "revoke":
         at = args.at if args.at is not None else now
-        g = store.revoke_gateway(args.id, at, args.reason, now)
+        g = revoke_gateway(store, args.id, at, args.reason, now, _attest(config))
         print(f"gateway {g.id} revoked from {g.revoked_at} ms")
         if at < now:
             print(

@@ -27,6 +27,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from proofs.bundle import BatchProof, build_bundle
@@ -46,6 +47,7 @@ __all__ = [
     "ANOMALY_KINDS",
     "ClockAnomaly",
     "ColdChainRange",
+    "CompromisedUse",
     "CustodyInterval",
     "Excursion",
     "ProvenanceAnswer",
@@ -61,6 +63,7 @@ __all__ = [
     "assemble_bundle",
     "build_custody",
     "find_clock_anomalies",
+    "find_compromised",
     "gs1_check_digit_ok",
     "parse_gs1_text",
     "parse_gtin",
@@ -630,6 +633,7 @@ class ProvenanceAnswer:
     anomaly_count: int
     proof_keys: list[tuple[str, int]]
     scans_truncated: bool = False
+    compromised: list[CompromisedUse] = field(default_factory=list)
 
     @property
     def all_points(self) -> list[ReadingPoint]:
@@ -662,7 +666,56 @@ class ProvenanceAnswer:
             "clock_anomaly_count": self.anomaly_count,
             "scans_truncated": self.scans_truncated,
             "proven_records": len(self.proof_keys),
+            "compromised": [c.to_json() for c in self.compromised],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CompromisedUse:
+    """Records an answer uses from a gateway after its compromise time: logged before
+    the revocation was recorded, so kept (the log is append-only), and said so."""
+
+    gw: str
+    since: int  # the compromise time the revocation gave, ms
+    records: int
+
+    def reason(self) -> str:
+        return (
+            f"{self.records} record(s) from gateway {self.gw} were anchored after its key"
+            f" was compromised ({fmt_ms(self.since)}) and may be forged"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gw": self.gw, "compromised_since": self.since, "records": self.records}
+
+
+_MAX_COMPROMISED_BATCHES = 10_000
+
+
+def find_compromised(
+    source: ProvenanceSource, used: Iterable[tuple[str, int]]
+) -> list[CompromisedUse]:
+    """Which of the ``(gw, seq)`` records used come from batches of a revoked gateway
+    accepted at or after its compromise time."""
+    by_gw: dict[str, list[int]] = defaultdict(list)
+    for gw, seq in used:
+        by_gw[gw].append(seq)
+    out: list[CompromisedUse] = []
+    for gw in sorted(by_gw):
+        info = source.gateway(gw)
+        if info is None or info.revoked_at is None:
+            continue
+        ranges = source.compromised_ranges(gw, info.revoked_at, _MAX_COMPROMISED_BATCHES)
+        if not ranges:
+            continue
+        n = sum(1 for seq in by_gw[gw] if any(a <= seq <= b for a, b in ranges))
+        if n:
+            out.append(CompromisedUse(gw, info.revoked_at, n))
+    return out
+
+
+def fmt_ms(t: int) -> str:
+    return datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def answer_for_subject(
@@ -723,6 +776,13 @@ def answer_for_subject(
         [e for ia in intervals for e in ia.analysis.excursions],
         holes,
     )
+    used = {(p.gw, p.seq) for ia in intervals for p in ia.points}
+    used |= {(s.gw, s.seq) for s in scans} | {(g.gw, g.seq) for g in gaps}
+    compromised = find_compromised(source, used)
+    if compromised:
+        # Evidence that may be forged can never make a lot pass.
+        status = verdict.status if verdict.status in ("fail", "no-data") else "incomplete"
+        verdict = Verdict(status, (*verdict.reasons, *(c.reason() for c in compromised)))
     keys = choose_proof_records(intervals, scans, gaps, config)
     return ProvenanceAnswer(
         subject=subject,
@@ -736,6 +796,7 @@ def answer_for_subject(
         anomaly_count=len(anomalies),
         proof_keys=keys,
         scans_truncated=scans_truncated,
+        compromised=compromised,
     )
 
 

@@ -258,6 +258,14 @@ class LedgerProvenanceSource:
         b = self._store.batch(stored.batch_leaf)
         return _batch_info(b) if b else None
 
+    def compromised_ranges(self, gw: str, since: int, limit: int) -> list[tuple[int, int]]:
+        rows = self._conn().execute(
+            "SELECT first_seq, last_seq FROM batches WHERE gw = ? AND accepted_at >= ?"
+            " AND records_evicted = 0 ORDER BY batch_seq LIMIT ?",
+            (gw, since, limit),
+        )
+        return [(int(a), int(b)) for a, b in rows]
+
     def batch_manifest(self, gw: str, batch_seq: int) -> Manifest | None:
         b = self._store.batch_by_seq(gw, batch_seq)
         return manifest_from_json(b.manifest_json) if b else None

@@ -200,6 +200,11 @@ class ProvenanceSource(Protocol):
 
     def batch_of(self, gw: str, seq: int) -> BatchInfo | None: ...
 
+    def compromised_ranges(self, gw: str, since: int, limit: int) -> list[tuple[int, int]]:
+        """``(first_seq, last_seq)`` of ``gw``'s batches accepted at or after ``since``
+        (its compromise time): their records are served, and flagged."""
+        ...
+
     def batch_manifest(self, gw: str, batch_seq: int) -> Manifest | None: ...
 
     def batch_leaf_hashes(self, gw: str, batch_seq: int) -> list[bytes]:
@@ -366,6 +371,13 @@ class MemoryProvenanceSource:
             ),
             None,
         )
+
+    def compromised_ranges(self, gw: str, since: int, limit: int) -> list[tuple[int, int]]:
+        return [
+            (b.info.first_seq, b.info.last_seq)
+            for b in self._batches
+            if b.info.gw == gw and b.info.accepted_at >= since
+        ][:limit]
 
     def batch_manifest(self, gw: str, batch_seq: int) -> Manifest | None:
         b = self._batch(gw, batch_seq)

@@ -72,6 +72,7 @@ class Place:
     kind: str  # "asset" or "read-point"
     name: str
     registered_at: int
+    attestation: str = ""  # the log key's signature over its statement (anchor.registry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class Gateway:
     # Batches accepted at or after this were refused by ingest: the earliest
     # max(revocation time, time the revocation was recorded) of its revocations.
     refused_from: int | None = None
+    attestation: str = ""  # the log key's signature over the enrolment (anchor.registry)
 
     def revoked_by(self, t_ms: int) -> bool:
         """Whether the key is revoked at ``t_ms`` (a revocation may be dated ahead)."""
@@ -318,8 +320,14 @@ class LedgerStore(abc.ABC):
     def enroll_gateway(self, gateway: Gateway) -> Gateway: ...
 
     @abc.abstractmethod
-    def revoke_gateway(self, gw: str, at: int, reason: str, now: int) -> Gateway:
+    def revoke_gateway(
+        self, gw: str, at: int, reason: str, now: int, attestation: str = ""
+    ) -> Gateway:
         """Record a revocation from ``at`` made at ``now``; the earliest ``at`` stands."""
+
+    @abc.abstractmethod
+    def revocations(self) -> list[tuple[str, int, int, str, str]]:
+        """Every revocation ever recorded: ``(gw, at, recorded_at, reason, attestation)``."""
 
     @abc.abstractmethod
     def add_place(self, place: Place) -> Place: ...

@@ -51,18 +51,21 @@ CREATE TABLE IF NOT EXISTS gateways (
     org_id TEXT NOT NULL REFERENCES organisations(id),
     public_key TEXT NOT NULL, key_id TEXT NOT NULL, asset TEXT,
     enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoked_reason TEXT NOT NULL DEFAULT '',
-    places TEXT NOT NULL DEFAULT '[]', refused_from INTEGER);
+    places TEXT NOT NULL DEFAULT '[]', refused_from INTEGER,
+    attestation TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS gateways_org ON gateways(org_id);
 CREATE UNIQUE INDEX IF NOT EXISTS gateways_public_key ON gateways(public_key);
 CREATE TABLE IF NOT EXISTS places (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organisations(id),
     kind TEXT NOT NULL CHECK (kind IN ('asset', 'read-point')),
-    name TEXT NOT NULL, registered_at INTEGER NOT NULL);
+    name TEXT NOT NULL, registered_at INTEGER NOT NULL,
+    attestation TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS places_org ON places(org_id);
 CREATE TABLE IF NOT EXISTS revocations (
     gw TEXT NOT NULL REFERENCES gateways(id), at INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '');
+    recorded_at INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    attestation TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organisations(id),
@@ -114,9 +117,9 @@ _SCAN_COLS = "gw, seq, t, src, asset, rp, step, gtin, lot, sscc, serial"
 _CP_COLS = "height, size, root, note, signed_at, cosignatures, final, entries"
 _GW_COLS = (
     "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revoked_reason, places,"
-    " refused_from"
+    " refused_from, attestation"
 )
-_PLACE_COLS = "id, org_id, kind, name, registered_at"
+_PLACE_COLS = "id, org_id, kind, name, registered_at, attestation"
 _TOKEN_COLS = "id, org_id, role, token_hash, created_at, revoked_at, label"  # noqa: S105
 
 
@@ -207,6 +210,7 @@ def _gateway(row: Any) -> Gateway:
         row[7],
         places=frozenset(p for p in places if isinstance(p, str)),
         refused_from=row[9],
+        attestation=row[10],
     )
 
 
@@ -405,6 +409,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """
     conn.execute("ALTER TABLE gateways ADD COLUMN places TEXT NOT NULL DEFAULT '[]'")
     conn.execute("ALTER TABLE gateways ADD COLUMN refused_from INTEGER")
+    conn.execute("ALTER TABLE gateways ADD COLUMN attestation TEXT NOT NULL DEFAULT ''")
     conn.execute(
         "UPDATE gateways SET refused_from = revoked_at,"
         " places = CASE WHEN asset IS NULL THEN '[]' ELSE json_array(asset) END"
@@ -530,7 +535,7 @@ class SqliteLedger(LedgerStore):
                     " a key is enrolled at most once, ever: generate a new key"
                 )
             tx._c.execute(
-                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     gateway.id,
                     gateway.org_id,
@@ -542,11 +547,14 @@ class SqliteLedger(LedgerStore):
                     gateway.revoked_reason,
                     json.dumps(sorted(gateway.places)),
                     gateway.refused_from,
+                    gateway.attestation,
                 ),
             )
         return gateway
 
-    def revoke_gateway(self, gw: str, at: int, reason: str, now: int) -> Gateway:
+    def revoke_gateway(
+        self, gw: str, at: int, reason: str, now: int, attestation: str = ""
+    ) -> Gateway:
         # An earlier revocation stands: moving it later would re-admit batches. Ingest
         # refuses from max(at, now); batches accepted in [at, now) stay, flagged.
         refused = max(at, now)
@@ -560,8 +568,9 @@ class SqliteLedger(LedgerStore):
             ).rowcount
             if n:
                 tx._c.execute(
-                    "INSERT INTO revocations (gw, at, recorded_at, reason) VALUES (?,?,?,?)",
-                    (gw, at, now, reason),
+                    "INSERT INTO revocations (gw, at, recorded_at, reason, attestation)"
+                    " VALUES (?,?,?,?,?)",
+                    (gw, at, now, reason, attestation),
                 )
         gateway = self.gateway(gw)
         if n == 0 or gateway is None:
@@ -573,8 +582,15 @@ class SqliteLedger(LedgerStore):
             raise ValueError(f"no organisation {place.org_id!r}")
         try:
             self._write(
-                f"INSERT INTO places ({_PLACE_COLS}) VALUES (?,?,?,?,?)",
-                (place.id, place.org_id, place.kind, place.name, place.registered_at),
+                f"INSERT INTO places ({_PLACE_COLS}) VALUES (?,?,?,?,?,?)",
+                (
+                    place.id,
+                    place.org_id,
+                    place.kind,
+                    place.name,
+                    place.registered_at,
+                    place.attestation,
+                ),
             )
         except sqlite3.IntegrityError as e:
             owner = self.place(place.id)
@@ -592,6 +608,13 @@ class SqliteLedger(LedgerStore):
         if org_id is not None:
             sql, args = sql + " WHERE org_id = ?", (org_id,)
         return [Place(*r) for r in self._conn().execute(sql + " ORDER BY id", args)]
+
+    def revocations(self) -> list[tuple[str, int, int, str, str]]:
+        rows = self._conn().execute(
+            "SELECT gw, at, recorded_at, reason, attestation FROM revocations"
+            " ORDER BY gw, recorded_at, rowid"
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def gateway_by_key(self, public_key: str) -> Gateway | None:
         row = self._reads()._one(

@@ -39,6 +39,13 @@ from .batch_verify import new_record
 from .checkpoints import CheckpointSigner
 from .errors import AnchorError, LedgerCorrupt
 from .ingest import before_first, check_apart, check_link, check_scope
+from .registry import (
+    Revocation,
+    enrolment_statement,
+    place_statement,
+    revocation_statement,
+    verify_attestation,
+)
 from .store import ChainLink, LedgerStore, NewRecord, StoredRecord
 
 __all__ = ["FlaggedBatch", "LedgerReport", "ProgressBar", "verify_ledger"]
@@ -153,6 +160,7 @@ def verify_ledger(
 
     log_verifier = signer.log_verifier
     log_vkey = signer.log_vkey
+    _verify_registry(store, signer.log_key.public_key)
     # The evicted gap records of each batch that has any (few): its link needs them.
     gap_index: dict[tuple[str, int], list[tuple[int, int]]] = {}
     records_seen = 0
@@ -329,6 +337,46 @@ def verify_ledger(
         tuple(ranges),
         tuple(flagged),
     )
+
+
+def _verify_registry(store: LedgerStore, log_key: PublicKey) -> None:
+    """Places, enrolments and revocations are the rows the log key signed."""
+    owners: dict[str, str] = {}
+    for p in store.places():
+        if not verify_attestation(place_statement(p), p.attestation, log_key):
+            raise _fail(
+                "registry", f"place {p.id} of {p.org_id} is not the row the log key signed"
+            )
+        owners[p.id] = p.org_id
+    revocations: dict[str, list[Revocation]] = {}
+    for gw, at, recorded_at, reason, attestation in store.revocations():
+        r = Revocation(gw, at, recorded_at, reason, attestation)
+        if not verify_attestation(revocation_statement(r), r.attestation, log_key):
+            raise _fail("registry", f"a revocation of {gw} is not the row the log key signed")
+        revocations.setdefault(gw, []).append(r)
+    for g in store.gateways():
+        if not verify_attestation(enrolment_statement(g), g.attestation, log_key):
+            raise _fail(
+                "registry",
+                f"the enrolment of gateway {g.id} (organisation, key or places) is not the row"
+                " the log key signed",
+            )
+        for place in sorted(g.places):
+            if owners.get(place) != g.org_id:
+                raise _fail("registry", f"gateway {g.id} may name {place}, not {g.org_id}'s place")
+        revs = revocations.pop(g.id, [])
+        revoked_at = min((r.at for r in revs), default=None)
+        refused_from = min((max(r.at, r.recorded_at) for r in revs), default=None)
+        if (g.revoked_at, g.refused_from) != (revoked_at, refused_from):
+            raise _fail(
+                "registry",
+                f"gateway {g.id}'s revocation times ({g.revoked_at}, {g.refused_from}) are not"
+                f" what its signed revocations say ({revoked_at}, {refused_from})",
+            )
+    if revocations:
+        raise _fail(
+            "registry", f"revocations of unknown gateways: {', '.join(sorted(revocations))}"
+        )
 
 
 _DERIVED = ("type", "src", "asset", "t", "q", "val", "unit")

@@ -578,6 +578,9 @@ class _Web:
                 "range": answer.checked.to_json(),
                 "verdict": answer.verdict.status,
             }
+            if answer.compromised:
+                # Attested with the rest of the subject: a bundle cannot drop it.
+                subject_doc["compromised"] = [c.to_json() for c in answer.compromised]
             name = "-".join(selector.subject.query_params().values())
         else:
             assert selector.readings is not None

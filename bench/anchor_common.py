@@ -241,17 +241,21 @@ def build_chains(
 
 
 def enroll_keys(node: Node, chains: Sequence[tuple[str, str, list[bytes]]], asset: str) -> None:
+    from anchor.app import open_signer
     from anchor.auth import enroll_gateway, register_place
+    from anchor.registry import attester
     from anchor.store_sqlite import SqliteLedger
 
     store = SqliteLedger(node.config.db_file)
+    attest = attester(open_signer(node.config).log_key)
+    places = ["dock-3", "urn:bench:dock-1"]
     try:
         now = int(time.time() * 1000)
-        for place in (asset, "dock-3", "urn:bench:dock-1"):
+        for place in (asset, *places):
             if store.place(place) is None:
-                register_place(store, place, ORG, "asset", now)
+                register_place(store, place, ORG, "asset", now, attest=attest)
         for gw, pub, _ in chains:
-            enroll_gateway(store, gw, ORG, pub, asset, now, ["dock-3", "urn:bench:dock-1"])
+            enroll_gateway(store, gw, ORG, pub, asset, now, places, attest)
     finally:
         store.close()
 

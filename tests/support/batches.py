@@ -172,16 +172,26 @@ def register_and_enroll(
     asset: str | None,
     now: int,
     places: Iterable[str] = (),
+    attest: Any = None,
 ) -> Any:
     """Register ``org``'s places that are not registered yet, then enrol the gateway
-    for ``asset`` (its home) and ``places`` (docs/adr/0311)."""
+    for ``asset`` (its home) and ``places`` (docs/adr/0311). ``attest``
+    (``anchor.registry.attester(log key)``) signs the rows as the CLI does."""
     from anchor.auth import enroll_gateway, register_place
 
     scope = [p for p in dict.fromkeys([*([asset] if asset else []), *places])]
     for place in scope:
         if store.place(place) is None:
-            register_place(store, place, org, "asset", now)
-    return enroll_gateway(store, gw, org, public_key_b64, asset, now, scope)
+            register_place(store, place, org, "asset", now, attest=attest)
+    return enroll_gateway(store, gw, org, public_key_b64, asset, now, scope, attest)
+
+
+def node_attester(config: Any) -> Any:
+    """The registry attester of an initialised node (what its CLI signs rows with)."""
+    from anchor.app import open_signer
+    from anchor.registry import attester
+
+    return attester(open_signer(config).log_key)
 
 
 def make_node(
@@ -199,7 +209,14 @@ def make_node(
     try:
         store.add_organisation(org, org.title(), T0)
         register_and_enroll(
-            store, gateway.gw, org, gateway.public_key_b64, gateway.asset, T0, ["dock-3"]
+            store,
+            gateway.gw,
+            org,
+            gateway.public_key_b64,
+            gateway.asset,
+            T0,
+            ["dock-3"],
+            node_attester(config),
         )
         tokens = [
             issue_token(store, org, role, T0)[0] for role in ("gateway", "operator", "auditor")

@@ -236,7 +236,7 @@ def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]
     from anchor.cli import init_node
     from anchor.config import load_config
     from anchor.store_sqlite import SqliteLedger
-    from support.batches import register_and_enroll
+    from support.batches import node_attester, register_and_enroll
 
     config = load_config(None, env={}, data_dir=str(data_dir), checkpoint_interval_s=0.5)
     init_node(config)
@@ -253,7 +253,14 @@ def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]
                 r.rp for r in g.records if isinstance(r, Scan)
             }
             register_and_enroll(
-                store, g.id, g.org, g.key.public_key.to_base64(), g.asset, T0, sorted(named)
+                store,
+                g.id,
+                g.org,
+                g.key.public_key.to_base64(),
+                g.asset,
+                T0,
+                sorted(named),
+                node_attester(config),
             )
     finally:
         store.close()

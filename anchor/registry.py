@@ -1,0 +1,94 @@
+"""Who may speak for what, signed: places, enrolments and revocations.
+
+The rows that say which organisation owns a place, which key a gateway has and
+which places it may name, and when it was compromised decide what every answer
+counts. They are not log entries (yet), so each row carries an attestation: the
+log key's Ed25519 signature over a canonical statement of the row, made when the
+row is written. ``verify-ledger`` rebuilds each statement from the row and checks
+the signature, so a row edited in the database without the log key is named.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proofs.canonical import canonical_json
+from proofs.errors import ProofsError
+from proofs.keys import PublicKey, SigningKey
+
+from .store import Gateway, Place
+
+__all__ = [
+    "REGISTRY_DOMAIN",
+    "Attest",
+    "Revocation",
+    "attester",
+    "enrolment_statement",
+    "place_statement",
+    "revocation_statement",
+    "verify_attestation",
+]
+
+REGISTRY_DOMAIN = b"coldtrail-registry/v1\n"
+
+# statement bytes -> base64 signature by the log key
+Attest = Callable[[bytes], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    gw: str
+    at: int  # the compromise time given
+    recorded_at: int  # when the revocation was made
+    reason: str
+    attestation: str = ""
+
+
+def _statement(kind: str, body: dict[str, object]) -> bytes:
+    return REGISTRY_DOMAIN + canonical_json({"kind": kind, **body})
+
+
+def place_statement(p: Place) -> bytes:
+    return _statement(
+        "place",
+        {"id": p.id, "org": p.org_id, "type": p.kind, "name": p.name, "at": p.registered_at},
+    )
+
+
+def enrolment_statement(g: Gateway) -> bytes:
+    return _statement(
+        "enrolment",
+        {
+            "gw": g.id,
+            "org": g.org_id,
+            "public_key": g.public_key,
+            "key_id": g.key_id,
+            "asset": g.asset,
+            "places": sorted(g.places),
+            "at": g.enrolled_at,
+        },
+    )
+
+
+def revocation_statement(r: Revocation) -> bytes:
+    return _statement(
+        "revocation", {"gw": r.gw, "at": r.at, "recorded_at": r.recorded_at, "reason": r.reason}
+    )
+
+
+def attester(log_key: SigningKey) -> Attest:
+    def attest(statement: bytes) -> str:
+        return base64.b64encode(log_key.sign(statement)).decode()
+
+    return attest
+
+
+def verify_attestation(statement: bytes, attestation: str, log_key: PublicKey) -> bool:
+    try:
+        log_key.verify(base64.b64decode(attestation, validate=True), statement)
+    except (ProofsError, binascii.Error, ValueError):
+        return False
+    return True
