@@ -22,6 +22,8 @@ from aiohttp import web
 from proofs.errors import KeyError_, ProofsError
 from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
+from proofs.note import NoteVerifier
+from proofs.policy import Group, Policy, Witness
 
 from .app import INGESTOR, create_app, open_signer
 from .auth import (
@@ -40,7 +42,7 @@ from .store import ROLES
 from .store_sqlite import SqliteLedger
 from .verify_ledger import ProgressBar, verify_ledger
 
-__all__ = ["init_node", "main"]
+__all__ = ["consortium_policy", "init_node", "main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -82,6 +84,22 @@ def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
     finally:
         store.close()
     return signer.log_vkey, signer.member_vkeys
+
+
+def consortium_policy(config: AnchorConfig) -> str:
+    """The C2SP tlog-policy an auditor pins to verify this node's bundles: its log key,
+    its consortium members as witnesses, and the quorum checkpoints are finalised with."""
+    signer = open_signer(config)
+    members = [NoteVerifier.from_vkey(v) for v in signer.member_vkeys]
+    witnesses = tuple(Witness(v.name, v) for v in members)
+    k = signer.policy.threshold
+    groups = (Group("consortium", k, tuple(w.name for w in witnesses)),) if k else ()
+    policy = Policy((signer.log_verifier,), witnesses, groups, "consortium" if k else "none")
+    header = (
+        f"# tlog-policy (c2sp.org/tlog-policy) for {signer.origin}\n"
+        "# verify bundles with: coldtrail-verify BUNDLE --policy THIS_FILE\n"
+    )
+    return header + policy.to_text()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     trevoke = tok.add_parser("revoke")
     trevoke.add_argument("--id", required=True, help="the token id (ct_<id>_...)")
     sub.add_parser("checkpoint", help="sign a checkpoint of the current log now")
+    sub.add_parser(
+        "policy", help="print the C2SP tlog-policy (log key, members, quorum) auditors pin"
+    )
     vl = sub.add_parser("verify-ledger", help="re-verify the whole stored ledger")
     vl.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -175,6 +196,11 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
         for v in member_vkeys:
             print(f"cosigner vkey: {v}")
         print(f"ledger:        {config.db_file}")
+        print("verify with:   coldtrail-anchor policy > policy.txt")
+        print("               coldtrail-verify BUNDLE --policy policy.txt")
+        return EXIT_OK
+    if cmd == "policy":
+        print(consortium_policy(config), end="")
         return EXIT_OK
     if cmd == "serve":
         logging.basicConfig(

@@ -19,7 +19,8 @@ The lot's journey, scaled to ``--duration`` seconds:
 
 Then it waits for every gateway's last receipt, prints the lot's provenance
 from the anchor's JSON API, writes the proof bundle, verifies it with
-``coldtrail-verify`` pinned to the anchor's keys and prints the consumer-page
+``coldtrail-verify --policy`` pinned to the consortium policy (``coldtrail-anchor
+policy``: log key, members, quorum) and prints the consumer-page
 URL. With ``--duration 0`` the journey takes two minutes and the anchor keeps
 serving the page until Ctrl-C; otherwise it exits with the verifier's status.
 """
@@ -661,13 +662,14 @@ def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) ->
     bundle = get_json(f"{anchor.url}/v1/provenance/bundle?{query}", timeout_s=30)
     bundle_path.write_text(json.dumps(bundle, indent=1) + "\n")
     n.raw(f"\nProof bundle written to {bundle_path}")
+    # The safe way to verify: pinned to the consortium's published policy (log key,
+    # members, quorum), never to keys or a quorum the bundle brings along.
+    policy_path = workdir / "policy.txt"
+    policy_path.write_text(anchor.cli("policy").stdout)
+    n.raw(f"Consortium policy (coldtrail-anchor policy) written to {policy_path}")
     argv = [*tool("coldtrail-verify", "proofs.verify_cli"), str(bundle_path)]
-    argv += ["--log-key", anchor.log_vkey]
-    for vkey in anchor.cosigner_vkeys:
-        argv += ["--cosigner", vkey]
-    if anchor.cosigner_vkeys:
-        argv += ["--quorum", str(len(anchor.cosigner_vkeys))]
-    n.raw("$ coldtrail-verify bundle.json --log-key <the anchor's log key> --cosigner <member>")
+    argv += ["--policy", str(policy_path)]
+    n.raw(f"$ coldtrail-verify {bundle_path} --policy {policy_path}")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     for line in (result.stdout + result.stderr).splitlines():
         n.raw(f"  {line}")

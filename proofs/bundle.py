@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ from .errors import FormatError, VerificationError
 from .keys import PublicKey
 from .merkle import MerkleTree, verify_inclusion
 from .note import ALG_COSIGNATURE_V1, ALG_ED25519, Checkpoint, NoteVerifier, SignedNote
+from .policy import Policy
 from .records import Gap, Manifest, Reading, Scan, manifest_from_dict, record_from_dict, verify
 
 __all__ = [
@@ -30,12 +32,18 @@ __all__ = [
     "BundleReport",
     "build_batch_proof",
     "build_bundle",
+    "effective_policy",
+    "not_attested_sentence",
+    "proven_digest",
     "summarize",
     "verify_bundle",
 ]
 
 BUNDLE_FORMAT = "coldtrail-bundle/1"
-ATTESTATION_DOMAIN = b"coldtrail-attestation/v1\n"
+# v1 signs subject, summary and checkpoint; v2 adds the set of proven records, so a
+# record dropped from (or swapped into) an attested bundle breaks the attestation.
+ATTESTATION_V1 = "coldtrail-attestation/v1"
+ATTESTATION_V2 = "coldtrail-attestation/v2"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
@@ -130,23 +138,53 @@ def build_bundle(
         "summary": summarize(records),
     }
     if attest is not None:
-        bundle["attestation"] = base64.b64encode(attest(_attested_bytes(bundle))).decode()
+        bundle["attestation_format"] = ATTESTATION_V2
+        message = _attested_bytes(bundle, records)
+        bundle["attestation"] = base64.b64encode(attest(message)).decode()
     return bundle
 
 
-def _attested_bytes(bundle: dict[str, Any]) -> bytes:
+def proven_digest(records: Iterable[Reading | Scan | Gap]) -> str:
+    """SHA-256 over the sorted, concatenated leaf hashes of the proven records (hex)."""
+    return hashlib.sha256(b"".join(sorted(r.leaf_hash() for r in records))).hexdigest()
+
+
+def _attested_bytes(
+    bundle: dict[str, Any], records: Sequence[Reading | Scan | Gap] | None = None
+) -> bytes:
     """What the log key attests: the subject with its claims and the summary, bound to
-    the checkpoint the proofs are against."""
-    body = {
+    the checkpoint the proofs are against and (v2) to exactly the records proven.
+
+    ``records`` are the bundle's records as verified; without them they are read from
+    the bundle (a signer re-attesting a document it holds)."""
+    fmt = bundle.get("attestation_format", ATTESTATION_V1)
+    body: dict[str, Any] = {
         "subject": bundle.get("subject", {}),
         "summary": bundle.get("summary"),
         "checkpoint": bundle.get("checkpoint"),
     }
-    return ATTESTATION_DOMAIN + canonical_json(body)
+    if fmt == ATTESTATION_V1:
+        return f"{ATTESTATION_V1}\n".encode() + canonical_json(body)
+    if fmt != ATTESTATION_V2:
+        raise FormatError(f"unknown attestation format {fmt!r}", code="bad-attestation-format")
+    if records is None:
+        records = [
+            record_from_dict(entry["record"])
+            for b in bundle.get("batches", [])
+            for entry in b.get("records", [])
+        ]
+    body["proven"] = {
+        "batches": len(bundle.get("batches", [])),
+        "records": len(records),
+        "leaves": proven_digest(records),
+    }
+    return f"{ATTESTATION_V2}\n".encode() + canonical_json(body)
 
 
 @dataclass(slots=True)
 class BundleReport:
+    """What a verified bundle proves, for a person to read (``coldtrail-verify`` prints it)."""
+
     origin: str
     tree_size: int
     batches: int
@@ -156,6 +194,18 @@ class BundleReport:
     cosigned_at: list[int] = field(default_factory=list)
     pinned: bool = False
     summary: dict[str, Any] = field(default_factory=dict)
+    root_hex: str = ""
+    subject: dict[str, Any] = field(default_factory=dict)
+    readings: int = 0
+    scans: int = 0
+    gaps: int = 0
+    gateways: list[str] = field(default_factory=list)
+    # The log key's signed statement over subject, verdict and (v2) the proven records.
+    attested: bool = False
+    attestation_format: str | None = None
+    # How the cosignatures met the pinned policy, one line per group; empty if unpinned.
+    policy: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _need(d: Any, key: str, kind: type, where: str) -> Any:
@@ -218,30 +268,90 @@ def _check_verdict(subject: dict[str, Any], records: Sequence[Reading | Scan | G
 
 
 def _check_attestation(
-    bundle: dict[str, Any], subject: dict[str, Any], log_verifiers: Sequence[NoteVerifier]
-) -> None:
-    """Claims beyond GS1 keys (range, verdict) are the anchor's: they must carry its signature."""
+    bundle: dict[str, Any],
+    subject: dict[str, Any],
+    records: Sequence[Reading | Scan | Gap],
+    log_verifiers: Sequence[NoteVerifier],
+) -> str | None:
+    """Claims beyond GS1 keys (range, verdict) are the anchor's: they must carry its
+    signature. Returns the attestation format that verified, or None if there is none."""
     attestation = bundle.get("attestation")
     if attestation is None:
         if set(subject) - set(_SUBJECT_AIS):
             raise VerificationError(
                 "the subject's claims are not attested by the log key", code="unattested-subject"
             )
-        return
+        if "attestation_format" in bundle:
+            raise FormatError("'attestation_format' without an attestation", code="bad-bundle")
+        return None
     if not isinstance(attestation, str):
         raise FormatError("'attestation' is a base64 signature", code="bad-bundle")
     try:
         sig = base64.b64decode(attestation, validate=True)
     except (ValueError, binascii.Error) as e:
         raise FormatError("'attestation' is not base64", code="bad-bundle") from e
-    message = _attested_bytes(bundle)
+    message = _attested_bytes(bundle, records)
     for v in log_verifiers:
         try:
             v.public_key.verify(sig, message)
-            return
+            return str(bundle.get("attestation_format", ATTESTATION_V1))
         except VerificationError:
             continue
     raise VerificationError("the attestation is not signed by the log key", code="bad-attestation")
+
+
+def effective_policy(
+    trusted_log_vkeys: Sequence[str] = (),
+    trusted_cosigner_vkeys: Sequence[str] = (),
+    quorum: int | None = None,
+    policy: Policy | None = None,
+) -> Policy | None:
+    """The verifier's own policy from its pins, or None when nothing is pinned.
+
+    Pinned cosigners without a quorum need one of them (never the bundle's own
+    ``quorum``, which an attacker writes); a quorum of 0 with pinned cosigners is
+    refused rather than read as "no cosignature needed".
+    """
+    if policy is not None:
+        if trusted_cosigner_vkeys or quorum is not None:
+            raise FormatError(
+                "a policy already names the cosigners and the quorum; do not add --cosigner "
+                "or --quorum",
+                code="conflicting-pins",
+            )
+        if trusted_log_vkeys:
+            extra = tuple(NoteVerifier.from_vkey(v) for v in trusted_log_vkeys)
+            policy = Policy(
+                (*policy.logs, *(v for v in extra if v not in policy.logs)),
+                policy.witnesses,
+                policy.groups,
+                policy.quorum,
+                policy.log_urls,
+            )
+        if not policy.logs:
+            raise FormatError(
+                "the policy names no log; add a log line or --log-key", code="policy-no-log"
+            )
+        return policy
+    if not trusted_cosigner_vkeys:
+        # Only the log is pinned (or nothing is): the bundle's quorum is then checked as
+        # the bundle's own claim, never as the verifier's policy.
+        return Policy.pinned(trusted_log_vkeys, (), 0) if trusted_log_vkeys else None
+    need = 1 if quorum is None else quorum
+    if not 1 <= need <= len(trusted_cosigner_vkeys):
+        raise FormatError(
+            f"with {len(trusted_cosigner_vkeys)} pinned cosigner(s) the quorum is between 1 and "
+            f"{len(trusted_cosigner_vkeys)}, not {need}; to accept no cosignatures, pin none",
+            code="bad-quorum",
+        )
+    return Policy.pinned(trusted_log_vkeys, trusted_cosigner_vkeys, need)
+
+
+def _check_unique(seen: set[Any], key: Any, message: str, code: str) -> None:
+    # Repeating a batch or record would inflate the counts a reader trusts.
+    if key in seen:
+        raise VerificationError(message, code=code)
+    seen.add(key)
 
 
 def verify_bundle(
@@ -250,46 +360,60 @@ def verify_bundle(
     trusted_log_vkeys: Sequence[str] = (),
     trusted_cosigner_vkeys: Sequence[str] = (),
     quorum: int | None = None,
+    policy: Policy | None = None,
+    require_attestation: bool = False,
 ) -> BundleReport:
     """Verify a parsed bundle offline. Raises FormatError or VerificationError.
 
-    Without ``trusted_log_vkeys`` the log key written in the bundle is used and
-    the report says the result is *unpinned*: valid as a whole, but only as
-    trustworthy as wherever the bundle came from.
+    Without any pin (log key, cosigners or ``policy``) the keys written in the bundle
+    are used and the report says the result is *unpinned*: valid as a whole, but only
+    as trustworthy as wherever the bundle came from. With pins, the pinned policy
+    decides and the bundle can only make it stricter: its own ``quorum`` must hold
+    too, but never replaces the pinned one. ``require_attestation`` refuses a bundle
+    without the log key's attestation (``no-attestation``).
     """
     if not isinstance(bundle, dict):
         raise FormatError("a bundle is a JSON object", code="bad-bundle")
     if bundle.get("format") != BUNDLE_FORMAT:
         raise FormatError(f"not a {BUNDLE_FORMAT} bundle", code="bad-bundle-format")
+    pins = effective_policy(trusted_log_vkeys, trusted_cosigner_vkeys, quorum, policy)
     log = _need(bundle, "log", dict, "bundle")
     bundle_vkey = _need(log, "vkey", str, "log")
-    pinned = bool(trusted_log_vkeys)
-    log_verifiers = [NoteVerifier.from_vkey(v) for v in (trusted_log_vkeys or [bundle_vkey])]
-    if pinned and NoteVerifier.from_vkey(bundle_vkey) not in log_verifiers:
+    bundle_log = NoteVerifier.from_vkey(bundle_vkey)
+    pinned = pins is not None
+    if pins is not None and not pins.logs:
+        raise FormatError("pinned cosigners need a pinned log key too", code="policy-no-log")
+    log_verifiers = list(pins.logs) if pins is not None else [bundle_log]
+    if pinned and bundle_log not in log_verifiers:
         # The pin decides, but a bundle that names another log is not about this one.
         raise VerificationError(
             "the bundle names a log key that is not the pinned one", code="log-key-mismatch"
         )
     if any(v.alg != ALG_ED25519 for v in log_verifiers):
         raise FormatError("the log key must be an Ed25519 (0x01) verifier key", code="bad-vkey")
-    bundle_cosigners = _need(log, "cosigners", list, "log")
-    cosigner_vkeys = list(trusted_cosigner_vkeys) or bundle_cosigners
-    cosigners = [NoteVerifier.from_vkey(v) for v in cosigner_vkeys]
-    if trusted_cosigner_vkeys and any(
-        NoteVerifier.from_vkey(v) not in cosigners for v in bundle_cosigners
-    ):
+    bundle_cosigners = [NoteVerifier.from_vkey(v) for v in _need(log, "cosigners", list, "log")]
+    if any(c.alg != ALG_COSIGNATURE_V1 for c in bundle_cosigners):
+        raise FormatError("cosigner keys must be type 0x04 verifier keys", code="bad-vkey")
+    pinned_witnesses = [w.verifier for w in pins.witnesses] if pins is not None else []
+    if pinned_witnesses and any(c not in pinned_witnesses for c in bundle_cosigners):
         raise VerificationError(
             "the bundle names a cosigner that is not pinned", code="cosigner-mismatch"
         )
-    if any(c.alg != ALG_COSIGNATURE_V1 for c in cosigners):
-        raise FormatError("cosigner keys must be type 0x04 verifier keys", code="bad-vkey")
-    need = quorum if quorum is not None else _need(log, "quorum", int, "log")
+    bundle_quorum = _need(log, "quorum", int, "log")
+    # Unpinned, an explicit quorum replaces the bundle's. Pinned, the bundle's claimed
+    # quorum is still checked as a claim: it can raise the bar, never lower it.
+    if quorum is not None and pins is None:
+        claimed_quorum = quorum
+    elif quorum is not None and not pinned_witnesses:  # log pinned, cosigners not
+        claimed_quorum = max(quorum, bundle_quorum)
+    else:
+        claimed_quorum = bundle_quorum
 
     note = SignedNote.parse(_need(bundle, "checkpoint", str, "bundle"))
     checkpoint = Checkpoint.from_text(note.text)
-    log_names = {v.name for v in log_verifiers}
-    signed_by = note.verify([*log_verifiers, *cosigners])
-    log_signer = next((n for n in signed_by if n in log_names), None)
+    known = list(dict.fromkeys([*log_verifiers, *pinned_witnesses, *bundle_cosigners]))
+    signed_by = note.verified_by(known)
+    log_signer = next((v.name for v in signed_by if v in log_verifiers), None)
     if log_signer is None:
         raise VerificationError(
             "the checkpoint is not signed by the log key", code="no-log-signature"
@@ -299,12 +423,25 @@ def verify_bundle(
             f"checkpoint origin {checkpoint.origin!r} is not the log's name {log_signer!r}",
             code="origin-mismatch",
         )
-    cosigned = sorted({n for n in signed_by if n in {c.name for c in cosigners}})
-    if len(cosigned) < need:
+    cosigned_keys = [v for v in dict.fromkeys(signed_by) if v.alg == ALG_COSIGNATURE_V1]
+    by_bundle = [v for v in cosigned_keys if v in bundle_cosigners]
+    if len(by_bundle) < claimed_quorum:
         raise VerificationError(
-            f"checkpoint has {len(cosigned)} of the {need} cosignatures its policy needs",
+            f"checkpoint has {len(by_bundle)} of the {claimed_quorum} cosignatures its policy "
+            "needs",
             code="no-quorum",
         )
+    policy_lines: list[str] = []
+    if pins is not None:
+        witnessed = pins.witnessed(cosigned_keys)
+        policy_lines = pins.explain(witnessed)
+        if not pins.satisfied(witnessed):
+            raise VerificationError(
+                f"the checkpoint's cosignatures do not meet the pinned policy: "
+                f"{'; '.join(policy_lines)}",
+                code="no-quorum",
+            )
+    cosigned = sorted({v.name for v in cosigned_keys})
     cosigned_at = [
         s.timestamp for s in note.signatures if s.name in cosigned and s.timestamp is not None
     ]
@@ -314,9 +451,17 @@ def verify_bundle(
     if not batches:
         raise FormatError("a bundle proves at least one batch", code="bad-bundle")
     all_records: list[Reading | Scan | Gap] = []
+    seen_batches: set[Any] = set()
+    seen_records: set[Any] = set()
     for bi, b in enumerate(batches):
         where = f"batch {bi}"
         manifest = manifest_from_dict(_need(b, "manifest", dict, where))
+        _check_unique(
+            seen_batches,
+            (manifest.gw, manifest.batch_seq),
+            f"{where}: batch {manifest.batch_seq} of {manifest.gw} appears twice",
+            "duplicate-batch",
+        )
         key_b64 = gateways.get(manifest.gw)
         if not isinstance(key_b64, str):
             raise FormatError(f"{where}: no key for gateway {manifest.gw!r}", code="bad-bundle")
@@ -328,6 +473,12 @@ def verify_bundle(
             )
         verify(manifest, gw_key)
         leaf_index = _need(b, "leaf_index", int, where)
+        _check_unique(
+            seen_batches,
+            leaf_index,
+            f"{where}: log leaf {leaf_index} is proven twice",
+            "duplicate-batch",
+        )
         log_proof = _unb64list(_need(b, "log_proof", list, where), f"{where}.log_proof")
         try:
             verify_inclusion(
@@ -349,6 +500,13 @@ def verify_bundle(
                     f"{rwhere}: seq {record.seq} of {record.gw} is not in this batch",
                     code="record-not-in-batch",
                 )
+            for key in ((record.gw, record.seq), record.leaf_hash()):
+                _check_unique(
+                    seen_records,
+                    key,
+                    f"{rwhere}: record {record.gw} #{record.seq} appears twice",
+                    "duplicate-record",
+                )
             verify(record, gw_key)
             index = _need(entry, "index", int, rwhere)
             if index != record.seq - manifest.first_seq:
@@ -369,7 +527,28 @@ def verify_bundle(
         raise VerificationError(
             "the bundle's summary does not match its records", code="summary-mismatch"
         )
-    _check_attestation(bundle, subject, [v for v in log_verifiers if v.name == log_signer])
+    attested = _check_attestation(
+        bundle, subject, all_records, [v for v in log_verifiers if v.name == log_signer]
+    )
+    warnings: list[str] = []
+    if attested is None:
+        if require_attestation:
+            raise VerificationError(
+                f"{not_attested_sentence(len(all_records))}; pass --no-require-attestation "
+                "to accept that",
+                code="no-attestation",
+            )
+    elif attested == ATTESTATION_V1:
+        warnings.append(
+            "the attestation is coldtrail-attestation/v1: it signs the subject, verdict and "
+            "summary but not which records are proven, so records with the same summary "
+            "could have been swapped"
+        )
+    if pins is not None and not pins.requires_cosignatures:
+        warnings.append(
+            "no cosigner is pinned: the checkpoint's cosignatures were not held to a policy "
+            "of yours (pin --cosigner or --policy)"
+        )
     return BundleReport(
         origin=checkpoint.origin,
         tree_size=checkpoint.size,
@@ -380,4 +559,22 @@ def verify_bundle(
         cosigned_at=cosigned_at,
         pinned=pinned,
         summary=summary,
+        root_hex=checkpoint.root.hex(),
+        subject=dict(subject),
+        readings=sum(isinstance(r, Reading) for r in all_records),
+        scans=sum(isinstance(r, Scan) for r in all_records),
+        gaps=sum(isinstance(r, Gap) for r in all_records),
+        gateways=sorted({r.gw for r in all_records}),
+        attested=attested is not None,
+        attestation_format=attested,
+        policy=policy_lines,
+        warnings=warnings,
+    )
+
+
+def not_attested_sentence(records: int) -> str:
+    """The plain warning for a bundle without the log key's attestation."""
+    return (
+        f"NOT ATTESTED: this bundle proves only that these {records} records were logged; "
+        "it does not prove they are all the records for this subject"
     )

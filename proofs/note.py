@@ -204,7 +204,13 @@ class SignedNote:
         Unknown signatures are ignored. Raises :class:`VerificationError` if a
         known key's signature is bad or no known key signed at all.
         """
-        verified: list[str] = []
+        return [v.name for v in self.verified_by(verifiers)]
+
+    def verified_by(
+        self, verifiers: list[NoteVerifier] | tuple[NoteVerifier, ...]
+    ) -> list[NoteVerifier]:
+        """As :meth:`verify`, but the keys themselves: names alone can be shared by two keys."""
+        verified: list[NoteVerifier] = []
         for sig in self.signatures:
             for v in verifiers:
                 if v.name != sig.name or v.key_id != sig.key_id:
@@ -213,7 +219,7 @@ class SignedNote:
                     v.public_key.verify(sig.signature, self.text.encode())
                 else:
                     verify_cosignature(self.text, sig, v)
-                verified.append(v.name)
+                verified.append(v)
         if not verified:
             raise VerificationError(
                 "no signature on the note by a known key", code="no-known-signer"

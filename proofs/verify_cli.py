@@ -1,7 +1,8 @@
 """``coldtrail-verify BUNDLE``: check a proof bundle offline.
 
 Exit codes: 0 valid, 1 invalid (the first reason is printed), 2 unreadable
-bundle or usage error. It imports ``proofs`` only and opens no socket.
+bundle or policy, or a usage error. It imports ``proofs`` only and opens no socket;
+the bundle and ``--policy`` files named on the command line are the only files read.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .bundle import MAX_BUNDLE_BYTES, verify_bundle
+from .bundle import (
+    MAX_BUNDLE_BYTES,
+    BundleReport,
+    effective_policy,
+    not_attested_sentence,
+    verify_bundle,
+)
 from .errors import FormatError, ProofsError, VerificationError
+from .policy import MAX_POLICY_BYTES, Policy, parse_policy
 
 __all__ = ["main"]
 
@@ -41,11 +50,90 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="VKEY",
-        help="trusted cosigner verifier key (type 0x04); repeatable",
+        help="trusted cosigner verifier key (type 0x04); repeatable. Needs --log-key.",
     )
-    p.add_argument("--quorum", type=int, default=None, help="cosignatures required")
+    p.add_argument(
+        "--quorum",
+        type=int,
+        default=None,
+        help="how many of the pinned cosigners must have cosigned (default: 1 when "
+        "cosigners are pinned; the bundle's own quorum never lowers it)",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="C2SP tlog-policy file: its log lines pin the log key, its witness, group "
+        "and quorum lines the cosignatures required (instead of --cosigner/--quorum)",
+    )
+    p.add_argument(
+        "--require-attestation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse a bundle without the log key's attestation of its subject, verdict "
+        "and proven records (default: on when anything is pinned, off otherwise)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
+
+
+def _read_policy(path: str) -> Policy:
+    with Path(path).open("rb") as f:
+        raw = f.read(MAX_POLICY_BYTES + 1)
+    return parse_policy(raw)
+
+
+def _subject_line(subject: dict[str, Any]) -> str:
+    keys = [f"{k} {subject[k]}" for k in ("gtin", "lot", "serial", "sscc", "gateway", "sensor")
+            if subject.get(k) is not None]  # fmt: skip
+    return ", ".join(keys) or "(none named)"
+
+
+def _print_report(report: BundleReport) -> None:
+    trust = "pinned log key" if report.pinned else "UNPINNED: log key taken from the bundle"
+    print(
+        f"VALID: {report.records} records in {report.batches} batches, "
+        f"log {report.origin} size {report.tree_size}, signed by {report.log_signer}, "
+        f"{len(report.cosigners)} cosignature(s) ({trust})"
+    )
+    subject = report.subject
+    print(f"  subject:    {_subject_line(subject)}")
+    if "verdict" in subject:
+        rng = subject.get("range") or {}
+        low = "-inf" if rng.get("low") is None else rng.get("low")
+        high = "+inf" if rng.get("high") is None else rng.get("high")
+        print(
+            f"  verdict:    {subject['verdict']} for {rng.get('q', 'temperature')} in "
+            f"[{low}, {high}] {rng.get('unit', 'CEL')} (the anchor's verdict, signed by the "
+            "log key; every proven reading agrees with it)"
+        )
+    print(f"  checkpoint: {report.origin}, size {report.tree_size}, root {report.root_hex[:16]}…")
+    print(f"  cosigned:   {', '.join(report.cosigners) or 'by nobody'}")
+    for line in report.policy:
+        print(f"  policy:     {line}")
+    print(
+        f"  proven:     {report.records} records ({report.readings} readings, {report.scans} "
+        f"scans, {report.gaps} gaps) from {len(report.gateways)} gateway(s) "
+        f"({', '.join(report.gateways)}) in {report.batches} batches, included in checkpoint "
+        f"size {report.tree_size}"
+    )
+    if report.attested:
+        binds = (
+            f", summary and exactly these {report.records} records"
+            if report.attestation_format and report.attestation_format.endswith("/v2")
+            else " and summary"
+        )
+        print(
+            f"  attested:   by the log key ({report.attestation_format}): subject, verdict{binds}"
+        )
+    for q, agg in sorted(report.summary.get("quantities", {}).items()):
+        print(f"  {q}: {agg['count']} readings, {agg['min']}..{agg['max']} {agg['unit']}")
+    for w in report.warnings:
+        print(f"WARNING: {w}")
+        print(f"coldtrail-verify: WARNING: {w}", file=sys.stderr)
+    if not report.attested:
+        # Said on both streams: a script that keeps only one must still see it.
+        print(not_attested_sentence(report.records))
+        print(f"coldtrail-verify: {not_attested_sentence(report.records)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,11 +157,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coldtrail-verify: cannot read bundle: {e}", file=sys.stderr)
         return EXIT_UNREADABLE
     try:
+        policy = _read_policy(args.policy) if args.policy else None
+        # Checked before the bundle is: a wrong command line is a usage error (exit 2).
+        pins = effective_policy(args.log_key, args.cosigner, args.quorum, policy)
+    except (OSError, ProofsError) as e:
+        print(f"coldtrail-verify: cannot use the pins or policy: {e}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    require = args.require_attestation
+    try:
         report = verify_bundle(
             data,
             trusted_log_vkeys=args.log_key,
             trusted_cosigner_vkeys=args.cosigner,
             quorum=args.quorum,
+            policy=policy,
+            require_attestation=pins is not None if require is None else require,
         )
     except VerificationError as e:
         print(f"INVALID: {e}", file=sys.stderr)
@@ -88,15 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2))
+        if not report.attested:
+            print(f"coldtrail-verify: {not_attested_sentence(report.records)}", file=sys.stderr)
     else:
-        trust = "pinned log key" if report.pinned else "UNPINNED: log key taken from the bundle"
-        print(
-            f"VALID: {report.records} records in {report.batches} batches, "
-            f"log {report.origin} size {report.tree_size}, signed by {report.log_signer}, "
-            f"{len(report.cosigners)} cosignature(s) ({trust})"
-        )
-        for q, agg in sorted(report.summary.get("quantities", {}).items()):
-            print(f"  {q}: {agg['count']} readings, {agg['min']}..{agg['max']} {agg['unit']}")
+        _print_report(report)
     return EXIT_VALID
 
 

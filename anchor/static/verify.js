@@ -278,9 +278,19 @@ export async function verifyBundle(C, bundle, pinnedLogVkey) {
   const batches = Array.isArray(bundle.batches) ? bundle.batches : fail("no batches");
   if (batches.length === 0) fail("the bundle proves no batch");
   const records = [];
+  const leaves = [];
+  // A batch or record repeated would inflate the counts shown: refused, as proofs/bundle.py does.
+  const seen = new Set();
+  const once = (key, message) => {
+    if (seen.has(key)) fail(message);
+    seen.add(key);
+  };
   for (const [bi, b] of batches.entries()) {
     const where = `batch ${bi}`;
     const manifest = b.manifest;
+    once(`batch\u0000${manifest.gw}\u0000${manifest.batch_seq}`,
+      `${where}: batch ${manifest.batch_seq} of ${manifest.gw} appears twice`);
+    once(`leaf\u0000${b.leaf_index}`, `${where}: log leaf ${b.leaf_index} is proven twice`);
     const publicKey = fromB64((bundle.gateways || {})[manifest.gw]);
     if (publicKey.length !== 32) fail(`${where}: no key for gateway ${manifest.gw}`);
     if (toHex(await C.sha256(publicKey)).slice(0, 16) !== manifest.key) {
@@ -306,14 +316,18 @@ export async function verifyBundle(C, bundle, pinnedLogVkey) {
         fail(`${rwhere}: the signature of ${record.gw} #${record.seq} does not verify`);
       }
       const leaf = await leafHash(C, utf8.encode(jcs(record)));
+      once(`record\u0000${record.gw}\u0000${record.seq}`,
+        `${rwhere}: record ${record.gw} #${record.seq} appears twice`);
+      once(`hash\u0000${toHex(leaf)}`, `${rwhere}: record ${record.gw} #${record.seq} appears twice`);
       await verifyInclusion(C, leaf, entry.index, manifest.count, entry.proof.map(fromB64),
         batchRoot, rwhere);
       records.push(record);
+      leaves.push(leaf);
     }
   }
   checkSummary(bundle.summary, records);
   checkSubject(bundle.subject || {}, records);
-  await checkAttestation(C, bundle, logKey);
+  await checkAttestation(C, bundle, logKey, leaves);
   return { records, checkpoint, cosigned: cosigned.size, quorum, batches: batches.length };
 }
 
@@ -349,21 +363,35 @@ function checkSubject(subject, records) {
   if (!named) fail("no signed scan in the bundle names the bundle's subject");
 }
 
-async function checkAttestation(C, bundle, logKey) {
+async function checkAttestation(C, bundle, logKey, leaves) {
   // The subject's claims beyond GS1 keys (range, verdict) are the anchor's word: they
-  // must carry the log key's signature, as proofs/bundle.py checks offline.
+  // must carry the log key's signature, as proofs/bundle.py checks offline. Version 2
+  // also signs which records are proven (SHA-256 over their sorted leaf hashes).
   const subject = bundle.subject || {};
   const claims = Object.keys(subject).filter((k) => !(k in SUBJECT_AIS));
   if (bundle.attestation === undefined) {
     if (claims.length) fail("the subject's claims are not attested by the log key");
+    if (bundle.attestation_format !== undefined) fail("an attestation format without an attestation");
     return;
   }
+  const format = bundle.attestation_format === undefined ?
+    "coldtrail-attestation/v1" : bundle.attestation_format;
   const body = {
     subject,
     summary: bundle.summary === undefined ? null : bundle.summary,
     checkpoint: bundle.checkpoint === undefined ? null : bundle.checkpoint,
   };
-  const message = concat(utf8.encode("coldtrail-attestation/v1\n"), utf8.encode(jcs(body)));
+  if (format === "coldtrail-attestation/v2") {
+    const sorted = leaves.map(toHex).sort().map(fromHex);
+    body.proven = {
+      batches: bundle.batches.length,
+      records: leaves.length,
+      leaves: toHex(await C.sha256(concat(...sorted))),
+    };
+  } else if (format !== "coldtrail-attestation/v1") {
+    fail(`unknown attestation format ${format}`);
+  }
+  const message = concat(utf8.encode(`${format}\n`), utf8.encode(jcs(body)));
   if (!(await C.verify(logKey.publicKey, fromB64(bundle.attestation), message))) {
     fail("the attestation is not signed by the log key");
   }

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from anchor.app import create_app
 from anchor.cli import main
 from anchor.config import load_config
+from proofs.policy import parse_policy
 from support.batches import GatewaySim, Node, auth, make_node
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -42,6 +43,15 @@ def test_init_enroll_token_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "PRIVATE" not in out
     # init again keeps the keys (same vkey) instead of overwriting them
     assert run(capsys, *c, "init")[1] == out
+    log_vkey = out.split("log vkey:")[1].split()[0]
+    member_vkey = out.split("cosigner vkey:")[1].split()[0]
+    code, text, _ = run(capsys, *c, "policy")
+    assert code == 0
+    policy = parse_policy(text)  # what an auditor pins: the log, the member, quorum 1 of 1
+    assert [v.to_vkey() for v in policy.logs] == [log_vkey]
+    assert [w.verifier.to_vkey() for w in policy.witnesses] == [member_vkey]
+    assert policy.quorum == "consortium" and policy.groups[0].threshold == 1
+    assert not policy.satisfied(set()) and policy.satisfied({"coldtrail.example/member"})
     assert run(capsys, *c, "org", "add", "acme", "--name", "Acme Foods")[0] == 0
     sim = GatewaySim()
     code, out, err = run(

@@ -135,6 +135,20 @@ def test_a_tampered_bundle_turns_the_mark_red(anchor: Anchor, page: Page) -> Non
     expect(page.locator("#verify-detail")).to_contain_text("does not verify")
 
 
+def test_a_bundle_that_repeats_a_batch_turns_the_mark_red(anchor: Anchor, page: Page) -> None:
+    def repeat_a_batch(route: Route) -> None:
+        response = route.fetch()
+        bundle = response.json()
+        assert bundle["attestation_format"] == "coldtrail-attestation/v2"
+        bundle["batches"].append(bundle["batches"][0])
+        route.fulfill(response=response, body=json.dumps(bundle))
+
+    page.route("**/v1/provenance/bundle?*", repeat_a_batch)
+    page.goto(anchor.base + LOT_PATH)
+    expect(_mark(page)).to_have_attribute("data-state", "failed", timeout=MARK_TIMEOUT_MS)
+    expect(page.locator("#verify-detail")).to_contain_text("appears twice")
+
+
 def test_explorer_shows_blocks_entries_gateways_and_orgs(
     anchor: Anchor, page: Page, tmp_path: Path
 ) -> None:

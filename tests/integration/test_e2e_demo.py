@@ -123,6 +123,10 @@ def test_bounded_demo_runs_the_journey_and_verifies(demo: DemoRun) -> None:
     for step in ("PACKED", "LOADED", "DOOR OPEN", "UNLOADED", "RECEIVED"):
         assert step in demo.output
     assert "VALID:" in demo.output and "(pinned log key)" in demo.output
+    # The demo prints and runs the safe command: pinned to the consortium's policy.
+    policy = demo.workdir / "policy.txt"
+    assert f"$ coldtrail-verify {demo.workdir / 'bundle.json'} --policy {policy}" in demo.output
+    assert "quorum consortium: met" in demo.output and "NOT ATTESTED" not in demo.output
     # The journey as the anchor tells it: packed, trucked (out of range), received.
     assert "Out of range [fail]" in demo.output
     holders = re.findall(r"^\s+\d\d:\d\d:\d\d-\S+\s+(\S+)", demo.output, re.M)

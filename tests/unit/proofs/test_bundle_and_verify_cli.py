@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from bench.sample_bundle import make_bundle, make_ledger
-from proofs.bundle import _attested_bytes, verify_bundle
+from proofs.bundle import _attested_bytes, build_batch_proof, summarize, verify_bundle
 from proofs.errors import ProofsError, VerificationError
+from proofs.records import record_from_dict
 from proofs.verify_cli import main as verify_main
 from support.bundle_flips import flipped, scalars, set_at
 
@@ -134,3 +135,210 @@ def test_pinned_verification_refuses_a_bundle_that_names_other_keys(ledger) -> N
     with pytest.raises(VerificationError) as e:
         verify_bundle(doc, trusted_log_vkeys=[pinned_log], trusted_cosigner_vkeys=[pinned_cosigner])
     assert e.value.code == "cosigner-mismatch"
+
+
+# --- issue 9: the verifier must not be talked into trusting ----------------------------
+
+
+def _pins(ledger) -> list[str]:
+    return [
+        "--log-key",
+        ledger.log_signer.verifier.to_vkey(),
+        "--cosigner",
+        ledger.cosigner.verifier.to_vkey(),
+    ]
+
+
+def _without_cosignatures(doc: dict[str, Any]) -> dict[str, Any]:
+    """The attack: drop every cosignature line and let the bundle say none are needed."""
+    doc = copy.deepcopy(doc)
+    head, sigs = doc["checkpoint"].split("\n\n")
+    kept = [line for line in sigs.split("\n") if line and "member-a" not in line]
+    doc["checkpoint"] = head + "\n\n" + "\n".join(kept) + "\n"
+    doc["log"]["quorum"] = 0
+    return doc
+
+
+def _cherry_picked(doc: dict[str, Any], keep) -> dict[str, Any]:
+    """Records dropped or repeated, the attestation and the claims it covered removed, and
+    the summary recomputed: everything a verifier checks stays consistent."""
+    doc = copy.deepcopy(doc)
+    for b in doc["batches"]:
+        b["records"] = keep(b["records"])
+    del doc["attestation"], doc["attestation_format"]
+    doc["subject"] = {k: doc["subject"][k] for k in ("gtin", "lot")}
+    doc["summary"] = json.loads(
+        json.dumps(
+            summarize(record_from_dict(e["record"]) for b in doc["batches"] for e in b["records"])
+        )
+    )
+    return doc
+
+
+def test_pinned_cosigners_without_a_quorum_need_one_cosignature(ledger, bundle) -> None:
+    attack = _without_cosignatures(bundle)
+    pins = {
+        "trusted_log_vkeys": [ledger.log_signer.verifier.to_vkey()],
+        "trusted_cosigner_vkeys": [ledger.cosigner.verifier.to_vkey()],
+    }
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(attack, **pins)
+    assert e.value.code == "no-quorum"
+    report = verify_bundle(bundle, **pins)
+    assert report.cosigners == ["member-a.coldtrail.example"] and report.pinned
+    assert report.policy[-1] == "quorum pinned-cosigners: met"
+
+
+def test_the_cli_refuses_the_uncosigned_bundle_and_a_quorum_of_zero(
+    tmp_path: Path, ledger, bundle, capsys
+) -> None:
+    path = tmp_path / "attack.json"
+    path.write_text(json.dumps(_without_cosignatures(bundle)))
+    assert verify_main([str(path), *_pins(ledger)]) == 1
+    assert "[no-quorum]" in capsys.readouterr().err
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    assert verify_main([str(good), *_pins(ledger), "--quorum", "0"]) == 2
+    assert "[bad-quorum]" in capsys.readouterr().err
+    assert verify_main([str(good), *_pins(ledger), "--quorum", "2"]) == 2
+
+
+def test_the_bundles_own_quorum_can_raise_a_pinned_policy_but_never_lower_it(
+    ledger, bundle
+) -> None:
+    doc = copy.deepcopy(bundle)
+    doc["log"]["quorum"] = 2  # a claim the checkpoint does not meet
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(
+            doc,
+            trusted_log_vkeys=[ledger.log_signer.verifier.to_vkey()],
+            trusted_cosigner_vkeys=[ledger.cosigner.verifier.to_vkey()],
+        )
+    assert e.value.code == "no-quorum"
+
+
+def test_a_policy_file_pins_the_log_and_the_quorum(tmp_path: Path, ledger, bundle, capsys) -> None:
+    log, member = ledger.log_signer.verifier.to_vkey(), ledger.cosigner.verifier.to_vkey()
+    other = make_ledger(seed=14).cosigner.verifier.to_vkey()
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    policy = tmp_path / "policy.txt"
+    policy.write_text(
+        f"log {log}\nwitness A {member}\nwitness B {other}\ngroup g any A B\nquorum g\n"
+    )
+    assert verify_main([str(good), "--policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "group g: 1 of 2 needed, 1 witnessed (A): met" in out and "quorum g: met" in out
+    policy.write_text(
+        f"log {log}\nwitness A {member}\nwitness B {other}\ngroup g all A B\nquorum g\n"
+    )
+    assert verify_main([str(good), "--policy", str(policy)]) == 1
+    assert "[no-quorum]" in capsys.readouterr().err
+    impostor = make_ledger(seed=15).log_signer.verifier.to_vkey()
+    policy.write_text(f"log {impostor}\nwitness A {member}\nquorum A\n")
+    assert verify_main([str(good), "--policy", str(policy)]) == 1
+    assert "[log-key-mismatch]" in capsys.readouterr().err
+    policy.write_text(f"log {log}\nwitness A {member}\nquorum B\n")
+    assert verify_main([str(good), "--policy", str(policy)]) == 2
+    assert "[policy-undefined-name]" in capsys.readouterr().err
+    policy.write_text(f"log {log}\nwitness A {member}\nquorum A\n")
+    assert verify_main([str(good), "--policy", str(policy), "--quorum", "1"]) == 2
+    assert "[conflicting-pins]" in capsys.readouterr().err
+
+
+def test_a_cherry_picked_bundle_is_flagged_and_refused_when_pinned(
+    tmp_path: Path, ledger, bundle, capsys
+) -> None:
+    picked = _cherry_picked(bundle, lambda records: records[:1])
+    report = verify_bundle(picked)
+    assert not report.attested and report.records == 3
+    path = tmp_path / "picked.json"
+    path.write_text(json.dumps(picked))
+    assert verify_main([str(path)]) == 0  # unpinned: valid, but said plainly
+    out, err = capsys.readouterr()
+    sentence = "NOT ATTESTED: this bundle proves only that these 3 records were logged"
+    assert sentence in out and sentence in err
+    assert verify_main([str(path), *_pins(ledger)]) == 1
+    assert "[no-attestation]" in capsys.readouterr().err
+    assert verify_main([str(path), *_pins(ledger), "--no-require-attestation"]) == 0
+    assert sentence in capsys.readouterr().out
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(picked, require_attestation=True)
+    assert e.value.code == "no-attestation"
+
+
+def test_duplicated_batches_and_records_are_refused(bundle) -> None:
+    twice_batch = _cherry_picked(bundle, lambda records: records)
+    twice_batch["batches"].append(copy.deepcopy(twice_batch["batches"][0]))
+    twice_batch["summary"] = json.loads(json.dumps(summarize(
+        record_from_dict(e["record"]) for b in twice_batch["batches"] for e in b["records"]
+    )))  # fmt: skip
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(twice_batch)
+    assert e.value.code == "duplicate-batch"
+    twice_record = _cherry_picked(bundle, lambda records: [*records, records[-1]])
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(twice_record)
+    assert e.value.code == "duplicate-record"
+
+
+def _swapped_selection(ledger) -> tuple[list[Any], dict[str, Any]]:
+    """Batch proofs whose summary equals the sample bundle's but one reading differs."""
+    selections = [[r.seq for r in records][::3] for records in ledger.batches]
+    original = json.loads(json.dumps(summarize(
+        r for records, seqs in zip(ledger.batches, selections, strict=True)
+        for r in records if r.seq in seqs
+    )))  # fmt: skip
+    for bi, records in enumerate(ledger.batches):
+        for old in selections[bi]:
+            for new in (r.seq for r in records if r.seq not in selections[bi]):
+                trial = [list(s) for s in selections]
+                trial[bi] = sorted([s for s in trial[bi] if s != old] + [new])
+                chosen = [
+                    r
+                    for recs, seqs in zip(ledger.batches, trial, strict=True)
+                    for r in recs
+                    if r.seq in seqs
+                ]
+                if json.loads(json.dumps(summarize(chosen))) == original:
+                    return [
+                        build_batch_proof(m, recs, seqs, i, ledger.log.inclusion_proof(i))
+                        for i, (m, recs, seqs) in enumerate(
+                            zip(ledger.manifests, ledger.batches, trial, strict=True)
+                        )
+                    ], original
+    raise AssertionError("no swap keeps the summary")
+
+
+def test_the_attestation_binds_exactly_the_proven_records(ledger, bundle) -> None:
+    proofs, summary = _swapped_selection(ledger)
+    swapped = copy.deepcopy(bundle)
+    swapped["batches"] = [p.to_dict() for p in proofs]
+    assert swapped["summary"] == summary  # nothing but the selection changed
+    with pytest.raises(VerificationError) as e:
+        verify_bundle(swapped)
+    assert e.value.code == "bad-attestation"
+    # The same swap under a v1 attestation (subject, summary, checkpoint only) goes
+    # through: old bundles still verify, with a warning saying exactly this.
+    v1 = copy.deepcopy(swapped)
+    del v1["attestation_format"]
+    v1["attestation"] = base64.b64encode(ledger.log_signer.key.sign(_attested_bytes(v1))).decode()
+    report = verify_bundle(v1)
+    assert report.attestation_format == "coldtrail-attestation/v1"
+    assert any("not which records are proven" in w for w in report.warnings)
+
+
+def test_the_cli_says_what_was_proven(tmp_path: Path, ledger, bundle, capsys) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    assert verify_main([str(path), *_pins(ledger)]) == 0
+    out = capsys.readouterr().out
+    assert "subject:    gtin 09501101530003, lot LOT-4711" in out
+    assert "verdict:    pass for temperature in [2.0, 8.0] CEL" in out
+    assert "checkpoint: demo.coldtrail.example/log, size 3, root " in out
+    assert "policy:     quorum pinned-cosigners: met" in out
+    assert (
+        "proven:     9 records (8 readings, 1 scans, 0 gaps) from 1 gateway(s) (truck-07) "
+        "in 3 batches, included in checkpoint size 3" in out
+    )
+    assert "exactly these 9 records" in out and "NOT ATTESTED" not in out
