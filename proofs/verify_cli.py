@@ -106,6 +106,19 @@ def _print_report(report: BundleReport) -> None:
             f"[{low}, {high}] {rng.get('unit', 'CEL')} (the anchor's verdict, signed by the "
             "log key; every proven reading agrees with it)"
         )
+    compromised = subject.get("compromised")
+    if isinstance(compromised, list):
+        for c in compromised:
+            if not isinstance(c, dict):
+                continue
+            # Attested with the subject: the anchor says these may be forged.
+            line = (
+                f"COMPROMISED: {c.get('records')} record(s) from gateway {c.get('gw')} were"
+                f" anchored after its key was compromised (since {c.get('compromised_since')}"
+                " ms) and may be forged"
+            )
+            print(f"  {line}")
+            print(f"coldtrail-verify: {line}", file=sys.stderr)
     print(f"  checkpoint: {report.origin}, size {report.tree_size}, root {report.root_hex[:16]}…")
     print(f"  cosigned:   {', '.join(report.cosigners) or 'by nobody'}")
     for line in report.policy:

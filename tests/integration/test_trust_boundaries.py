@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from support.batches import (
 pytestmark = pytest.mark.integration
 
 GTIN = "09506000134352"
+VERIFY = str(Path(sys.executable).with_name("coldtrail-verify"))
 
 
 def _north(node: Node) -> tuple[GatewaySim, str]:
@@ -149,6 +153,16 @@ def test_a_revocation_dated_in_the_past_flags_what_was_logged_meanwhile(
         assert any("compromised" in r for r in answer["verdict"]["reasons"])
         bundle = anchor.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=R1")
         assert bundle["subject"]["compromised"] == answer["compromised"]
+        (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+        policy = anchor.cli("policy")
+        assert policy.returncode == 0, policy.stderr
+        (tmp_path / "policy.txt").write_text(policy.stdout)
+        verify = subprocess.run(
+            [VERIFY, str(tmp_path / "bundle.json"), "--policy", str(tmp_path / "policy.txt")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert verify.returncode == 0, verify.stderr
+        assert f"COMPROMISED: 3 record(s) from gateway {acme.gw}" in verify.stderr
 
 
 # (SQL that edits one derived row, what verify-ledger must name)
