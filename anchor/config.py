@@ -24,7 +24,7 @@ from .errors import ConfigError
 __all__ = ["ENV_PREFIX", "AnchorConfig", "load_config"]
 
 ENV_PREFIX = "COLDTRAIL_ANCHOR_"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class AnchorConfig:
     def __post_init__(self) -> None:
         for name in ("log_origin", "member_name"):
             value = getattr(self, name)
-            if not _NAME.match(value) or "+" in value:
+            if not _NAME.fullmatch(value) or "+" in value:
                 raise ConfigError(f"{name} must be 1-128 of letters, digits and ._/- ({value!r})")
         if self.log_origin == self.member_name:
             raise ConfigError("log_origin and member_name must differ (C2SP key names)")

@@ -76,7 +76,7 @@ _OPENING_STEPS = frozenset({"packing", "loading", "receiving", "storing"})
 _CLOSING_STEPS = frozenset({"unloading", "shipping"})
 ANOMALY_KINDS = ("unsynced-clock", "implausible-wall-clock", "clock-jump")
 # GS1 General Specifications, figure 7.11-1: file-safe "CSET 82" for X..20 AIs such as lot.
-_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+_CSET82 = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}")
 
 
 class ProvenanceError(Exception):

@@ -15,6 +15,7 @@ import unicodedata
 from .errors import FormatError
 
 __all__ = [
+    "ID_RE",
     "ID_RULE",
     "NAME_MAX",
     "check_identifier",
@@ -23,7 +24,8 @@ __all__ = [
 ]
 
 ID_RULE = "1-128 characters of ASCII letters, digits and ._:/@-, starting with a letter or digit"
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}", re.ASCII)
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}", re.ASCII)  # use fullmatch
+_ID = ID_RE
 NAME_MAX = 200
 
 

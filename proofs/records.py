@@ -64,10 +64,10 @@ GAP_REASONS = frozenset(
         "restart",  # the gateway restarted; records in flight may be missing
     }
 )
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 _MAX_SAFE_INT = 2**53 - 1
-_UNIT = re.compile(r"^[A-Z0-9]{2,3}$")
+_UNIT = re.compile(r"[A-Z0-9]{2,3}")
 _MAX_I53 = 2**53 - 1
 
 
@@ -224,7 +224,7 @@ class Record:
         _check_id(self.src, "src", where)
         _check_nonneg(self.seq, "seq", where)
         _check_nonneg(self.t, "t", where)
-        if not _HEX32.match(self.salt):
+        if not _HEX32.fullmatch(self.salt):
             raise FormatError(f"{where}: 'salt' must be 32 lowercase hex digits", code="bad-field")
         if self.asset is not None:
             _check_id(self.asset, "asset", where)
@@ -312,7 +312,7 @@ class Reading(Record):
             # JCS writes an integral 2**53 as digits, which parse back as an integer
             # that no JSON number can carry exactly: signed, it would never verify.
             raise FormatError("reading: 'val' must be within ±(2^53 - 1)", code="bad-field")
-        if not _UNIT.match(self.unit):
+        if not _UNIT.fullmatch(self.unit):
             raise FormatError("reading: 'unit' must be a UN/ECE unit code", code="bad-field")
 
     def body(self) -> dict[str, Any]:
@@ -533,9 +533,9 @@ class Manifest:
         _check_id(self.gw, "gw", w)
         for name in ("batch_seq", "first_seq", "last_seq", "count", "opened", "closed"):
             _check_nonneg(getattr(self, name), name, w)
-        if not _HEX64.match(self.prev):
+        if not _HEX64.fullmatch(self.prev):
             raise FormatError("manifest: 'prev' must be 64 lowercase hex digits", code="bad-field")
-        if not _HEX64.match(self.root):
+        if not _HEX64.fullmatch(self.root):
             raise FormatError("manifest: 'root' must be 64 lowercase hex digits", code="bad-field")
         if self.count < 1 or self.last_seq - self.first_seq + 1 != self.count:
             raise FormatError(

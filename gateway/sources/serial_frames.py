@@ -35,11 +35,11 @@ TEMPERATURE_RANGE_CEL = (-100.0, 150.0)  # beyond any cold-chain probe: a corrup
 HUMIDITY_RANGE = (0.0, 100.0)
 
 _SENTENCE = "CTTH"
-_SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
-_NUMBER = re.compile(r"^-?\d{1,4}(\.\d{1,4})?$")
-_UINT = re.compile(r"^\d{1,10}$")
-_DEV_MS = re.compile(r"^\d{1,16}$")
-_HEX2 = re.compile(rb"^[0-9A-Fa-f]{2}$")
+_SENSOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
+_NUMBER = re.compile(r"-?\d{1,4}(\.\d{1,4})?", re.ASCII)
+_UINT = re.compile(r"\d{1,10}", re.ASCII)
+_DEV_MS = re.compile(r"\d{1,16}", re.ASCII)
+_HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
 _MAX_SEQ = 2**32 - 1
 
 

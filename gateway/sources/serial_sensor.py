@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway.observations import Observation
+from proofs.identifiers import ID_RE
 
 from .backoff import BackoffPolicy
 from .line_framer import LineFramer, Overflow
@@ -17,7 +17,7 @@ from .serial_port import OpenStream, SerialLineSource
 
 __all__ = ["SerialSensorConfig", "SerialSensorSource"]
 
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")  # a record 'src' id
+SOURCE_NAME = ID_RE  # a record 'src' id: the one identifier rule (fullmatch)
 
 
 @dataclass(frozen=True, slots=True)

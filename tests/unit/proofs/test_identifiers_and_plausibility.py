@@ -93,3 +93,24 @@ def test_implausible_values(q: str, val: float, unit: str) -> None:
 def test_plausible_values(q: str, val: float, unit: str) -> None:
     assert implausible(q, val, unit) is None
     check_reading(q, val, unit)
+
+
+@pytest.mark.parametrize("field", ["prev", "root"])
+def test_manifest_hashes_with_a_trailing_newline_are_refused(field: str) -> None:
+    from proofs.records import manifest_from_dict
+
+    doc = {
+        "v": 1, "type": "manifest", "gw": "gw-1", "batch_seq": 1, "prev": "0" * 64,
+        "first_seq": 1, "last_seq": 1, "count": 1, "root": "a" * 64, "opened": 1,
+        "closed": 2, "key": "0123456789abcdef", "sig": "",
+    }  # fmt: skip
+    manifest_from_dict(doc)  # the valid one parses
+    with pytest.raises(FormatError):
+        manifest_from_dict({**doc, field: doc[field] + "\n"})
+
+
+def test_fullwidth_digits_are_not_serial_numbers() -> None:
+    from gateway.sources.serial_frames import _UINT
+
+    assert _UINT.fullmatch("12")
+    assert not _UINT.fullmatch("\uff11\uff12")  # fullwidth 1 and 2: int() would accept them
