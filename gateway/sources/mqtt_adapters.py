@@ -371,10 +371,11 @@ def shelly_gen1(ctx: AdapterContext, payload: bytes) -> list[Observation]:
         return []  # other Shelly topics (act_reasons, error, ...) are not readings
     q, unit = _SHELLY_GEN1[leaf]
     try:
-        text = payload.decode("ascii").strip()
+        text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         return [BadInput(ctx.sensor, "not-utf8", f"shelly {leaf}")]
-    if not re.fullmatch(r"-?\d{1,6}(\.\d{1,6})?", text):
+    # ASCII digits only: \d alone would also take fullwidth and other Unicode digits.
+    if not re.fullmatch(r"-?\d{1,6}(\.\d{1,6})?", text, re.ASCII):
         return [BadInput(ctx.sensor, "bad-value", f"shelly {leaf}: {truncate_for_log(text, 16)!r}")]
     value = float(text) if "." in text else int(text)
     return [Measurement(ctx.sensor, q, value, unit or ctx.route.unit or "CEL", None)]

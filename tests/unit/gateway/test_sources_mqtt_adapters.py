@@ -299,6 +299,8 @@ def test_plain_json_both_shapes() -> None:
         ("sensors/p", b'{"temperature": 1e999}', "bad-value"),
         ("sensors/p", b'{"q": "Temp!", "val": 1, "unit": "CEL"}', "bad-shape"),
         ("zigbee2mqtt/f", b'{"temperature": [4]}', "bad-value"),
+        ("shellies/h/sensor/temperature", "４.２".encode(), "bad-value"),  # fullwidth: UTF-8
+        ("shellies/h/sensor/temperature", b"4.2\xff", "not-utf8"),
         ("sensors/p", b"[" * 100_000, "payload-too-large"),
         ("sensors/p", b"[" * 50_000, "not-json"),  # deep nesting: RecursionError, caught
         ("s/events/rpc", b'{"method": "NotifyStatus", "params": 3}', "bad-shape"),
