@@ -161,7 +161,9 @@ class Signer:
             # Every source's readings pass here, so this is the one plausibility check:
             # the value as it would be signed (after calibration), which is what the
             # anchor checks too. The anchor refuses a batch holding an implausible
-            # reading, so the gateway never signs one; it signs the loss instead.
+            # reading, so the gateway never signs one; it signs the loss instead. The
+            # Reading is built first so that what the record format refuses (NaN, a unit
+            # that is no UN/ECE code) stays a bad-frame gap, as before.
             why = implausible(obs.q, value, obs.unit)
             if why is not None:
                 raw = "" if value == obs.val else f" (reported {obs.val:g} before calibration)"
