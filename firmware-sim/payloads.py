@@ -2,14 +2,17 @@
 
 Each function returns ``[(topic, payload bytes), ...]`` for one sample.
 Formats follow the projects' own documentation: Zigbee2MQTT device messages,
-Ruuvi Gateway's decoded JSON, Shelly Gen1 MQTT topics and Gen2 RPC
-notifications, and Tasmota's tele/SENSOR.
+Ruuvi Gateway's decoded JSON and its default raw JSON (the BLE advertisement in
+hex, data format 5), Shelly Gen1 MQTT topics and Gen2 RPC notifications, and
+Tasmota's tele/SENSOR.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import struct
 from dataclasses import dataclass
 
 __all__ = [
@@ -17,6 +20,8 @@ __all__ = [
     "Sample",
     "plain_json",
     "ruuvi",
+    "ruuvi_df5",
+    "ruuvi_raw",
     "shelly_gen1",
     "shelly_gen2",
     "tasmota",
@@ -84,6 +89,45 @@ def ruuvi(device: str, s: Sample, gateway: str = "C8:25:2D:8E:9C:2C") -> list[Me
         "id": tag,
     }
     return [(f"ruuvi/{gateway}/{tag}", _dumps(body))]
+
+
+def ruuvi_df5(s: Sample, mac: bytes, battery_mv: int = 2977, tx_power_dbm: int = 4) -> bytes:
+    """The 24-byte RAWv2 payload as a RuuviTag encodes it: fixed-point, clipped to
+    the format's range (docs.ruuvi.com, data format 5)."""
+
+    def clip(value: float, low: int, high: int) -> int:
+        return max(low, min(high, round(value)))
+
+    return struct.pack(
+        ">BhHHhhhHBH6s",
+        5,
+        clip(s.temperature_c * 200, -32767, 32767),
+        clip(s.humidity_pct * 400, 0, 65534),
+        100_044 - 50_000,
+        4, -4, 1036,  # acceleration mG: lying flat
+        (battery_mv - 1600) << 5 | (tx_power_dbm + 40) // 2,
+        66,
+        s.seq % 65_535,  # 65535 means "not available"
+        mac,
+    )  # fmt: skip
+
+
+def ruuvi_raw(device: str, s: Sample, gateway: str = "C8:25:2D:8E:9C:2C") -> list[Message]:
+    """What a Ruuvi Gateway publishes by default: the advertisement, undecoded."""
+    mac = hashlib.sha256(device.encode()).digest()[:6]
+    manufacturer = b"\xff\x99\x04" + ruuvi_df5(s, mac)  # AD type 0xFF, company 0x0499 LE
+    advertisement = b"\x02\x01\x06" + bytes([len(manufacturer)]) + manufacturer
+    ts = "" if s.device_ms is None else str(s.device_ms // 1000)
+    body = {
+        "gw_mac": gateway,
+        "rssi": -62,
+        "aoa": [],
+        "gwts": ts,
+        "ts": ts,
+        "data": advertisement.hex().upper(),
+        "coords": "",
+    }
+    return [(f"ruuvi/{gateway}/{device}", _dumps(body))]
 
 
 def shelly_gen1(device: str, s: Sample) -> list[Message]:
@@ -155,6 +199,7 @@ def plain_json(device: str, s: Sample) -> list[Message]:
 FORMATS = {
     "zigbee2mqtt": zigbee2mqtt,
     "ruuvi": ruuvi,
+    "ruuvi-raw": ruuvi_raw,
     "shelly-gen1": shelly_gen1,
     "shelly-gen2": shelly_gen2,
     "tasmota": tasmota,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "NULL_VALUE",
     "BadInput",
     "Delivery",
     "DeliverySink",
@@ -56,11 +57,19 @@ class ScanEvent:
 
 @dataclass(frozen=True, slots=True)
 class BadInput:
-    """Input that could not be parsed. It becomes a signed ``bad-frame`` gap record."""
+    """Input that yields no record of its own. It becomes a signed gap record with
+    ``reason`` (``bad-frame``: could not be parsed; ``null-value``: the device sent a
+    quantity the route wants without a value) and ``code: detail`` as its detail."""
 
     src: str
     code: str  # stable error code, e.g. "bad-checksum", "not-json", "unknown-symbology"
     detail: str  # a human sentence; never the whole untrusted payload
+    reason: str = "bad-frame"  # a proofs.records.GAP_REASONS member
+
+
+# Code and gap reason of a quantity reported without a value (JSON null, a
+# "not available" sentinel): the reading is lost, and the loss is recorded.
+NULL_VALUE = "null-value"
 
 
 Observation = Measurement | ScanEvent | BadInput

@@ -16,6 +16,7 @@ from proofs import records as rec
 from proofs.errors import FormatError
 from proofs.identifiers import is_identifier
 from proofs.keys import SigningKey
+from proofs.plausibility import implausible
 from proofs.records import Gap, Manifest, Reading, Scan
 
 from .clock import Clock, ClockReading
@@ -144,21 +145,35 @@ class Signer:
                         )
                     )
             value = sensor.calibrate(obs.q, obs.val) if sensor else obs.val
-            out.append(
-                Reading(
-                    gw=gw,
-                    seq=0,
-                    t=t,
-                    clk=clk,
-                    src=obs.src,
-                    salt=self._salt(),
-                    asset=sensor.asset if sensor else None,
-                    q=obs.q,
-                    val=value,
-                    unit=obs.unit,
-                    dev_t=obs.dev_t,
-                )
+            reading = Reading(
+                gw=gw,
+                seq=0,
+                t=t,
+                clk=clk,
+                src=obs.src,
+                salt=self._salt(),
+                asset=sensor.asset if sensor else None,
+                q=obs.q,
+                val=value,
+                unit=obs.unit,
+                dev_t=obs.dev_t,
             )
+            # Every source's readings pass here, so this is the one plausibility check:
+            # the value as it would be signed (after calibration), which is what the
+            # anchor checks too. The anchor refuses a batch holding an implausible
+            # reading, so the gateway never signs one; it signs the loss instead. The
+            # Reading is built first so that what the record format refuses (NaN, a unit
+            # that is no UN/ECE code) stays a bad-frame gap, as before.
+            why = implausible(obs.q, value, obs.unit)
+            if why is not None:
+                raw = "" if value == obs.val else f" (reported {obs.val:g} before calibration)"
+                out.append(
+                    self._gap_draft(
+                        now, obs.src, "implausible-value", f"sensor {obs.src}: {why}{raw}"
+                    )
+                )
+            else:
+                out.append(reading)
             return out
         if isinstance(obs, ScanEvent):
             scanner = registry.scanner(obs.src)
@@ -179,7 +194,7 @@ class Signer:
                 )
             ]
         if isinstance(obs, BadInput):
-            return [self._gap_draft(now, obs.src, "bad-frame", f"{obs.code}: {obs.detail}")]
+            return [self._gap_draft(now, obs.src, obs.reason, f"{obs.code}: {obs.detail}")]
         raise TypeError(f"not an observation: {type(obs).__name__}")
 
     # --- signing --------------------------------------------------------------

@@ -62,6 +62,8 @@ GAP_REASONS = frozenset(
         "source-down",  # a source (port, broker) was unreachable
         "clock-jump",  # the wall clock moved against the monotonic clock
         "restart",  # the gateway restarted; records in flight may be missing
+        "null-value",  # a device sent a quantity without a value (JSON null, "not available")
+        "implausible-value",  # a value no sensor of that quantity can measure (plausibility)
     }
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")

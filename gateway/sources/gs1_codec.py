@@ -4,12 +4,15 @@ biip 5.2 reports errors inside its result instead of raising, does not treat a
 ``]Q1`` (plain QR) URL as a GS1 Digital Link, needs ``GS1Message.parse_hri`` for
 parenthesised human-readable text, leaves AIs 4330-4333 (pack temperature
 limits) as raw strings, and accepts a GS1 message whose GTIN or SSCC has a
-wrong check digit (the error is only on the element). See docs/adr/0104-gs1-parsing-with-biip.md.
+wrong check digit (the error is only on the element). It also reads fullwidth
+and other non-ASCII digits as digits (Python's ``int`` does), though GS1 data is
+ASCII by definition. See docs/adr/0104-gs1-parsing-with-biip.md.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import biip
@@ -42,10 +45,15 @@ class SymbologyError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Gs1Parse:
-    """AI -> value, plus derived keys; ``error`` says why nothing parsed."""
+    """AI -> value, plus derived keys; ``error`` says why nothing parsed and ``code``
+    names it (``bad-gs1``, or ``non-ascii`` for GS1 written in look-alike characters).
+    ``claimed``: the data is GS1 by its own structure (element strings or a Digital
+    Link path were found) and is broken, so it is bad whatever the symbology."""
 
     elements: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    code: str = ""
+    claimed: bool = False
 
 
 def split_symbology(data: str) -> tuple[str, str]:
@@ -63,6 +71,16 @@ def split_symbology(data: str) -> tuple[str, str]:
 
 def parse_gs1(sym: str, data: str) -> Gs1Parse:
     """Parse ``data`` (identifier already split off) as GS1 as far as ``sym`` allows."""
+    if not data.isascii():
+        # GS1 character sets are subsets of ASCII. Fullwidth digits (an input method
+        # or a keyboard-wedge layout) would pass biip's int()-based checks, so GS1
+        # written in look-alike characters is caught here, before biip sees it.
+        folded = unicodedata.normalize("NFKC", data)
+        if folded.isascii():
+            look_alike = parse_gs1(sym, folded)
+            if not look_alike.error or look_alike.claimed:
+                return _refused("GS1 data in non-ASCII look-alike characters", "non-ascii")
+        return Gs1Parse(error="GS1 data is ASCII; this is not", code="non-ascii")
     try:
         if data.startswith(("http://", "https://")) and sym in ("", "]Q1", "]Q3", "]d2", "]d1"):
             # biip only tries Digital Link for GS1 symbologies; a plain QR URL is the
@@ -72,7 +90,7 @@ def parse_gs1(sym: str, data: str) -> Gs1Parse:
             return _elements(GS1Message.parse_hri(data, config=_CONFIG).element_strings)
         result = biip.parse(sym + data, config=_CONFIG)
     except _BIIP_FAILURES as e:
-        return Gs1Parse(error=_first_sentence(str(e)))
+        return Gs1Parse(error=_first_sentence(str(e)), code="bad-gs1")
     if result.gs1_message is not None:
         return _elements(result.gs1_message.element_strings)
     if result.gs1_digital_link_uri is not None:
@@ -88,7 +106,11 @@ def parse_gs1(sym: str, data: str) -> Gs1Parse:
         or result.sscc_error
         or "not a GS1 barcode"
     )
-    return Gs1Parse(error=_first_sentence(error))
+    return Gs1Parse(error=_first_sentence(error), code="bad-gs1")
+
+
+def _refused(error: str, code: str = "bad-gs1") -> Gs1Parse:
+    return Gs1Parse(error=error, code=code, claimed=True)
 
 
 def decode_pack_temperature(raw: str) -> str | None:
@@ -108,9 +130,10 @@ def _elements(element_strings: GS1ElementStrings) -> Gs1Parse:
         ai = es.ai.ai
         # biip accepts the message but records a bad GTIN/SSCC/GLN check digit
         # only on the element: a misread must not pass as a valid scan.
+        # That holds for a Digital Link URI as much as for element strings.
         element_error = es.gtin_error or es.sscc_error or es.gln_error
         if element_error:
-            return Gs1Parse(error=f"AI {ai}: {_first_sentence(element_error)}")
+            return _refused(f"AI {ai}: {_first_sentence(element_error)}")
         if ai in out:  # a repeated AI is invalid GS1; keep the first, as biip's .get does
             continue
         out[ai] = es.value
@@ -120,7 +143,7 @@ def _elements(element_strings: GS1ElementStrings) -> Gs1Parse:
                 name, unit = PACK_TEMPERATURE_KEYS[ai]
                 out[f"{name}_{unit}"] = decoded
     if not out:
-        return Gs1Parse(error="no GS1 element strings")
+        return Gs1Parse(error="no GS1 element strings", code="bad-gs1")
     return Gs1Parse(out)
 
 

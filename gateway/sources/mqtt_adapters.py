@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from gateway.observations import BadInput, Measurement, Observation
+from gateway.observations import NULL_VALUE, BadInput, Measurement, Observation
 from proofs.identifiers import is_identifier
 
 from .backoff import truncate_for_log
 from .device_clock import iso_to_ms, plausible_device_ms, seconds_to_ms
+from .ruuvi_raw import RUUVI_RAW_CODES, RuuviRawError, decode_advertisement
 
 __all__ = [
     "ADAPTERS",
@@ -32,8 +33,20 @@ __all__ = [
 ]
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # any sensor message is far smaller; bigger is hostile
-MQTT_BAD_CODES = frozenset(
-    {"payload-too-large", "not-utf8", "not-json", "bad-shape", "bad-value", "bad-sensor-id"}
+MQTT_BAD_CODES = (
+    frozenset(
+        {
+            "payload-too-large",
+            "not-utf8",
+            "not-json",
+            "bad-shape",
+            "bad-value",
+            "bad-unit",
+            "bad-sensor-id",
+            NULL_VALUE,
+        }
+    )
+    | RUUVI_RAW_CODES
 )
 UNITS = frozenset({"CEL", "FAH"})
 _PLACEHOLDER = re.compile(r"\{(\d)\}")
@@ -202,7 +215,12 @@ def _number(value: object) -> float | int | None:
     return None
 
 
+def _wanted(ctx: AdapterContext, q: str) -> bool:
+    return ctx.route.quantities is None or q in ctx.route.quantities
+
+
 def _measure(
+    out: list[Observation],
     ctx: AdapterContext,
     src: str,
     q: str,
@@ -210,21 +228,41 @@ def _measure(
     unit: str,
     dev_t: int | None,
     dev_seq: int | None = None,
-) -> Observation:
+) -> None:
+    """Append the reading of ``q``; a ``None`` value the route wants is appended as a
+    ``null-value`` BadInput (the device said it has no value: a loss, recorded)."""
+    if raw is None:
+        if _wanted(ctx, q):
+            out.append(_null(src, q, "is null"))
+        return
     value = _number(raw)
     if value is None:
-        return BadInput(ctx.sensor, "bad-value", f"{q} is not a finite number")
-    return Measurement(src, q, value, unit, dev_t, dev_seq)
+        out.append(BadInput(ctx.sensor, "bad-value", f"{q} is not a finite number"))
+        return
+    out.append(Measurement(src, q, value, unit, dev_t, dev_seq))
 
 
-def _temperature_unit(ctx: AdapterContext, reported: object = None) -> str:
-    if isinstance(reported, str):
-        r = reported.strip().upper()
-        if r in ("F", "FAH", "°F"):
-            return "FAH"
-        if r in ("C", "CEL", "°C"):
-            return "CEL"
-    return ctx.route.unit or "CEL"
+def _null(src: str, q: str, why: str) -> BadInput:
+    return BadInput(src, NULL_VALUE, f"{q} {why}", reason=NULL_VALUE)
+
+
+def _temperature_unit(ctx: AdapterContext, reported: object = None) -> str | BadInput:
+    """The payload's own unit (``"F"``, ``"C"``...) when it names one, else the route's,
+    else CEL. A unit the payload names that is not a temperature unit is refused:
+    recording it as Celsius would be silently wrong."""
+    if reported is None:
+        return ctx.route.unit or "CEL"
+    r = reported.strip().upper() if isinstance(reported, str) else None
+    if r in ("F", "FAH", "°F"):
+        return "FAH"
+    if r in ("C", "CEL", "°C"):
+        return "CEL"
+    return BadInput(
+        ctx.sensor,
+        "bad-unit",
+        f"{ctx.route.adapter}: temperature unit {truncate_for_log(str(reported), 16)!r}"
+        " is neither C nor F",
+    )
 
 
 def _seq(value: object) -> int | None:
@@ -262,10 +300,10 @@ def zigbee2mqtt(ctx: AdapterContext, payload: bytes) -> list[Observation]:
     for q, unit in _Z2M_QUANTITIES.items():
         if wanted is not None and q not in wanted:
             continue  # dropped by the route anyway: not worth a Measurement
-        if q in obj and obj[q] is not None:
+        if q in obj:
             if q == "temperature":
-                unit = _temperature_unit(ctx)
-            out.append(_measure(ctx, ctx.sensor, q, obj[q], unit, dev_t))
+                unit = ctx.route.unit or "CEL"
+            _measure(out, ctx, ctx.sensor, q, obj[q], unit, dev_t)
     return out
 
 
@@ -278,19 +316,44 @@ _RUUVI_QUANTITIES: Mapping[str, tuple[str, str]] = {
 
 
 def ruuvi(ctx: AdapterContext, payload: bytes) -> list[Observation]:
-    """Ruuvi Gateway, decoded JSON on ``ruuvi/<gw>/<tag>``; ``ts`` is epoch seconds
-    (a string in some firmware), ``measurementSequenceNumber`` becomes dev_seq."""
+    """Ruuvi Gateway on ``ruuvi/<gw>/<tag>``: its default raw JSON (``"data"``: the
+    BLE advertisement in hex, decoded here; data format 5) or its decoded JSON
+    (``"temperature"``...). ``ts`` is epoch seconds (a string in some firmware);
+    the measurement sequence number becomes dev_seq."""
     obj = _json_object(ctx, payload)
     if isinstance(obj, BadInput):
         return [obj]
-    if "temperature" not in obj and "data" in obj:
-        return [BadInput(ctx.sensor, "bad-shape", "ruuvi: raw-only payload; enable decoding")]
     dev_t = seconds_to_ms(obj.get("ts"))
+    if "temperature" not in obj and "data" in obj:
+        return _ruuvi_raw(ctx, obj["data"], dev_t)
     dev_seq = _seq(obj.get("measurementSequenceNumber"))
     out: list[Observation] = []
     for key, (q, unit) in _RUUVI_QUANTITIES.items():
-        if obj.get(key) is not None:
-            out.append(_measure(ctx, ctx.sensor, q, obj[key], unit, dev_t, dev_seq))
+        if key in obj:
+            _measure(out, ctx, ctx.sensor, q, obj[key], unit, dev_t, dev_seq)
+    return out
+
+
+def _ruuvi_raw(ctx: AdapterContext, data: object, dev_t: int | None) -> list[Observation]:
+    if not isinstance(data, str):
+        return [BadInput(ctx.sensor, "bad-shape", "ruuvi: 'data' is not a hex string")]
+    try:
+        df5 = decode_advertisement(data)
+    except RuuviRawError as e:
+        return [BadInput(ctx.sensor, e.code, f"ruuvi: {e.message}")]
+    values: dict[str, tuple[float | int | None, str]] = {
+        "temperature": (df5.temperature_c, "CEL"),
+        "humidity": (df5.humidity_pct, "P1"),
+        "pressure": (df5.pressure_pa, "PAL"),
+        "voltage": (None if df5.battery_mv is None else df5.battery_mv / 1000, "VLT"),
+    }
+    out: list[Observation] = []
+    for q, (value, unit) in values.items():
+        if value is None:
+            if _wanted(ctx, q):
+                out.append(_null(ctx.sensor, q, "is 'not available' in the DF5 payload"))
+        else:
+            out.append(Measurement(ctx.sensor, q, value, unit, dev_t, df5.sequence))
     return out
 
 
@@ -308,13 +371,14 @@ def shelly_gen1(ctx: AdapterContext, payload: bytes) -> list[Observation]:
         return []  # other Shelly topics (act_reasons, error, ...) are not readings
     q, unit = _SHELLY_GEN1[leaf]
     try:
-        text = payload.decode("ascii").strip()
+        text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         return [BadInput(ctx.sensor, "not-utf8", f"shelly {leaf}")]
-    if not re.fullmatch(r"-?\d{1,6}(\.\d{1,6})?", text):
+    # ASCII digits only: \d alone would also take fullwidth and other Unicode digits.
+    if not re.fullmatch(r"-?\d{1,6}(\.\d{1,6})?", text, re.ASCII):
         return [BadInput(ctx.sensor, "bad-value", f"shelly {leaf}: {truncate_for_log(text, 16)!r}")]
     value = float(text) if "." in text else int(text)
-    return [Measurement(ctx.sensor, q, value, unit or _temperature_unit(ctx), None)]
+    return [Measurement(ctx.sensor, q, value, unit or ctx.route.unit or "CEL", None)]
 
 
 def shelly_gen2(ctx: AdapterContext, payload: bytes) -> list[Observation]:
@@ -340,17 +404,21 @@ def shelly_gen2(ctx: AdapterContext, payload: bytes) -> list[Observation]:
         if not is_identifier(src):
             out.append(BadInput(ctx.sensor, "bad-sensor-id", "shelly-gen2: bad component id"))
             continue
+        # A probe that fails to read (an unplugged DS18B20 on the add-on) reports
+        # "tC": null; _measure turns that into a null-value gap.
         if kind == "temperature":
             if ctx.route.unit == "FAH" and "tF" in comp:
-                out.append(_measure(ctx, src, "temperature", comp["tF"], "FAH", dev_t))
+                _measure(out, ctx, src, "temperature", comp["tF"], "FAH", dev_t)
             elif "tC" in comp:
-                out.append(_measure(ctx, src, "temperature", comp["tC"], "CEL", dev_t))
+                _measure(out, ctx, src, "temperature", comp["tC"], "CEL", dev_t)
         elif kind == "humidity" and "rh" in comp:
-            out.append(_measure(ctx, src, "humidity", comp["rh"], "P1", dev_t))
-        elif kind == "devicepower" and isinstance(comp.get("battery"), dict):
-            percent = comp["battery"].get("percent")
-            if percent is not None:
-                out.append(_measure(ctx, src, "battery", percent, "P1", dev_t))
+            _measure(out, ctx, src, "humidity", comp["rh"], "P1", dev_t)
+        elif (
+            kind == "devicepower"
+            and isinstance(comp.get("battery"), dict)
+            and "percent" in comp["battery"]
+        ):
+            _measure(out, ctx, src, "battery", comp["battery"]["percent"], "P1", dev_t)
     return out
 
 
@@ -367,6 +435,8 @@ def tasmota(ctx: AdapterContext, payload: bytes) -> list[Observation]:
         return [obj]
     dev_t = iso_to_ms(obj.get("Time"), ctx.route.device_zone)
     temp_unit = _temperature_unit(ctx, obj.get("TempUnit"))
+    if isinstance(temp_unit, BadInput):
+        return [temp_unit]
     sensors = {
         k: v
         for k, v in obj.items()
@@ -379,9 +449,9 @@ def tasmota(ctx: AdapterContext, payload: bytes) -> list[Observation]:
             out.append(BadInput(ctx.sensor, "bad-sensor-id", "tasmota: bad sensor object name"))
             continue
         for key, q in _TASMOTA_QUANTITIES.items():
-            if key in values and values[key] is not None:
+            if key in values:
                 unit = temp_unit if q == "temperature" else "P1"
-                out.append(_measure(ctx, src, q, values[key], unit, dev_t))
+                _measure(out, ctx, src, q, values[key], unit, dev_t)
     return out
 
 
@@ -407,22 +477,19 @@ def plain_json(ctx: AdapterContext, payload: bytes) -> list[Observation]:
             return [BadInput(ctx.sensor, "bad-shape", "json: 'q' must be a quantity name")]
         if not isinstance(unit, str) or not re.fullmatch(r"[A-Z0-9]{2,3}", unit):
             return [BadInput(ctx.sensor, "bad-shape", "json: 'unit' must be a UN/ECE code")]
-        return [_measure(ctx, ctx.sensor, q, obj.get("val"), unit, dev_t, seq)]
+        if "val" not in obj:
+            return [BadInput(ctx.sensor, "bad-shape", "json: 'q' without 'val'")]
+        out: list[Observation] = []
+        _measure(out, ctx, ctx.sensor, q, obj["val"], unit, dev_t, seq)
+        return out
     temp_unit = _temperature_unit(ctx, obj.get("unit"))
-    out: list[Observation] = []
+    if isinstance(temp_unit, BadInput):
+        return [temp_unit]
+    out = []
     for q, unit in _PLAIN_UNITS.items():
-        if obj.get(q) is not None:
-            out.append(
-                _measure(
-                    ctx,
-                    ctx.sensor,
-                    q,
-                    obj[q],
-                    temp_unit if q == "temperature" else unit,
-                    dev_t,
-                    seq,
-                )
-            )
+        if q in obj:
+            unit = temp_unit if q == "temperature" else unit
+            _measure(out, ctx, ctx.sensor, q, obj[q], unit, dev_t, seq)
     if not out:
         return [BadInput(ctx.sensor, "bad-shape", "json: no known quantity in payload")]
     return out

@@ -36,7 +36,9 @@ def parse_scan(src: str, line: bytes | Overflow) -> Observation:
     GS1 symbologies must parse as GS1. Non-GS1 symbologies and reads without an
     identifier are kept as scans even when they are not GS1 (asset and location
     labels are often plain Code 128), with ``gs1`` filled when they do parse;
-    except that all-digit data that fails GS1 parsing is a misread and is bad.
+    except that all-digit data that fails GS1 parsing is a misread and is bad, and
+    so is data that is GS1 by its structure but broken (a Digital Link URI whose
+    GTIN has a wrong check digit, GS1 in fullwidth digits).
     """
     if isinstance(line, Overflow):
         return BadInput(src, "line-too-long", f"dropped {line.dropped_bytes} bytes without suffix")
@@ -56,8 +58,10 @@ def parse_scan(src: str, line: bytes | Overflow) -> Observation:
     if not data:
         return BadInput(src, "bad-frame", "symbology identifier without data")
     parsed = parse_gs1(sym, data)
-    if parsed.error and (sym in GS1_SYMBOLOGIES or data.replace(GS, "").isdigit()):
-        return BadInput(src, "bad-gs1", f"{sym or 'no symbology id'}: {parsed.error}")
+    if parsed.error and (
+        parsed.claimed or sym in GS1_SYMBOLOGIES or data.replace(GS, "").isdigit()
+    ):
+        return BadInput(src, parsed.code, f"{sym or 'no symbology id'}: {parsed.error}")
     return ScanEvent(src=src, raw=data, sym=sym, gs1=parsed.elements)
 
 

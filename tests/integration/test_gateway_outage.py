@@ -46,7 +46,8 @@ class PushSource:
         assert self._sink is not None
         vals = list(range(self.next_val, self.next_val + n))
         self.next_val += n
-        await self._sink.submit([Measurement("line-1", "temperature", v, "CEL") for v in vals])
+        # Values are ids here: a plain count (C62) has no physical limits to trip.
+        await self._sink.submit([Measurement("line-1", "count", v, "C62") for v in vals])
         return vals
 
 

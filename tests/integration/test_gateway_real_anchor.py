@@ -84,7 +84,8 @@ class PushSource:
 
     async def push(self, vals: range) -> None:
         assert self.sink is not None
-        await self.sink.submit([Measurement("line-1", "temperature", v, "CEL") for v in vals])
+        # Values are ids here: a plain count (C62) has no physical limits to trip.
+        await self.sink.submit([Measurement("line-1", "count", v, "C62") for v in vals])
 
 
 async def drain(setup: GatewaySetup, task: asyncio.Task[None]) -> None:

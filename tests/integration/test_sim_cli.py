@@ -132,7 +132,7 @@ async def _mqtt_round(broker: Broker) -> None:
         got = await sink.wait_for(Measurement, 1)
         for _ in range(200):
             temps = {o.src for o in got if isinstance(o, Measurement) and o.q == "temperature"}
-            if len(temps) == 6:
+            if len(temps) == 7:
                 break
             await asyncio.sleep(0.02)
             got = [o for o in sink.observations if isinstance(o, Measurement)]
@@ -141,7 +141,8 @@ async def _mqtt_round(broker: Broker) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert temps == {
-        "zigbee2mqtt-01", "ruuvi-01", "shellygen1-01", "shellygen2-01", "tasmota-01", "json-01"
+        "zigbee2mqtt-01", "ruuvi-01", "ruuviraw-01", "shellygen1-01", "shellygen2-01",
+        "tasmota-01", "json-01",
     }  # fmt: skip
     assert all(o.dev_t is None or o.dev_t > 1_577_836_800_000 for o in got)  # no 1970 leaks
     assert source.counters.frames_bad == {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.mqtt_publisher import Publisher
+from firmware_sim.payloads import FORMATS
 from firmware_sim.scenario import mqtt_stream
 from gateway.observations import Measurement, Observation
 from gateway.sources.backoff import BackoffPolicy
@@ -166,9 +167,9 @@ async def test_messages_sent_while_the_gateway_was_down_arrive(
     source = MqttSource(config(mosquitto, protocol=protocol))
     sink = RecordingSink()
     task = await start(source, sink)
-    await sink.wait_for_temperatures(12)  # 6 formats x 2 samples
+    await sink.wait_for_temperatures(2 * len(FORMATS))  # every format x 2 samples
     await stop(task)
-    assert len(sink.temperatures()) == 12
+    assert len(sink.temperatures()) == 2 * len(FORMATS)
 
 
 async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:

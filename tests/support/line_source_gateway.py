@@ -38,10 +38,10 @@ class LineSocketSource:
                     for line in lines:
                         try:
                             msg = json.loads(line)
+                            # The drills send counters as values: a plain count (C62),
+                            # since a temperature above 1000 CEL is not signed (plausibility).
                             observations.append(
-                                Measurement(
-                                    src=msg["src"], q="temperature", val=msg["val"], unit="CEL"
-                                )
+                                Measurement(src=msg["src"], q="count", val=msg["val"], unit="C62")
                             )
                             ids.append(int(msg["id"]))
                         except (ValueError, KeyError, TypeError):

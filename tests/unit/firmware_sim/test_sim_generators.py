@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from firmware_sim import gs1
 from firmware_sim.cli import build_parser, main
 from firmware_sim.faults import FaultPlan, corrupt_frame
 from firmware_sim.frames import encode_frame, xor_checksum
-from firmware_sim.payloads import FORMATS, Sample
+from firmware_sim.payloads import FORMATS, Sample, ruuvi_df5
 from firmware_sim.scenario import custody_scans, logger_stream, mqtt_stream
 from firmware_sim.thermal import ThermalModel
 
@@ -102,3 +103,12 @@ def test_cli_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["logger", "--start", "2026-11-21T08:00:00"])  # no offset
     assert main(["mqtt", "--port", "1", "--count", "1"]) == 1  # nothing listening
     assert "coldtrail-sim:" in capsys.readouterr().err
+
+
+def test_ruuvi_df5_encoder_reproduces_the_official_vector() -> None:
+    # The simulator's encoder is independent of the gateway's decoder; both meet here.
+    vectors = Path(__file__).resolve().parents[2] / "vectors" / "ruuvi" / "df5.json"
+    valid = json.loads(vectors.read_text())["cases"][0]
+    sample = Sample(valid["temperature_c"], valid["humidity_pct"], valid["sequence"], None)
+    raw = ruuvi_df5(sample, bytes.fromhex(valid["mac"].replace(":", "")))
+    assert raw.hex().upper() == valid["raw"]

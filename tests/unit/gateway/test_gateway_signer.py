@@ -94,3 +94,44 @@ def test_text_json_cannot_carry_becomes_a_gap_that_can_still_be_signed() -> None
         verify(record, key.public_key)
     assert "\\ud800" in drafts[0].detail
     assert "not valid Unicode" in drafts[1].detail
+
+
+def test_a_null_value_becomes_a_null_value_gap() -> None:
+    signer, key, _ = make_signer()
+    bad = BadInput("ruuvi-1", "null-value", "temperature is null", reason="null-value")
+    (draft,) = signer.drafts([bad])
+    gap = record_from_json(signer.seal(draft, 7))
+    assert isinstance(gap, Gap) and gap.reason == "null-value" and gap.src == "ruuvi-1"
+    assert gap.detail == "null-value: temperature is null"
+    verify(gap, key.public_key)
+
+
+def test_implausible_values_are_signed_gaps_not_readings() -> None:
+    signer, key, _ = make_signer()
+    drafts = signer.drafts(
+        [
+            Measurement("probe-9", "temperature", 1e9, "CEL"),
+            Measurement("probe-9", "temperature", -300, "CEL"),
+            Measurement("probe-9", "humidity", 140, "P1"),
+            Measurement("probe-9", "humidity", 55, "KEL"),
+            Measurement("probe-9", "temperature", -459.67, "FAH"),  # absolute zero: possible
+        ]
+    )
+    assert [type(d) for d in drafts] == [Gap, Gap, Gap, Gap, Reading]
+    gaps = [record_from_json(signer.seal(d, i + 1)) for i, d in enumerate(drafts[:4])]
+    assert all(isinstance(g, Gap) and g.reason == "implausible-value" for g in gaps)
+    assert all(g.src == "probe-9" for g in gaps)
+    details = [g.detail for g in gaps if isinstance(g, Gap)]
+    assert details[0] == (
+        "sensor probe-9: temperature 1e+09 CEL is outside the physically possible -273.15..1000"
+    )
+    assert "-300" in details[1] and "140" in details[2] and "KEL" in details[3]
+    for g in gaps:
+        verify(g, key.public_key)
+
+
+def test_plausibility_is_checked_after_calibration() -> None:
+    signer, _, _ = make_signer()  # probe-1 is calibrated by -0.5 CEL
+    (draft,) = signer.drafts([Measurement("probe-1", "temperature", -272.9, "CEL")])
+    assert isinstance(draft, Gap) and draft.reason == "implausible-value"
+    assert "-273.4" in draft.detail and "reported -272.9 before calibration" in draft.detail

@@ -125,9 +125,51 @@ def test_ruuvi_decoded_with_sequence_number_and_string_ts() -> None:
     assert {(o.src, o.dev_t, o.dev_seq) for o in out} == {("CB:B8:33:4C:88:4F", T_MS, 205)}
 
 
-def test_ruuvi_raw_only_payload_is_bad_shape() -> None:
-    (out,) = run("ruuvi/gw/tag", {"ts": "1", "data": "0201061BFF9904"})
-    assert isinstance(out, BadInput) and out.code == "bad-shape"
+RUUVI_RAW = {  # Ruuvi Gateway's default MQTT JSON: the advertisement, not decoded
+    "gw_mac": "C8:25:2D:8E:9C:2C", "rssi": -62, "aoa": [], "gwts": str(T_MS // 1000),
+    "ts": str(T_MS // 1000), "coords": "",
+    "data": "0201061BFF99040512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F",
+}  # fmt: skip
+RUUVI_TOPIC = "ruuvi/C8:25:2D:8E:9C:2C/CB:B8:33:4C:88:4F"
+
+
+def test_ruuvi_raw_advertisement_is_decoded() -> None:
+    out = run(RUUVI_TOPIC, RUUVI_RAW)
+    assert values(out) == {
+        "temperature": (24.3, "CEL"), "humidity": (53.49, "P1"),
+        "pressure": (100044, "PAL"), "voltage": (2.977, "VLT"),
+    }  # fmt: skip
+    assert {(o.src, o.dev_t, o.dev_seq) for o in out} == {("CB:B8:33:4C:88:4F", T_MS, 205)}
+
+
+def test_ruuvi_raw_not_available_fields_are_null_value_gaps_for_wanted_quantities() -> None:
+    invalid = "0201061BFF9904058000FFFFFFFF800080008000FFFFFFFFFFFFFFFFFFFFFF"
+    out = run(RUUVI_TOPIC, {**RUUVI_RAW, "data": invalid})
+    assert all(isinstance(o, BadInput) for o in out)
+    assert sorted((o.code, o.reason, o.detail.split()[0]) for o in out) == [
+        ("null-value", "null-value", q) for q in ("humidity", "pressure", "temperature", "voltage")
+    ]
+    routes = (TopicRoute("ruuvi/+/+", "ruuvi", "{2}", quantities=frozenset({"temperature"})),)
+    (out,) = run(RUUVI_TOPIC, {**RUUVI_RAW, "data": invalid}, routes)
+    assert isinstance(out, BadInput) and out.code == "null-value"
+    assert out.detail.startswith("temperature")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("0201061BFF9904", "bad-length"),
+        ("0201061BFF99040512FC5394C37C0004FFFC040CAC364200CDCBB8334C884F00"[:-1], "not-hex"),
+        ("0201060FFF99040612FC5394C37C0004FFFC04", "unknown-data-format"),
+        ("02010603FF4C00", "not-ruuvi"),
+        (205, "bad-shape"),
+        (None, "bad-shape"),
+    ],
+)
+def test_ruuvi_raw_refusals_are_coded(data: object, code: str) -> None:
+    (out,) = run(RUUVI_TOPIC, {**RUUVI_RAW, "data": data})
+    assert isinstance(out, BadInput) and out.code == code and out.src == "CB:B8:33:4C:88:4F"
+    assert code in MQTT_BAD_CODES
 
 
 def test_shelly_gen1_bare_numbers_and_configured_unit() -> None:
@@ -186,6 +228,53 @@ def test_tasmota_fahrenheit_and_several_probes() -> None:
     }
 
 
+def test_tasmota_unknown_temp_unit_is_refused_not_recorded_as_celsius() -> None:
+    for unit in ("K", "", 1, ["F"]):
+        payload = {"DS18B20": {"Temperature": 277.3}, "TempUnit": unit}
+        (out,) = run("tele/cold3/SENSOR", payload)
+        assert isinstance(out, BadInput) and out.code == "bad-unit", unit
+    (out,) = run("tele/cold3/SENSOR", {"DS18B20": {"Temperature": 39.2}, "TempUnit": "f"})
+    assert (out.val, out.unit) == (39.2, "FAH")
+    (out,) = run("tele/cold3/SENSOR", {"DS18B20": {"Temperature": 4.2}})  # Tasmota's default
+    assert (out.val, out.unit) == (4.2, "CEL")
+
+
+def test_plain_json_unknown_unit_is_refused() -> None:
+    (out,) = run("sensors/p", {"temperature": 277.3, "unit": "K"})
+    assert isinstance(out, BadInput) and out.code == "bad-unit"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "src", "q"),
+    [
+        ("zigbee2mqtt/f", {"temperature": None, "humidity": 50}, "z2m-f", "temperature"),
+        ("ruuvi/gw/tag", {"temperature": None, "humidity": 50, "ts": "1"}, "tag", "temperature"),
+        (
+            "s/events/rpc",
+            {"method": "NotifyStatus", "params": {"temperature:100": {"id": 100, "tC": None}}},
+            "s.100",
+            "temperature",
+        ),
+        ("tele/c/SENSOR", {"AM2301": {"Temperature": 4.1, "Humidity": None}}, "c", "humidity"),
+        ("sensors/p", {"temperature": None, "humidity": 50}, "p", "temperature"),
+        ("sensors/p", {"q": "temperature", "val": None, "unit": "CEL"}, "p", "temperature"),
+    ],
+)
+def test_a_null_value_is_a_coded_loss_not_silence(
+    topic: str, payload: dict[str, object], src: str, q: str
+) -> None:
+    bad = [o for o in run(topic, payload) if isinstance(o, BadInput)]
+    assert [(o.src, o.code, o.reason) for o in bad] == [(src, "null-value", "null-value")]
+    assert bad[0].detail.startswith(q)
+
+
+def test_a_null_value_the_route_does_not_want_is_ignored() -> None:
+    routes = (TopicRoute("sensors/+", "json", "{1}", quantities=frozenset({"humidity"})),)
+    assert values(run("sensors/p", {"temperature": None, "humidity": 50}, routes)) == {
+        "humidity": (50, "P1")
+    }
+
+
 def test_plain_json_both_shapes() -> None:
     out = run("sensors/probe1", {"temperature": 39.0, "unit": "F", "t": T_MS, "seq": 3})
     assert [(o.val, o.unit, o.dev_t, o.dev_seq) for o in out] == [(39.0, "FAH", T_MS, 3)]
@@ -210,6 +299,8 @@ def test_plain_json_both_shapes() -> None:
         ("sensors/p", b'{"temperature": 1e999}', "bad-value"),
         ("sensors/p", b'{"q": "Temp!", "val": 1, "unit": "CEL"}', "bad-shape"),
         ("zigbee2mqtt/f", b'{"temperature": [4]}', "bad-value"),
+        ("shellies/h/sensor/temperature", "４.２".encode(), "bad-value"),  # fullwidth: UTF-8
+        ("shellies/h/sensor/temperature", b"4.2\xff", "not-utf8"),
         ("sensors/p", b"[" * 100_000, "payload-too-large"),
         ("sensors/p", b"[" * 50_000, "not-json"),  # deep nesting: RecursionError, caught
         ("s/events/rpc", b'{"method": "NotifyStatus", "params": 3}', "bad-shape"),

@@ -76,6 +76,11 @@ def test_plain_code128_label_is_a_scan_without_gs1() -> None:
     assert (out.sym, out.raw, out.gs1) == ("]C0", "TRUCK-07", {})
 
 
+def test_urls_that_are_not_digital_links_stay_plain_scans() -> None:
+    for url in ("https://example.com/2024/01/15/news", "https://例え.jp/x", "ＴＲＵＣＫ"):
+        assert scan(url).gs1 == {}
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [
@@ -90,6 +95,17 @@ def test_plain_code128_label_is_a_scan_without_gs1() -> None:
         (b"   ", "bad-frame"),
         (b"\xff\xfe\x00", "bad-encoding"),
         (b"]C1\x0101" + GTIN.encode(), "bad-frame"),
+        # A Digital Link is GS1 by its path: a wrong check digit is a misread too.
+        (b"https://id.example.com/01/09506000134353/10/ABC", "bad-gs1"),
+        (b"]Q1https://id.example.com/01/09506000134353/10/ABC", "bad-gs1"),
+        (b"https://id.example.com/00/106141412345678907", "bad-gs1"),  # SSCC
+        (b"https://id.example.com/414/5412345000014", "bad-gs1"),  # GLN
+        # GS1 in fullwidth digits: valid UTF-8, so not an encoding fault, and not GS1.
+        ("０１".encode() + "".join(chr(0xFF10 + int(d)) for d in GTIN).encode(), "non-ascii"),
+        ("]C1０１".encode() + "".join(chr(0xFF10 + int(d)) for d in GTIN).encode(), "non-ascii"),
+        ("https://id.example.com/01/０９５０６０００１３４３５２".encode(), "non-ascii"),
+        ("]C1Ａ".encode(), "non-ascii"),
+        ("٠١٢٣".encode(), "non-ascii"),  # Arabic-Indic digits
     ],
 )
 def test_bad_scans(data: bytes, code: str) -> None:
