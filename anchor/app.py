@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from proofs.identifiers import is_identifier
 from proofs.keystore import load_signing_key
 
 from . import log
@@ -279,6 +280,7 @@ async def get_gateway_batches(request: web.Request) -> web.Response:
                 "id": gateway.id,
                 "org": gateway.org_id,
                 "asset": gateway.asset,
+                "places": sorted(gateway.places),
                 "key_id": gateway.key_id,
                 "public_key": gateway.public_key,
                 "enrolled_at": gateway.enrolled_at,
@@ -287,6 +289,32 @@ async def get_gateway_batches(request: web.Request) -> web.Response:
             "batches": [batch_json(b) for b in batches],
         }
     )
+
+
+async def get_places(request: web.Request) -> web.Response:
+    """Assets and read points with their owning organisation and the gateways that may
+    report for each (docs/adr/0311): who can speak for a place is public."""
+    store = request.app[STORE]
+    org = request.query.get("org")
+    if org is not None and not is_identifier(org):
+        raise AnchorError("bad-parameter", "'org' is an organisation id")
+    after = request.query.get("after", "")
+    limit = min(_int_param(request, "limit", 100), _MAX_PAGE)
+    places = await asyncio.to_thread(store.places, org)
+    gateways = await asyncio.to_thread(store.gateways, org)
+    page = [p for p in places if p.id > after][: limit + 1]
+    items = [
+        {
+            "id": p.id,
+            "org": p.org_id,
+            "kind": p.kind,
+            "name": p.name,
+            "registered_at": p.registered_at,
+            "gateways": [g.id for g in gateways if g.may_name(p.id)],
+        }
+        for p in page[:limit]
+    ]
+    return _json({"places": items, "next": page[limit - 1].id if len(page) > limit else None})
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -331,6 +359,7 @@ ROUTES = [
     web.get("/v1/log/leaves/{index}", get_leaf),
     # Gateway ids may contain "/" (proofs.records allows it).
     web.get("/v1/gateways/{gw:.+}/batches", get_gateway_batches),
+    web.get("/v1/places", get_places),
     web.get("/healthz", get_health),
     web.get("/metrics", get_metrics),
     web.get("/openapi.json", get_openapi),

@@ -389,6 +389,29 @@ _DOC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/places": {
+            "get": {
+                "summary": "Assets and read points: owner and the gateways enrolled for each",
+                "parameters": [
+                    _q("org", False, "only this organisation's"),
+                    _q("after", False, "ids after this one (paging)"),
+                    _q("limit", False, "at most this many (max 1000)"),
+                ],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["places", "next"],
+                            "properties": {
+                                "places": {"type": "array", "items": {"type": "object"}},
+                                "next": {"type": ["string", "null"]},
+                            },
+                        }
+                    ),
+                    **_problems(400),
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness and ledger health",

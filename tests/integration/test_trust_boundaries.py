@@ -104,6 +104,11 @@ def test_a_gateway_cannot_report_for_another_organisations_places(tmp_path: Path
         _restore(acme, state)
 
         assert _counts(node) == counts
+        # Who may speak for a place is public.
+        places = {p["id"]: p for p in anchor.get("/v1/places")["places"]}
+        assert places["cold-room-3"]["org"] == "north"
+        assert places["cold-room-3"]["gateways"] == [north.gw]
+        assert places["truck-07"]["gateways"] == [acme.gw]
         # Its own places are still fine.
         status, _ = anchor.post(node.gateway_token, acme.readings_batch(2)[1])
         assert status == 201
