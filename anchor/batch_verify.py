@@ -98,14 +98,6 @@ def verify_chunk(
             record = record_from_dict(item)
         except FormatError as e:
             raise AnchorError("malformed", f"record {offset + i}: {e.message}") from e
-        signed = record.to_dict()
-        if len(signed) != len(item):
-            # Unsigned extra fields would be dropped silently by the parser; refuse them.
-            extra = sorted(k for k in set(item) - set(signed) if item[k] is not None)
-            if extra:
-                raise AnchorError(
-                    "malformed", f"record seq {record.seq}: unknown fields {', '.join(extra)}"
-                )
         if record.gw != gw:
             raise AnchorError(
                 "malformed", f"record seq {record.seq} names gateway {record.gw}, not {gw}"
@@ -115,12 +107,21 @@ def verify_chunk(
                 "root-mismatch",
                 f"record {offset + i} has seq {record.seq}; the manifest says {expected_seq}",
             )
+        # Verify before serialising: an unsigned record (``sig`` missing, null or "")
+        # parses, but cannot be written out, and must be refused as unsigned.
         try:
             verify(record, key)
         except ProofsError as e:
-            raise AnchorError(
-                "bad-signature", f"record seq {record.seq} of {gw}: signature does not verify"
-            ) from e
+            why = "is not signed" if e.code == "unsigned" else "signature does not verify"
+            raise AnchorError("bad-signature", f"record seq {record.seq} of {gw}: {why}") from e
+        signed = record.to_dict()
+        if len(signed) != len(item):
+            # Unsigned extra fields would be dropped silently by the parser; refuse them.
+            extra = sorted(k for k in set(item) - set(signed) if item[k] is not None)
+            if extra:
+                raise AnchorError(
+                    "malformed", f"record seq {record.seq}: unknown fields {', '.join(extra)}"
+                )
         json_bytes = canonical_json(signed)
         out.records.append(_new_record(record, json_bytes))
         out.leaf_hashes.append(leaf_hash(json_bytes))

@@ -87,6 +87,51 @@ async def test_forged_record_signature(client: Client, node: Node) -> None:
     assert "seq 5" in problem["detail"]
 
 
+_DELETE = object()
+_SIG_MUTATIONS = [
+    (_DELETE, "bad-signature", 422),
+    (None, "bad-signature", 422),
+    ("", "bad-signature", 422),
+    (5, "malformed", 400),
+    (["AAAA"], "malformed", 400),
+    ({"sig": "x"}, "malformed", 400),
+    ("not base64!", "malformed", 400),
+    ("AAAA", "malformed", 400),  # base64, but 3 bytes and not 64
+    ("A" * 86 + "==", "bad-signature", 422),  # 64 zero bytes: the right shape, forged
+]
+_SIG_IDS = ["missing", "null", "empty", "int", "list", "object", "not-base64", "short", "zeros"]
+
+
+def _with_sig(d: dict[str, Any], sig: Any) -> dict[str, Any]:
+    out = dict(d)
+    if sig is _DELETE:
+        del out["sig"]
+    else:
+        out["sig"] = sig
+    return out
+
+
+@pytest.mark.parametrize(("sig", "code", "status"), _SIG_MUTATIONS, ids=_SIG_IDS)
+async def test_record_sig_missing_or_mangled(
+    client: Client, node: Node, sig: Any, code: str, status: int
+) -> None:
+    # A missing, null or empty record 'sig' used to escape as a 500 the gateway retried forever.
+    _, b = node.gateway.readings_batch(3)
+    b["records"][1] = _with_sig(b["records"][1], sig)
+    problem = await refused(client, code, status, b, token=node.gateway_token)
+    if code == "bad-signature":
+        assert "seq 5" in problem["detail"]
+
+
+@pytest.mark.parametrize(("sig", "code", "status"), _SIG_MUTATIONS, ids=_SIG_IDS)
+async def test_manifest_sig_missing_or_mangled(
+    client: Client, node: Node, sig: Any, code: str, status: int
+) -> None:
+    _, b = node.gateway.readings_batch(2)
+    b["manifest"] = _with_sig(b["manifest"], sig)
+    await refused(client, code, status, b, token=node.gateway_token)
+
+
 async def test_record_signed_by_another_key(client: Client, node: Node) -> None:
     gw = node.gateway
     impostor = GatewaySim(gw=gw.gw, seq=gw.seq)
