@@ -1,0 +1,90 @@
+"""A real ``coldtrail-anchor serve`` process for integration tests, and plain HTTP to it.
+
+The process runs this worktree's interpreter (``sys.executable -m anchor.cli``) on a
+free loopback port and is stopped by PID (:func:`support.procs.stop_process`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support.procs import wait_for_port
+
+ANCHOR = [sys.executable, "-m", "anchor.cli"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(port: int, path: str, *, body: Any = None, token: str | None = None) -> Reply:
+    """GET ``path``, or POST ``body`` as JSON when given; any status is returned, not raised."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return Reply(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers.items()), e.read())
+
+
+def post_batch(port: int, token: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    reply = call(port, "/v1/batches", body=body, token=token)
+    return reply.status, reply.body
+
+
+def get_json(port: int, path: str) -> Any:
+    reply = call(port, path)
+    assert reply.status == 200, reply
+    return reply.json()
+
+
+def start_anchor(config_path: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [*ANCHOR, "--config", str(config_path), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(port)},
+        )
+    wait_for_port(port, timeout_s=20, proc=proc)
+    return proc
+
+
+def write_config(data_dir: str, path: Path) -> None:
+    path.write_text(
+        "[anchor]\n"
+        f'data_dir = "{data_dir}"\n'
+        'listen_host = "127.0.0.1"\n'
+        "checkpoint_interval_s = 0.5\n"
+    )
+
+
+def verify_ledger(config_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ANCHOR, "--config", str(config_path), "verify-ledger"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
