@@ -21,6 +21,7 @@ from proofs.canonical import canonical_json
 from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import leaf_hash
+from proofs.plausibility import implausible
 from proofs.records import Gap, Reading, Scan, record_from_dict, verify
 
 from .errors import AnchorError
@@ -114,6 +115,16 @@ def verify_chunk(
         except ProofsError as e:
             why = "is not signed" if e.code == "unsigned" else "signature does not verify"
             raise AnchorError("bad-signature", f"record seq {record.seq} of {gw}: {why}") from e
+        if isinstance(record, Reading):
+            # Signed is not true: a value no sensor of that quantity can report is
+            # refused (the gateway turns such a value into a signed gap instead).
+            why = implausible(record.q, record.val, record.unit)
+            if why is not None:
+                raise AnchorError(
+                    "implausible-value",
+                    f"record seq {record.seq} of {gw}: {record.q} = {record.val!r}"
+                    f" {record.unit} is not physically plausible: {why}",
+                )
         signed = record.to_dict()
         if len(signed) != len(item):
             # Unsigned extra fields would be dropped silently by the parser; refuse them.

@@ -132,6 +132,38 @@ async def test_manifest_sig_missing_or_mangled(
     await refused(client, code, status, b, token=node.gateway_token)
 
 
+@pytest.mark.parametrize(
+    ("val", "q", "unit"),
+    [
+        (-300.0, "temperature", "CEL"),  # below absolute zero
+        (1e9, "temperature", "CEL"),
+        (140.0, "humidity", "P1"),
+        (20.0, "temperature", "P1"),  # a temperature in percent
+    ],
+)
+async def test_implausible_reading_is_refused(
+    client: Client, node: Node, val: float, q: str, unit: str
+) -> None:
+    gw = node.gateway
+    records = [gw.reading(), gw.reading(val=val, q=q, unit=unit), gw.reading()]
+    _, b = gw.batch(records)
+    problem = await refused(client, "implausible-value", 422, b, token=node.gateway_token)
+    seq = records[1].seq
+    assert f"seq {seq}" in problem["detail"] and q in problem["detail"]
+    assert repr(val) in problem["detail"]
+
+
+async def test_plausible_extremes_are_accepted(client: Client, node: Node) -> None:
+    gw = node.gateway
+    _, b = gw.batch([gw.reading(val=-273.15), gw.reading(val=100.0, q="humidity", unit="P1")])
+    resp = await client.post(
+        "/v1/batches",
+        data=json.dumps(b),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 201, await resp.text()
+
+
 async def test_record_signed_by_another_key(client: Client, node: Node) -> None:
     gw = node.gateway
     impostor = GatewaySim(gw=gw.gw, seq=gw.seq)
