@@ -118,12 +118,12 @@ def verify_chunk(
         if isinstance(record, Reading):
             # Signed is not true: a value no sensor of that quantity can report is
             # refused (the gateway turns such a value into a signed gap instead).
-            why = implausible(record.q, record.val, record.unit)
-            if why is not None:
+            bad = implausible(record.q, record.val, record.unit)
+            if bad is not None:
                 raise AnchorError(
                     "implausible-value",
                     f"record seq {record.seq} of {gw}: {record.q} = {record.val!r}"
-                    f" {record.unit} is not physically plausible: {why}",
+                    f" {record.unit} is not physically plausible: {bad}",
                 )
         signed = record.to_dict()
         if len(signed) != len(item):
