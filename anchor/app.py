@@ -318,24 +318,37 @@ async def get_places(request: web.Request) -> web.Response:
 
 
 async def get_health(request: web.Request) -> web.Response:
+    """200 when the service can take batches; 503 with the ``cause`` (a problem code or
+    ``writer-stopped`` / ``ledger-unreadable``) when it cannot (docs/anchor.md)."""
     store = request.app[STORE]
-    writer_ok = request.app[INGESTOR].running
+    ingestor = request.app[INGESTOR]
+    writer_ok = ingestor.running
     try:
         size = await asyncio.to_thread(store.log_size)
         store_ok = True
     except Exception:  # a health check reports, it does not raise
         size, store_ok = -1, False
-    ok = writer_ok and store_ok
-    return _json(
-        {
-            "status": "ok" if ok else "failing",
-            "ledger": store_ok,
-            "writer": writer_ok,
-            "log_size": size,
-            "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 3),
-        },
-        status=200 if ok else 503,
-    )
+    fault = ingestor.storage.fault
+    causes = [
+        cause
+        for cause, failing in (
+            ("writer-stopped", not writer_ok),
+            ("ledger-unreadable", not store_ok),
+            (fault.cause if fault is not None else "", fault is not None),
+        )
+        if failing
+    ]
+    body: dict[str, Any] = {
+        "status": "failing" if causes else "ok",
+        "ledger": store_ok,
+        "writer": writer_ok,
+        "storage": {"ok": True} if fault is None else fault.to_dict(),
+        "log_size": size,
+        "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 3),
+    }
+    if causes:
+        body["cause"] = causes[0]
+    return _json(body, status=503 if causes else 200)
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from proofs.canonical import canonical_json
 from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import leaf_hash
+from proofs.plausibility import implausible
 from proofs.records import Gap, Reading, Scan, record_from_dict, verify
 
 from .errors import AnchorError
@@ -100,14 +101,6 @@ def verify_chunk(
             record = record_from_dict(item)
         except FormatError as e:
             raise AnchorError("malformed", f"record {offset + i}: {e.message}") from e
-        signed = record.to_dict()
-        if len(signed) != len(item):
-            # Unsigned extra fields would be dropped silently by the parser; refuse them.
-            extra = sorted(k for k in set(item) - set(signed) if item[k] is not None)
-            if extra:
-                raise AnchorError(
-                    "malformed", f"record seq {record.seq}: unknown fields {', '.join(extra)}"
-                )
         if record.gw != gw:
             raise AnchorError(
                 "malformed", f"record seq {record.seq} names gateway {record.gw}, not {gw}"
@@ -117,12 +110,31 @@ def verify_chunk(
                 "root-mismatch",
                 f"record {offset + i} has seq {record.seq}; the manifest says {expected_seq}",
             )
+        # Verify before serialising: an unsigned record (``sig`` missing, null or "")
+        # parses, but cannot be written out, and must be refused as unsigned.
         try:
             verify(record, key)
         except ProofsError as e:
-            raise AnchorError(
-                "bad-signature", f"record seq {record.seq} of {gw}: signature does not verify"
-            ) from e
+            why = "is not signed" if e.code == "unsigned" else "signature does not verify"
+            raise AnchorError("bad-signature", f"record seq {record.seq} of {gw}: {why}") from e
+        if isinstance(record, Reading):
+            # Signed is not true: a value no sensor of that quantity can report is
+            # refused (the gateway turns such a value into a signed gap instead).
+            bad = implausible(record.q, record.val, record.unit)
+            if bad is not None:
+                raise AnchorError(
+                    "implausible-value",
+                    f"record seq {record.seq} of {gw}: {record.q} = {record.val!r}"
+                    f" {record.unit} is not physically plausible: {bad}",
+                )
+        signed = record.to_dict()
+        if len(signed) != len(item):
+            # Unsigned extra fields would be dropped silently by the parser; refuse them.
+            extra = sorted(k for k in set(item) - set(signed) if item[k] is not None)
+            if extra:
+                raise AnchorError(
+                    "malformed", f"record seq {record.seq}: unknown fields {', '.join(extra)}"
+                )
         json_bytes = canonical_json(signed)
         out.records.append(new_record(record, json_bytes))
         out.leaf_hashes.append(leaf_hash(json_bytes))

@@ -36,6 +36,13 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "batch-too-far-ahead": (409, "Batch too far ahead"),
     "foreign-asset": (403, "Asset not in the gateway's enrolment"),
     "foreign-read-point": (403, "Read point not in the gateway's enrolment"),
+    "implausible-value": (422, "Implausible value"),
+    # the ledger could not commit: nothing was stored, send the same bytes again
+    # after Retry-After (anchor/storage_health.py)
+    "disk-full": (503, "Ledger disk full"),
+    "storage-unavailable": (503, "Ledger storage unavailable"),
+    "ledger-busy": (503, "Ledger busy"),
+    "commit-failed": (503, "Commit failed"),
     # service codes
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
@@ -47,14 +54,18 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
 
 
 class AnchorError(Exception):
-    """A refusal with a stable code; ``status`` and ``title`` come from the code."""
+    """A refusal with a stable code; ``status`` and ``title`` come from the code.
 
-    def __init__(self, code: str, detail: str) -> None:
+    ``retry_after_s`` (a transient 503) becomes the response's ``Retry-After``.
+    """
+
+    def __init__(self, code: str, detail: str, *, retry_after_s: int | None = None) -> None:
         if code not in PROBLEM_TITLES:
             raise ValueError(f"unknown problem code {code!r}")  # a programming error
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.retry_after_s = retry_after_s
         self.status, self.title = PROBLEM_TITLES[code]
 
     def __str__(self) -> str:
@@ -62,6 +73,7 @@ class AnchorError(Exception):
 
     def __reduce__(self) -> tuple[type[AnchorError], tuple[str, str]]:
         # Worker processes raise these; pickling must rebuild them from code and detail.
+        # (Verification refusals carry no retry_after_s: only the writer sets it.)
         return (AnchorError, (self.code, self.detail))
 
 

@@ -42,6 +42,7 @@ from .batch_verify import BatchVerifier
 from .checkpoints import CheckpointSigner, sign_checkpoint
 from .errors import AnchorError
 from .metrics import AnchorMetrics
+from .storage_health import StorageHealth
 from .store import (
     ChainLink,
     Checkpoint,
@@ -342,6 +343,8 @@ class Ingestor:
         self.max_records = max_records
         self.group_max_batches = group_max_batches
         self.max_batch_lookahead = max_batch_lookahead
+        # Whether the last write committed; /healthz reports it (docs/anchor.md).
+        self.storage = StorageHealth(metrics)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # One thread owns every ledger write, so commits never interleave.
@@ -362,7 +365,9 @@ class Ingestor:
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
-                pending.future.set_exception(AnchorError("unavailable", "the service is stopping"))
+                pending.future.set_exception(
+                    AnchorError("unavailable", "the service is stopping", retry_after_s=10)
+                )
         self._writer.shutdown(wait=True)
 
     @property
@@ -488,7 +493,7 @@ class Ingestor:
 
     async def _submit(self, pending: _Pending) -> IngestOutcome:
         if self._task is None or self._task.done():
-            raise AnchorError("unavailable", "the ledger writer is not running")
+            raise AnchorError("unavailable", "the ledger writer is not running", retry_after_s=10)
         await self._queue.put(pending)
         return await asyncio.shield(pending.future)
 
@@ -501,15 +506,17 @@ class Ingestor:
                 group.append(self._queue.get_nowait())
             started = time.perf_counter()
             try:
-                results = await self.run_in_writer(self._commit_group, group)
+                results, wrote = await self.run_in_writer(self._commit_group, group)
             except Exception as e:  # the whole transaction rolled back: nothing was acknowledged
-                _log.exception("ledger commit failed")
+                _log.exception("ledger commit of %d batch(es) failed", len(group))
+                fault = self.storage.failed(e, "the batch")
                 for p in group:
                     if not p.future.done():
-                        p.future.set_exception(
-                            AnchorError("internal", f"the ledger commit failed: {type(e).__name__}")
-                        )
+                        # A coded 503 with Retry-After: the client sends the same bytes again.
+                        p.future.set_exception(fault.error())
                 continue
+            if wrote:
+                self.storage.committed()
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
             self.metrics.commit_group_batches.observe(len(group))
             for p, result in zip(group, results, strict=True):
@@ -522,7 +529,10 @@ class Ingestor:
                         self.metrics.batches_accepted.inc()
                     p.future.set_result(result)
 
-    def _commit_group(self, group: list[_Pending]) -> list[IngestOutcome | AnchorError]:
+    def _commit_group(
+        self, group: list[_Pending]
+    ) -> tuple[list[IngestOutcome | AnchorError], bool]:
+        """Commit ``group`` in one transaction; the outcome of each, and whether it wrote."""
         results: list[IngestOutcome | AnchorError | tuple[int, bool]] = []
         with self.store.transaction() as tx:
             for p in group:
@@ -544,7 +554,8 @@ class Ingestor:
                 out.append(self._receipt(tx, leaf_index, created, checkpoint))
             size = tx.log_size()
         self.metrics.log_size.set(size)
-        return out
+        # Every append is receipted under the group's checkpoint: no checkpoint, no write.
+        return out, checkpoint is not None
 
     def _apply(self, tx: LedgerTx, p: _Pending) -> IngestOutcome | tuple[int, bool]:
         """Append ``p`` (or find it) inside the transaction.
@@ -606,11 +617,16 @@ class Ingestor:
         """Sign a checkpoint of the current log (or return the current one)."""
 
         def work() -> Checkpoint:
-            with self.store.transaction() as tx:
-                before = tx.latest_checkpoint()
-                cp = sign_checkpoint(tx, self.signer)
+            try:
+                with self.store.transaction() as tx:
+                    before = tx.latest_checkpoint()
+                    cp = sign_checkpoint(tx, self.signer)
+            except Exception as e:
+                _log.exception("checkpoint commit failed")
+                raise self.storage.failed(e, "the checkpoint").error() from e
             if before is None or cp.height != before.height:
                 self.metrics.checkpoints_signed.inc()
+                self.storage.committed()
             return cp
 
         result: Checkpoint = await self.run_in_writer(work)

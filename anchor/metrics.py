@@ -56,3 +56,14 @@ class AnchorMetrics:
             ["code"],
             registry=r,
         )
+        self.commit_failures = Counter(
+            "coldtrail_anchor_commit_failures_total",
+            "Ledger commits (batches, receipts, checkpoints) that failed and rolled back, by cause",
+            ["cause"],
+            registry=r,
+        )
+        self.storage_ok = Gauge(
+            "coldtrail_anchor_storage_ok",
+            "1 while the ledger's last write committed, 0 after a failed commit",
+            registry=r,
+        )

@@ -218,7 +218,16 @@ _DOC: dict[str, Any] = {
                         {"$ref": "#/components/schemas/Receipt"},
                         "Already accepted: the stored receipt, verbatim",
                     ),
-                    **_problems(400, 401, 403, 409, 413, 415, 422, 500, 503),
+                    **_problems(400, 401, 403, 409, 413, 415, 422, 500),
+                    "503": {
+                        **_problems(503)["503"],
+                        "headers": {
+                            "Retry-After": {
+                                "description": "seconds to wait before sending the same bytes",
+                                "schema": {"type": "integer", "minimum": 0},
+                            }
+                        },
+                    },
                 },
             }
         },
@@ -417,7 +426,11 @@ _DOC: dict[str, Any] = {
                 "summary": "Liveness and ledger health",
                 "responses": {
                     "200": _ok({"type": "object", "required": ["status"]}),
-                    "503": _ok({"type": "object", "required": ["status"]}, "Failing"),
+                    "503": _ok(
+                        {"type": "object", "required": ["status", "cause"]},
+                        "Failing: 'cause' is writer-stopped, ledger-unreadable or the commit"
+                        " failure's problem code (disk-full, ...); 'storage' has its detail",
+                    ),
                 },
             }
         },

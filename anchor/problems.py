@@ -36,7 +36,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ProblemHook = Callable[[str], None]
 
 
-def problem_response(code: str, detail: str, instance: str | None = None) -> web.Response:
+def problem_response(
+    code: str, detail: str, instance: str | None = None, *, retry_after_s: int | None = None
+) -> web.Response:
     status, title = PROBLEM_TITLES[code]
     body: dict[str, object] = {
         "type": PROBLEM_BASE + code,
@@ -50,6 +52,8 @@ def problem_response(code: str, detail: str, instance: str | None = None) -> web
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="coldtrail-anchor"'
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
     return web.Response(
         status=status,
         body=json.dumps(body).encode(),
@@ -63,10 +67,11 @@ def problem_middleware(
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        retry_after_s: int | None = None
         try:
             return await handler(request)
         except AnchorError as e:
-            code, detail = e.code, e.detail
+            code, detail, retry_after_s = e.code, e.detail, e.retry_after_s
         except web.HTTPRequestEntityTooLarge:
             code, detail = "too-large", "the body is larger than this service accepts"
         except web.HTTPException as e:
@@ -83,6 +88,6 @@ def problem_middleware(
             code, detail = "internal", "the server failed; see its log"
         if on_problem is not None:
             on_problem(code)
-        return problem_response(code, detail, instance=request.path)
+        return problem_response(code, detail, instance=request.path, retry_after_s=retry_after_s)
 
     return middleware

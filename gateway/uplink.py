@@ -12,13 +12,15 @@ Every resend carries the same stored bytes, so it is idempotent at the anchor.
 A 4xx refusal of one batch is kept and surfaced and the other batches go on; a
 refusal of the gateway itself (401/403) holds everything until a person acts.
 5xx, 408, 429 and transport errors are retried with exponential backoff and
-jitter; a receipt that fails ``verify_receipt`` never deletes anything.
+jitter, waiting at least the ``Retry-After`` the anchor sent (a 503 for a full
+ledger disk says how long); a receipt that fails ``verify_receipt`` never deletes anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import enum
 import json
 import logging
@@ -49,18 +51,36 @@ __all__ = [
     "Outcome",
     "Uplink",
     "UplinkStatus",
+    "parse_retry_after",
 ]
 
 log = logging.getLogger(__name__)
 _RETRYABLE_4XX = frozenset({408, 429})
 _GATEWAY_REFUSED = frozenset({401, 403})  # the token or the gateway, not one batch (spool)
 _REFUSED_POLL_S = 5.0  # a person may clear a refusal with `coldtrail-gateway retry`
+# Retry-After is honoured up to this: a confused anchor cannot park the uplink for days.
+_RETRY_AFTER_MAX_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class AnchorReply:
     status: int
     body: bytes
+    retry_after_s: float | None = None  # the reply's Retry-After, in seconds
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` (delta-seconds or an HTTP-date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:12]), _RETRY_AFTER_MAX_S))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, min(when.timestamp() - now_s, _RETRY_AFTER_MAX_S))
 
 
 class AnchorTransport(Protocol):
@@ -120,7 +140,8 @@ class HttpAnchorTransport:
             raise UplinkError("transport is not open", code="transport-closed")
         try:
             async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
-                return AnchorReply(resp.status, await resp.read())
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                return AnchorReply(resp.status, await resp.read(), retry_after)
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise UplinkError(
                 f"anchor unreachable: {type(e).__name__}: {e}", code="transport-error"
@@ -224,6 +245,7 @@ class Uplink:
         # closes batches by count only); True again after the next receipt.
         self.link_up = True
         self.status = UplinkStatus()
+        self._retry_after_s: float | None = None  # from the anchor's last failing answer
 
     def _fail(self, reason: str, message: str) -> Outcome:
         self.status.last_error = message
@@ -268,6 +290,7 @@ class Uplink:
         try:
             payload = batch_payload(batch.manifest_json, batch.records, batch.evicted)
             self.status.state = f"sending batch {manifest.batch_seq}"
+            self._retry_after_s = None
             try:
                 reply = await self._transport.post_batch(payload)
             except UplinkError as e:
@@ -315,6 +338,7 @@ class Uplink:
                 self.status.state = f"refused: batch {manifest.batch_seq} ({code})"
                 return Outcome.REFUSED
             code, detail = _problem(reply)
+            self._retry_after_s = reply.retry_after_s
             return self._fail(
                 f"http-{reply.status}", f"anchor answered {reply.status} {code}: {detail}"
             )
@@ -322,6 +346,14 @@ class Uplink:
             if not sent:
                 with contextlib.suppress(Exception):
                     await self._store.release()
+
+    def retry_delay_s(self) -> float:
+        """The backoff after the current run of failures, but at least the Retry-After
+        the anchor sent with the last one."""
+        delay = self._backoff.delay_s(self.status.consecutive_failures, self._rng)
+        if self._retry_after_s is not None:
+            delay = max(delay, self._retry_after_s)
+        return delay
 
     async def run(self) -> None:
         while True:
@@ -332,7 +364,7 @@ class Uplink:
                 continue
             if outcome is Outcome.RETRY:
                 self.status.consecutive_failures += 1
-                delay = self._backoff.delay_s(self.status.consecutive_failures, self._rng)
+                delay = self.retry_delay_s()
                 log.warning("uplink: %s; retrying in %.1f s", self.status.last_error, delay)
                 await self._sleep(delay)
                 continue

@@ -1,9 +1,13 @@
-"""Bad input: each refusal is a problem response with its stable code and no ledger change."""
+"""Bad input: each refusal is a problem response with its stable code and no ledger change.
+
+The fuzz at the end posts mutated valid batches: never a 5xx, only documented codes."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,10 +20,12 @@ from hypothesis import strategies as st
 
 from anchor.app import STORE, create_app
 from anchor.auth import enroll_gateway, issue_token
+from anchor.errors import PROBLEM_TITLES
 from anchor.store_sqlite import SqliteLedger
 from proofs.keys import SigningKey
 from proofs.records import ZERO_HASH, Manifest, sign
 from support.batches import T0, GatewaySim, Node, auth, body, make_node
+from support.bundle_flips import set_at
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
@@ -85,6 +91,83 @@ async def test_forged_record_signature(client: Client, node: Node) -> None:
     b["records"][1] = dict(b["records"][1], val=-30.0)
     problem = await refused(client, "bad-signature", 422, b, token=node.gateway_token)
     assert "seq 5" in problem["detail"]
+
+
+_DELETE = object()
+_SIG_MUTATIONS = [
+    (_DELETE, "bad-signature", 422),
+    (None, "bad-signature", 422),
+    ("", "bad-signature", 422),
+    (5, "malformed", 400),
+    (["AAAA"], "malformed", 400),
+    ({"sig": "x"}, "malformed", 400),
+    ("not base64!", "malformed", 400),
+    ("AAAA", "malformed", 400),  # base64, but 3 bytes and not 64
+    ("A" * 86 + "==", "bad-signature", 422),  # 64 zero bytes: the right shape, forged
+]
+_SIG_IDS = ["missing", "null", "empty", "int", "list", "object", "not-base64", "short", "zeros"]
+
+
+def _with_sig(d: dict[str, Any], sig: Any) -> dict[str, Any]:
+    out = dict(d)
+    if sig is _DELETE:
+        del out["sig"]
+    else:
+        out["sig"] = sig
+    return out
+
+
+@pytest.mark.parametrize(("sig", "code", "status"), _SIG_MUTATIONS, ids=_SIG_IDS)
+async def test_record_sig_missing_or_mangled(
+    client: Client, node: Node, sig: Any, code: str, status: int
+) -> None:
+    # A missing, null or empty record 'sig' used to escape as a 500 the gateway retried forever.
+    _, b = node.gateway.readings_batch(3)
+    b["records"][1] = _with_sig(b["records"][1], sig)
+    problem = await refused(client, code, status, b, token=node.gateway_token)
+    if code == "bad-signature":
+        assert "seq 5" in problem["detail"]
+
+
+@pytest.mark.parametrize(("sig", "code", "status"), _SIG_MUTATIONS, ids=_SIG_IDS)
+async def test_manifest_sig_missing_or_mangled(
+    client: Client, node: Node, sig: Any, code: str, status: int
+) -> None:
+    _, b = node.gateway.readings_batch(2)
+    b["manifest"] = _with_sig(b["manifest"], sig)
+    await refused(client, code, status, b, token=node.gateway_token)
+
+
+@pytest.mark.parametrize(
+    ("val", "q", "unit"),
+    [
+        (-300.0, "temperature", "CEL"),  # below absolute zero
+        (1e9, "temperature", "CEL"),
+        (140.0, "humidity", "P1"),
+        (20.0, "temperature", "P1"),  # a temperature in percent
+    ],
+)
+async def test_implausible_reading_is_refused(
+    client: Client, node: Node, val: float, q: str, unit: str
+) -> None:
+    gw = node.gateway
+    records = [gw.reading(), gw.reading(val=val, q=q, unit=unit), gw.reading()]
+    _, b = gw.batch(records)
+    problem = await refused(client, "implausible-value", 422, b, token=node.gateway_token)
+    seq = records[1].seq
+    assert f"seq {seq}" in problem["detail"] and q in problem["detail"]
+    assert repr(val) in problem["detail"]
+
+
+async def test_plausible_extremes_are_accepted(client: Client, node: Node) -> None:
+    gw = node.gateway
+    _, b = gw.batch([gw.reading(val=-273.15), gw.reading(val=100.0, q="humidity", unit="P1")])
+    resp = await client.post(
+        "/v1/batches",
+        data=json.dumps(b),
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    assert resp.status == 201, await resp.text()
 
 
 async def test_record_signed_by_another_key(client: Client, node: Node) -> None:
@@ -355,3 +438,153 @@ async def test_wrong_method_is_a_problem_and_refusals_are_counted(client: Client
     await client.post("/v1/batches", data=b"{}", headers={"Content-Type": "text/csv"})
     metrics = await (await client.get("/metrics")).text()
     assert 'coldtrail_anchor_http_problems_total{code="unsupported-media-type"} 1.0' in metrics
+
+
+# --- fuzz: mutations of valid batches ----------------------------------------------
+# Every answer is a documented 4xx problem with the ledger unchanged, or a 2xx only for
+# a mutation that left the signed content as it was (the receipt names the original
+# manifest). Never a 5xx.
+
+JsonPath = tuple[Any, ...]
+_CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "ingest-contract.md"
+# The refusal codes docs/ingest-contract.md lists ("`code` (status)").
+DOCUMENTED = {
+    m[0]: int(m[1]) for m in re.findall(r"`([a-z][a-z-]+)` \((\d{3})\)", _CONTRACT.read_text())
+}
+
+NASTY: list[Any] = [
+    None,
+    "",
+    0,
+    -1,
+    1.5,
+    True,
+    2**53,
+    -(2**63),
+    2**64,
+    "<huge>",  # sent as a 5001-digit number: past Python's int-from-text digit limit
+    float("nan"),
+    float("inf"),
+    1e308,
+    "NaN",
+    "-0",
+    "0" * 64,
+    "A" * 86 + "==",
+    [],
+    {},
+    [None],
+    {"a": {"b": []}},
+    "é€😀",
+    "\ud800",  # a lone surrogate, sent as the escape "\ud800"
+    "x" * 70_000,  # longer than the body limit on its own
+    "truck-07",
+    "reading",
+]
+
+OPS = ["replace", "delete", "duplicate", "retype", "add-field", "truncate"]
+OPS += ["swap-records", "duplicate-record", "drop-record", "count"]
+
+
+def _containers(doc: Any, path: JsonPath = ()) -> list[JsonPath]:
+    """Every path into ``doc`` (dict keys and list indexes at any depth)."""
+    out = [path]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _containers(v, (*path, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _containers(v, (*path, i))
+    return out
+
+
+def _at(doc: Any, path: JsonPath) -> Any:
+    for p in path:
+        doc = doc[p]
+    return doc
+
+
+def _mutate(doc: dict[str, Any], data: st.DataObject) -> bytes:
+    """Apply one drawn mutation to ``doc``; return the bytes to send."""
+    op = data.draw(st.sampled_from(OPS), label="op")
+    records = doc["records"]
+    if op == "truncate":
+        text = _dumps(doc)
+        # A fraction, not an offset: the length varies with the numbers in the batch.
+        return text[: len(text) * data.draw(st.integers(0, 999), label="cut/1000") // 1000]
+    if op == "swap-records":
+        records[0], records[-1] = records[-1], records[0]
+    elif op == "duplicate-record":
+        records.insert(data.draw(st.integers(0, len(records)), label="at"), dict(records[0]))
+    elif op == "drop-record":
+        records.pop(data.draw(st.integers(0, len(records) - 1), label="at"))
+    elif op == "count":
+        delta = data.draw(st.sampled_from([-1, 1, 1000, -(2**40)]), label="delta")
+        doc["manifest"]["count"] += delta
+    else:
+        paths = [p for p in _containers(doc) if p]
+        path = data.draw(st.sampled_from(paths), label="path")
+        parent, key = _at(doc, path[:-1]), path[-1]
+        if op == "replace":
+            set_at(doc, path, data.draw(st.sampled_from(NASTY), label="value"))
+        elif op == "delete":
+            del parent[key]
+        elif op == "duplicate" and isinstance(parent, list):
+            parent.insert(key, copy.deepcopy(parent[key]))
+        elif op == "duplicate":
+            parent[f"{key}_"] = copy.deepcopy(parent[key])
+        elif op == "retype":
+            value = parent[key]
+            parent[key] = data.draw(
+                st.sampled_from([[value], {"v": value}, json.dumps(value), None]), label="as"
+            )
+        elif op == "add-field":
+            target = _at(doc, data.draw(st.sampled_from(_dicts(doc)), label="into"))
+            name = data.draw(st.sampled_from(["x", "sig", "v", "type", "", "\ud800"]))
+            target[name] = data.draw(st.sampled_from(NASTY), label="value")
+    return _dumps(doc)
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc).replace('"<huge>"', "1" + "0" * 5000).encode()
+
+
+def _dicts(doc: Any) -> list[JsonPath]:
+    return [p for p in _containers(doc) if isinstance(_at(doc, p), dict)]
+
+
+def test_the_contract_lists_the_codes() -> None:
+    # The fuzz below is only as strict as this list.
+    assert {"malformed", "bad-signature", "implausible-value", "disk-full"} <= set(DOCUMENTED)
+    for code, status in DOCUMENTED.items():
+        assert PROBLEM_TITLES[code][0] == status, code
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_mutated_batches_never_get_a_5xx(client: Client, node: Node, data: Any) -> None:
+    gw = dataclasses.replace(node.gateway)  # advanced only when a batch is accepted
+    manifest, original = gw.batch([gw.reading(), gw.scan(), gw.gap(reason="restart")])
+    payload = _mutate(copy.deepcopy(original), data)
+    store = store_of(client)
+    before = store.table_counts()
+    resp = await client.post(
+        "/v1/batches",
+        data=payload,
+        headers={"Content-Type": "application/json", **auth(node.gateway_token)},
+    )
+    text = await resp.text()
+    assert resp.status < 500, text
+    if resp.status < 300:
+        # Accepted only if nothing signed changed: the receipt is for the original.
+        assert json.loads(text)["receipt"]["manifest_hash"] == manifest.hash_hex(), text
+        node.gateway = gw
+        return
+    assert resp.content_type == "application/problem+json", text
+    problem = json.loads(text)
+    assert DOCUMENTED.get(problem["code"]) == resp.status, problem
+    assert problem["detail"] and problem["status"] == resp.status
+    assert store.table_counts() == before

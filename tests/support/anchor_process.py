@@ -1,5 +1,8 @@
-"""A real ``coldtrail-anchor serve`` process over a node made by ``support.batches.make_node``:
-started on a free loopback port, stopped by PID, with the CLI and HTTP calls tests need."""
+"""A real ``coldtrail-anchor serve`` process for integration tests, and plain HTTP to it.
+
+The process runs this worktree's interpreter (``sys.executable -m anchor.cli``) on a
+free loopback port and is stopped by PID (:func:`support.procs.stop_process`).
+"""
 
 from __future__ import annotations
 
@@ -9,38 +12,98 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.batches import Node
 from support.procs import free_port, stop_process, wait_for_port
 
 ANCHOR = [sys.executable, "-m", "anchor.cli"]
 
 
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(port: int, path: str, *, body: Any = None, token: str | None = None) -> Reply:
+    """GET ``path``, or POST ``body`` as JSON when given; any status is returned, not raised."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers=headers,
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return Reply(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers.items()), e.read())
+
+
+def post_batch(port: int, token: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    reply = call(port, "/v1/batches", body=body, token=token)
+    return reply.status, reply.body
+
+
+def get_json(port: int, path: str) -> Any:
+    reply = call(port, path)
+    assert reply.status == 200, reply
+    return reply.json()
+
+
+def start_anchor(config_path: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [*ANCHOR, "--config", str(config_path), "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(port)},
+        )
+    wait_for_port(port, timeout_s=20, proc=proc)
+    return proc
+
+
+def write_config(data_dir: str, path: Path) -> None:
+    path.write_text(
+        "[anchor]\n"
+        f'data_dir = "{data_dir}"\n'
+        'listen_host = "127.0.0.1"\n'
+        "checkpoint_interval_s = 0.5\n"
+    )
+
+
+def verify_ledger(config_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ANCHOR, "--config", str(config_path), "verify-ledger"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 class AnchorProcess:
-    def __init__(self, node: Node, workdir: Path) -> None:
+    """``serve`` over a node made by ``support.batches.make_node``, as a context manager,
+    with the CLI and HTTP calls the trust-boundary tests need."""
+
+    def __init__(self, node: Any, workdir: Path) -> None:
         self.node = node
         self.config_path = workdir / "anchor.toml"
-        self.config_path.write_text(
-            "[anchor]\n"
-            f'data_dir = "{node.config.data_dir}"\n'
-            'listen_host = "127.0.0.1"\n'
-            "checkpoint_interval_s = 0.5\n"
-        )
+        write_config(str(node.config.data_dir), self.config_path)
         self.log_path = workdir / "anchor.log"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> AnchorProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*ANCHOR, "--config", str(self.config_path), "serve"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(self.port)},
-            )
-        wait_for_port(self.port, timeout_s=30, proc=self.proc)
+        self.proc = start_anchor(self.config_path, self.port, self.log_path)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -57,22 +120,8 @@ class AnchorProcess:
         )
 
     def post(self, token: str, body: dict[str, Any]) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/v1/batches",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        reply = call(self.port, "/v1/batches", body=body, token=token)
+        return reply.status, reply.json()
 
-    def get(self, path: str, token: str | None = None) -> Any:
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
+    def get(self, path: str) -> Any:
+        return get_json(self.port, path)

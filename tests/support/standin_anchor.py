@@ -123,6 +123,7 @@ class StandinAnchor:
         self.accepted: list[Accepted] = []  # in log order
         self.requests: list[tuple[int, int, bool]] = []  # (batch_seq, status, evicted)
         self.refuse_with: tuple[int, str] | None = None  # (status, code) for every request
+        self.retry_after: str | None = None  # a Retry-After header on every problem answer
         self.refuse_batches: dict[int, tuple[int, str]] = {}  # batch_seq -> (status, code)
         self.receipt_mode = "honest"  # or "forged" (wrong key) or "other-batch"
         self._runner: web.AppRunner | None = None
@@ -203,6 +204,7 @@ class StandinAnchor:
                 },
                 status=p.status,
                 content_type="application/problem+json",
+                headers={} if self.retry_after is None else {"Retry-After": self.retry_after},
             )
         self.requests.append((batch_seq, status, evicted))
         return web.json_response(reply, status=status)

@@ -6,6 +6,9 @@ configured key; forged or mismatched receipts, refusals and failures keep them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import random
 import time
 from pathlib import Path
@@ -17,7 +20,7 @@ from gateway.manifests import batch_payload
 from gateway.metrics import GatewayMetrics
 from gateway.observations import Measurement
 from gateway.spool import Spool
-from gateway.uplink import Backoff, HttpAnchorTransport, Outcome, Uplink
+from gateway.uplink import Backoff, HttpAnchorTransport, Outcome, Uplink, parse_retry_after
 from support.standin_anchor import StandinAnchor
 
 
@@ -147,6 +150,49 @@ async def test_5xx_and_unreachable_anchor_are_retried_and_keep_records(tmp_path,
         assert await up.step() is Outcome.SENT
     assert spool.stats.refused_batches == 0 and spool.stats.records == 0
     await spool.close()
+
+
+async def test_a_503_with_retry_after_is_waited_out(tmp_path, anchor) -> None:
+    # A full ledger disk answers 503 disk-full with Retry-After; backoff alone (10-50 ms
+    # here) would hammer it.
+    spool = await filled_spool(tmp_path, anchor, batches=1)
+    delays: list[float] = []
+
+    async def sleep(s: float) -> None:
+        delays.append(s)
+        anchor.refuse_with = None  # space is back
+
+    anchor.refuse_with, anchor.retry_after = (503, "disk-full"), "7"
+    async with HttpAnchorTransport(anchor.url, anchor.token, timeout_s=2) as transport:
+        up = uplink(spool, transport, anchor, sleep=sleep)
+        task = asyncio.create_task(up.run())
+        for _ in range(500):
+            if anchor.accepted:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(anchor.accepted) == 1
+    assert delays == [7.0]
+    assert "disk-full" in up.status.last_error
+    await spool.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("30", 30.0),
+        ("999999999999999", 3600.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Wed, 21 Oct 2015 07:29:00 GMT", 60.0),
+        ("soon", None),
+    ],
+)
+def test_retry_after_values(header: str | None, expected: float | None) -> None:
+    now = datetime.datetime(2015, 10, 21, 7, 28, tzinfo=datetime.UTC).timestamp()
+    assert parse_retry_after(header, now) == expected
 
 
 async def test_live_first_then_backfill_oldest_first_and_paced(tmp_path, anchor) -> None:

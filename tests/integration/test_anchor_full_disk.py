@@ -1,0 +1,133 @@
+"""A full disk under a real anchor: a coded 503 with Retry-After, health says why,
+nothing half-written, and the same batch is accepted once space is back (no restart)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anchor.store_sqlite import SqliteLedger
+from proofs.receipt import verify_receipt
+from support.anchor_process import call, start_anchor, verify_ledger, write_config
+from support.batches import make_node
+from support.procs import free_port, stop_process
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 6 MiB tmpfs, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    mnt = tmp_path / "small-fs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Write a file until the file system has no byte left; return it."""
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
+            chunk = b"\0" * size
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, chunk)
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"\0")
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def counts(db_file: str) -> dict[str, int]:
+    store = SqliteLedger(db_file)
+    try:
+        return store.table_counts()
+    finally:
+        store.close()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_full_disk_is_a_coded_503_and_recovers_without_restart(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    node = make_node(small_fs)
+    config_path = tmp_path / "anchor.toml"
+    write_config(node.config.data_dir, config_path)
+    port = free_port()
+    gw = node.gateway
+    proc = start_anchor(config_path, port, tmp_path / "anchor.log")  # the log is off the tmpfs
+    try:
+        _, first = gw.readings_batch(5)
+        assert call(port, "/v1/batches", body=first, token=node.gateway_token).status == 201
+        before = counts(node.config.db_file)
+        filler = fill(small_fs)
+
+        manifest, second = gw.readings_batch(200)
+        reply = call(port, "/v1/batches", body=second, token=node.gateway_token)
+        assert reply.status == 503, reply
+        assert reply.headers["Content-Type"].startswith("application/problem+json")
+        problem = reply.json()
+        assert problem["code"] == "disk-full", problem
+        assert problem["type"].endswith("/disk-full")
+        assert "full" in problem["detail"] and "nothing" in problem["detail"]
+        assert int(reply.headers["Retry-After"]) > 0
+
+        health = call(port, "/healthz")
+        assert health.status == 503
+        body = health.json()
+        assert body["status"] == "failing"
+        assert body["cause"] == "disk-full"
+        assert body["storage"]["ok"] is False and body["storage"]["cause"] == "disk-full"
+        metrics = call(port, "/metrics").body.decode()
+        assert metric(metrics, 'coldtrail_anchor_commit_failures_total{cause="disk-full"}') >= 1
+        assert metric(metrics, "coldtrail_anchor_storage_ok") == 0.0
+
+        # Space comes back: nothing of the refused batch was stored, the ledger verifies,
+        # and the same bytes are accepted by the same process.
+        filler.unlink()
+        assert counts(node.config.db_file) == before
+        checked = verify_ledger(config_path)
+        assert checked.returncode == 0, checked.stderr
+        assert "ledger OK" in checked.stdout
+        assert call(port, "/healthz").status == 503  # no commit has succeeded yet
+
+        reply = call(port, "/v1/batches", body=second, token=node.gateway_token)
+        assert reply.status == 201, reply
+        verify_receipt(json.loads(reply.body), manifest, node.log_vkey)
+        health = call(port, "/healthz")
+        assert health.status == 200, health
+        assert health.json()["storage"] == {"ok": True}
+        assert "cause" not in health.json()
+        metrics = call(port, "/metrics").body.decode()
+        assert metric(metrics, "coldtrail_anchor_storage_ok") == 1.0
+        assert proc.poll() is None
+    finally:
+        stop_process(proc)
+    checked = verify_ledger(config_path)
+    assert checked.returncode == 0, checked.stderr
+    after = counts(node.config.db_file)
+    assert after["batches"] == before["batches"] + 1
+    assert after["records"] == before["records"] + 200
