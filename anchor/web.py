@@ -23,6 +23,7 @@ import base64
 import binascii
 import html
 import json
+import math
 import re
 import time
 import urllib.parse
@@ -125,15 +126,23 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+# Records may carry any wall clock in [0, 2**53) ms (proofs.records), which reaches far
+# beyond the year 9999 that datetime can show; such times are named, not converted.
+_MAX_DATETIME_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
+
+
 def fmt_time(ms: int | None) -> str:
     if ms is None:
         return "now"
+    if not 0 <= ms <= _MAX_DATETIME_MS:
+        return "after 9999" if ms > 0 else "before 1970"
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso_time(ms: int) -> str:
+    clamped = min(max(ms, 0), _MAX_DATETIME_MS)
     return (
-        datetime.fromtimestamp(ms / 1000, UTC)
+        datetime.fromtimestamp(clamped / 1000, UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
@@ -831,10 +840,15 @@ def render_consumer_page(
             + "</li>"
         )
     for ia in answer.intervals:
-        for sp in ia.analysis.silent:
+        for sp in ia.analysis.silent[: config.max_listed_per_interval]:
             holes.append(
                 f"<li>No readings at {esc(sp.asset)} from {esc(fmt_time(sp.start))} "
                 f"to {esc(fmt_time(sp.end))}</li>"
+            )
+        more = len(ia.analysis.silent) - config.max_listed_per_interval
+        if more > 0:
+            holes.append(
+                f"<li>… and {esc(more)} more silent periods at {esc(ia.custody.holder)}</li>"
             )
     for a in answer.anomalies:
         holes.append(
@@ -944,10 +958,10 @@ def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
         f'<rect class="band" x="{left}" y="{band_top:.1f}" width="{w - left - right}"'
         f' height="{max(0.0, band_bottom - band_top):.1f}" fill="#d8f3dc"/>'
     )
-    for e in answer.excursions():
+    for x0, x1 in _merged_spans((x(e.start), x(e.end)) for e in answer.excursions()):
         parts.append(
-            f'<rect class="excursion" x="{x(e.start):.1f}" y="{top}"'
-            f' width="{max(2.0, x(e.end) - x(e.start)):.1f}" height="{h - top - bottom}"'
+            f'<rect class="excursion" x="{x0:.1f}" y="{top}"'
+            f' width="{max(2.0, x1 - x0):.1f}" height="{h - top - bottom}"'
             ' fill="#ffccd5"/>'
         )
     for ia in answer.intervals[1:]:
@@ -992,11 +1006,35 @@ def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
     return "".join(parts)
 
 
+def _merged_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Pixel spans merged where they touch: at most one per pixel of chart width, however
+    many excursions a flapping sensor made (each would otherwise be its own rect)."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        b = max(b, a + 2.0)  # drawn at least 2 px wide
+        if merged and a <= merged[-1][1] + 1.0:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+_MAX_TICKS = 8
+
+
 def _ticks(lo: float, hi: float) -> list[float]:
+    """At most ``_MAX_TICKS`` round values in [lo, hi]: the step is 1, 2 or 5 times a power
+    of ten chosen from the span, so the count never depends on how large the values are."""
     span = hi - lo
-    step = next((s for s in (1, 2, 5, 10, 20, 50) if span / s <= 6), 100)
-    first = int(lo // step + 1) * step
-    return [float(v) for v in range(first, int(hi) + 1, step)]
+    if not (math.isfinite(span) and span > 0):
+        return [lo] if math.isfinite(lo) else []
+    raw = span / (_MAX_TICKS - 2)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step)
+    last = math.floor(hi / step)
+    ticks = (k * step for k in range(first, min(last, first + _MAX_TICKS - 1) + 1))
+    return [v for v in ticks if lo <= v <= hi]
 
 
 def _table(headers: Iterable[str], rows: Iterable[str]) -> str:

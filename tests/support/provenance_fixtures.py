@@ -107,11 +107,12 @@ class Journey:
         lot: str = LOT,
         rp: str = "",
         gs1: dict[str, str] | None = None,
+        mono_t: int | None = None,
     ) -> Scan:
         gs1 = gs1 if gs1 is not None else {"01": gtin, "10": lot}
         raw = "".join(f"{ai}{value}" for ai, value in gs1.items())
         rec = Scan(
-            **self._common(gw, t, "scanner-" + gw),
+            **self._common(gw, t, "scanner-" + gw, mono_t=mono_t),
             raw=raw,
             sym="]C1",
             gs1=gs1,
