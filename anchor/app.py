@@ -33,7 +33,7 @@ from .metrics import AnchorMetrics
 from .openapi import openapi_document
 from .problems import problem_middleware
 from .provenance import ColdChainRange, ProvenanceConfig
-from .public import PUBLIC_GATE, PublicGate, PublicLimits
+from .public import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
 from .store import Checkpoint, LedgerStore, StoredBatch
 from .store_sqlite import SqliteLedger
 from .web import setup_web
@@ -461,4 +461,5 @@ def create_app(config: AnchorConfig) -> web.Application:
     ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
     # provenance pages, API, bundles, explorer (anchor/web.py)
     setup_web(app, config=ProvenanceConfig(default_range=default_range, range_by_gtin=ranges))
+    document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.public)
     return app

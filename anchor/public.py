@@ -42,6 +42,7 @@ __all__ = [
     "PublicGate",
     "PublicLimits",
     "TokenBuckets",
+    "document_limits",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -268,6 +269,30 @@ def _in(address: str, networks: tuple[IPNetwork, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in n for n in networks)
+
+
+def document_limits(doc: dict[str, Any]) -> None:
+    """Add the gate's 429 (with ``Retry-After``) to every public operation of an OpenAPI
+    document, so the document says what the middleware may answer."""
+    too_many = {
+        "description": "Too many requests (rate-limited) or the public queue is full (busy)",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    for path, item in doc.get("paths", {}).items():
+        if path in _UNGATED_PATHS or path.startswith("/static/"):
+            continue
+        for method in ("get", "head"):
+            op = item.get(method)
+            if isinstance(op, dict):
+                op.setdefault("responses", {})["429"] = too_many
 
 
 PUBLIC_GATE = web.AppKey("public_gate", PublicGate)
