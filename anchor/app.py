@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +34,7 @@ from .metrics import AnchorMetrics
 from .openapi import openapi_document
 from .problems import problem_middleware
 from .provenance import ColdChainRange, ProvenanceConfig
+from .public import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
 from .store import Checkpoint, LedgerStore, StoredBatch
 from .store_sqlite import SqliteLedger
 from .web import setup_web
@@ -65,6 +67,7 @@ OPENAPI = web.AppKey("openapi", dict)
 _log = logging.getLogger("coldtrail.anchor")
 _JSON = "application/json"
 _MAX_PAGE = 1000
+T = TypeVar("T")
 
 
 def open_signer(config: AnchorConfig) -> CheckpointSigner:
@@ -134,6 +137,11 @@ def _wants_json(request: web.Request) -> bool:
     return request.query.get("format") == "json" or (_JSON in accept and "text/plain" not in accept)
 
 
+async def _public(request: web.Request, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """Public reads run in the public pool (anchor.public), never beside ingest and health."""
+    return await request.app[PUBLIC_GATE].run(functools.partial(fn, *args, **kw))
+
+
 # --- handlers -----------------------------------------------------------------
 
 
@@ -169,7 +177,7 @@ async def post_batch(request: web.Request) -> web.Response:
 
 async def get_log_info(request: web.Request) -> web.Response:
     signer = request.app[SIGNER]
-    size = await asyncio.to_thread(request.app[STORE].log_size)
+    size = await _public(request, request.app[STORE].log_size)
     return _json(
         {
             "origin": signer.origin,
@@ -183,7 +191,7 @@ async def get_log_info(request: web.Request) -> web.Response:
 
 async def get_latest_checkpoint(request: web.Request) -> web.Response:
     final_only = request.query.get("final") in ("1", "true")
-    cp = await asyncio.to_thread(request.app[STORE].latest_checkpoint, final_only=final_only)
+    cp = await _public(request, request.app[STORE].latest_checkpoint, final_only=final_only)
     if cp is None:
         raise AnchorError("not-found", "no checkpoint has been signed yet")
     if _wants_json(request):
@@ -195,15 +203,15 @@ async def get_blocks(request: web.Request) -> web.Response:
     limit = min(_int_param(request, "limit", 20), _MAX_PAGE)
     before = request.query.get("before")
     before_height = None if before is None else _int_param(request, "before")
-    blocks = await asyncio.to_thread(
-        request.app[STORE].checkpoints, limit=limit, before_height=before_height
+    blocks = await _public(
+        request, request.app[STORE].checkpoints, limit=limit, before_height=before_height
     )
     return _json({"blocks": [block_json(b, with_note=False) for b in blocks]})
 
 
 async def get_block(request: web.Request) -> web.Response:
     height = _path_int(request, "height")
-    cp = await asyncio.to_thread(request.app[STORE].checkpoint, height)
+    cp = await _public(request, request.app[STORE].checkpoint, height)
     if cp is None:
         raise AnchorError("not-found", f"no block at height {height}")
     return _json(block_json(cp))
@@ -229,7 +237,7 @@ async def get_inclusion(request: web.Request) -> web.Response:
             "proof": [base64.b64encode(p).decode() for p in proof],
         }
 
-    return _json(await asyncio.to_thread(work))
+    return _json(await _public(request, work))
 
 
 async def get_consistency(request: web.Request) -> web.Response:
@@ -251,12 +259,12 @@ async def get_consistency(request: web.Request) -> web.Response:
             "proof": [base64.b64encode(p).decode() for p in proof],
         }
 
-    return _json(await asyncio.to_thread(work))
+    return _json(await _public(request, work))
 
 
 async def get_leaf(request: web.Request) -> web.Response:
     index = _path_int(request, "index")
-    batch = await asyncio.to_thread(request.app[STORE].batch, index)
+    batch = await _public(request, request.app[STORE].batch, index)
     if batch is None:
         raise AnchorError("not-found", f"no log leaf {index}")
     return _json(batch_json(batch))
@@ -268,11 +276,11 @@ async def get_gateway_batches(request: web.Request) -> web.Response:
     limit = min(_int_param(request, "limit", 50), _MAX_PAGE)
     before = request.query.get("before")
     before_seq = None if before is None else _int_param(request, "before")
-    gateway = await asyncio.to_thread(store.gateway, gw)
+    gateway = await _public(request, store.gateway, gw)
     if gateway is None:
         raise AnchorError("not-found", f"no gateway {gw}")
-    batches = await asyncio.to_thread(
-        store.batches_by_gateway, gw, limit=limit, before_batch_seq=before_seq
+    batches = await _public(
+        request, store.batches_by_gateway, gw, limit=limit, before_batch_seq=before_seq
     )
     return _json(
         {
@@ -382,6 +390,12 @@ ROUTES = [
 # --- resources ------------------------------------------------------------------
 
 
+async def _public_gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    # Closed before the store (contexts close in reverse): no public read outlives it.
+    await asyncio.to_thread(app[PUBLIC_GATE].close)
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(SqliteLedger, app[CONFIG].db_file)
     app[STORE] = store
@@ -443,22 +457,59 @@ async def _checkpoint_interval_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def public_limits(config: AnchorConfig) -> PublicLimits:
+    return PublicLimits(
+        rate_per_s=config.public_rate_per_s,
+        burst=config.public_burst_requests,
+        workers=config.public_workers,
+        queue_max=config.public_queue_max,
+        retry_after_s=config.public_retry_after_s,
+        clients_max=config.public_clients_max,
+        cache_max_entries=config.public_cache_max_entries,
+        cache_max_bytes=config.public_cache_max_bytes,
+        trusted_proxies=config.trusted_proxy_networks(),
+    )
+
+
 def create_app(config: AnchorConfig) -> web.Application:
     metrics = AnchorMetrics()
+
+    def ledger_version() -> tuple[int, int, int]:
+        # The writer's figures from memory, and the store's change counter: a
+        # revocation or enrolment made with the CLI (another process) moves only the
+        # latter, and must reach every cached answer (docs/adr/0311).
+        store = app.get(STORE)
+        return (*metrics.ledger_version(), store.change_counter() if store else -1)
+
+    gate = PublicGate(public_limits(config), metrics, ledger_version)
+    # Public reads get their own pool, queue bound and per-client limits; the ledger
+    # version their cache keys on is read from memory (metrics the writer keeps).
     app = web.Application(
         client_max_size=config.ingest_max_body_bytes,
-        middlewares=[problem_middleware(lambda code: metrics.http_problems.labels(code).inc())],
+        middlewares=[
+            problem_middleware(lambda code: metrics.http_problems.labels(code).inc()),
+            gate.middleware(),
+        ],
     )
+    app[PUBLIC_GATE] = gate
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
     app[OPENAPI] = openapi_document()
     app.cleanup_ctx.extend(
-        [_store_ctx, _signer_ctx, _verifier_ctx, _ingestor_ctx, _checkpoint_interval_ctx]
+        [
+            _store_ctx,
+            _public_gate_ctx,
+            _signer_ctx,
+            _verifier_ctx,
+            _ingestor_ctx,
+            _checkpoint_interval_ctx,
+        ]
     )
     app.router.add_routes(ROUTES)
     default_range = ColdChainRange(config.cold_range_low_c, config.cold_range_high_c)
     ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
     # provenance pages, API, bundles, explorer (anchor/web.py)
     setup_web(app, config=ProvenanceConfig(default_range=default_range, range_by_gtin=ranges))
+    document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.public)
     return app

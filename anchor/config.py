@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,22 @@ class AnchorConfig:
     # Per-product ranges: "GTIN:LOW:HIGH" items separated by commas; an empty bound
     # means none, e.g. "09506000134352:2:8,09501101530003::-18" (frozen: at most -18).
     cold_range_by_gtin: str = ""
+    # Public reads (provenance, pages, explorer, log proofs; docs/anchor.md "Limits"):
+    # per client, a token bucket of public_rate_per_s with bursts of public_burst_requests;
+    # they run on public_workers threads of their own with at most public_queue_max waiting.
+    # Over either bound: 429 with Retry-After: public_retry_after_s.
+    public_rate_per_s: float = 5.0
+    public_burst_requests: int = 20
+    public_workers: int = 2
+    public_queue_max: int = 32
+    public_retry_after_s: int = 1
+    public_clients_max: int = 10_000
+    # Answers and rendered pages cached per (request, ledger version).
+    public_cache_max_entries: int = 256
+    public_cache_max_bytes: int = 64 * 1024 * 1024
+    # Reverse proxies whose X-Forwarded-For is believed: comma-separated addresses or
+    # CIDR networks. Empty (the default): the peer address is the client, always.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         for name in ("log_origin", "member_name"):
@@ -88,6 +105,25 @@ class AnchorConfig:
         if self.cold_range_low_c > self.cold_range_high_c:
             raise ConfigError("cold_range_low_c is above cold_range_high_c")
         self.ranges_by_gtin()  # refuse a malformed list at start-up, not at the first query
+        if not self.public_rate_per_s > 0 or self.public_burst_requests < 1:
+            raise ConfigError("public_rate_per_s must be positive, public_burst_requests >= 1")
+        if self.public_workers < 1 or self.public_queue_max < 0:
+            raise ConfigError("public_workers must be >= 1 and public_queue_max >= 0")
+        if self.public_retry_after_s < 1 or self.public_clients_max < 1:
+            raise ConfigError("public_retry_after_s and public_clients_max must be >= 1")
+        if self.public_cache_max_entries < 0 or self.public_cache_max_bytes < 0:
+            raise ConfigError("public_cache_max_entries and public_cache_max_bytes must be >= 0")
+        self.trusted_proxy_networks()
+
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Parse ``trusted_proxies`` (addresses or CIDR networks, comma-separated)."""
+        out: list[IPv4Network | IPv6Network] = []
+        for item in filter(None, (x.strip() for x in self.trusted_proxies.split(","))):
+            try:
+                out.append(ip_network(item, strict=False))
+            except ValueError as e:
+                raise ConfigError(f"trusted_proxies item {item!r} is not an address") from e
+        return tuple(out)
 
     def ranges_by_gtin(self) -> dict[str, tuple[float | None, float | None]]:
         """Parse ``cold_range_by_gtin`` into GTIN -> (low, high)."""

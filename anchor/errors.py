@@ -49,6 +49,9 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "not-acceptable": (406, "Not acceptable"),
     "bad-parameter": (400, "Bad parameter"),
     "unavailable": (503, "Service unavailable"),
+    # public reads over their per-client limit, or while their queue is full (Retry-After)
+    "rate-limited": (429, "Too many requests"),
+    "busy": (429, "Busy"),
     "internal": (500, "Internal error"),
 }
 

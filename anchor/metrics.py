@@ -50,6 +50,24 @@ class AnchorMetrics:
         self.log_size = Gauge(
             "coldtrail_anchor_log_size", "Leaves (batch manifests) in the log", registry=r
         )
+        self.answer_cache_hits = Counter(
+            "coldtrail_anchor_answer_cache_hits_total",
+            "Public answers and pages served from the cache (same request, same ledger)",
+            ["kind"],
+            registry=r,
+        )
+        self.answer_cache_misses = Counter(
+            "coldtrail_anchor_answer_cache_misses_total",
+            "Public answers and pages computed because the cache had none",
+            ["kind"],
+            registry=r,
+        )
+        self.public_refused = Counter(
+            "coldtrail_anchor_public_refused_total",
+            "Public requests refused with 429 (rate-limited, busy)",
+            ["code"],
+            registry=r,
+        )
         self.http_problems = Counter(
             "coldtrail_anchor_http_problems_total",
             "Problem responses by code",
@@ -67,3 +85,9 @@ class AnchorMetrics:
             "1 while the ledger's last write committed, 0 after a failed commit",
             registry=r,
         )
+
+    def ledger_version(self) -> tuple[int, int]:
+        """(log size, checkpoints signed) from memory: it moves whenever an answer might."""
+        size = self.registry.get_sample_value("coldtrail_anchor_log_size") or 0.0
+        signed = self.registry.get_sample_value("coldtrail_anchor_checkpoints_signed_total") or 0.0
+        return int(size), int(signed)

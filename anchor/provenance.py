@@ -233,6 +233,9 @@ class ProvenanceConfig:
     proof_sample_per_interval: int = 24
     proof_max_excursions: int = 50
     chart_max_points: int = 480
+    # Excursions and silent periods listed per interval in answers and pages (all are
+    # counted): a flapping sensor makes one per reading, which no reader needs listed.
+    max_listed_per_interval: int = 200
     raw_page_max: int = 10_000
     raw_page_default: int = 1_000
 
@@ -591,9 +594,11 @@ class IntervalAnswer:
     analysis: SeriesAnalysis
     truncated: bool
     points: list[ReadingPoint]
+    listed_max: int = 200
 
     def to_json(self) -> dict[str, Any]:
         c = self.custody
+        a = self.analysis
         return {
             "holder": c.holder,
             "from": c.start,
@@ -602,8 +607,10 @@ class IntervalAnswer:
             "closed_by": _scan_json(c.closed_by) if c.closed_by else None,
             "events": [_scan_json(s) for s in c.events],
             "stats": [s.to_json() for s in self.analysis.stats.values()],
-            "excursions": [e.to_json() for e in self.analysis.excursions],
-            "silent": [s.to_json() for s in self.analysis.silent],
+            "excursions": [e.to_json() for e in a.excursions[: self.listed_max]],
+            "excursion_count": len(a.excursions),
+            "silent": [s.to_json() for s in a.silent[: self.listed_max]],
+            "silent_count": len(a.silent),
             "truncated": self.truncated,
         }
 
@@ -740,7 +747,9 @@ def answer_for_subject(
         analysis = analyse_series(
             points, checked, c.start, end, silent_ms, c.holder, open_ended=c.end is None
         )
-        intervals.append(IntervalAnswer(c, end, analysis, truncated, points))
+        intervals.append(
+            IntervalAnswer(c, end, analysis, truncated, points, config.max_listed_per_interval)
+        )
 
     overall: dict[str, QuantityStats] = {}
     for ia in intervals:

@@ -491,6 +491,11 @@ class LedgerStore(abc.ABC):
         """Per quantity: ``(q, unit, count, min, max)`` of the asset's readings."""
 
     @abc.abstractmethod
+    def change_counter(self) -> int:
+        """A number that moves whenever any other connection or process commits (a batch,
+        an enrolment, a revocation made with the CLI): what cached answers key on."""
+
+    @abc.abstractmethod
     def table_counts(self) -> dict[str, int]:
         """Row counts of the ledger tables (metrics, and tests of "nothing changed")."""
 

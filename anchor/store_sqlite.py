@@ -425,6 +425,8 @@ class SqliteLedger(LedgerStore):
         self._write_lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._version_lock = threading.Lock()
+        self._version_conn: sqlite3.Connection | None = None
         if not uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
@@ -872,6 +874,17 @@ class SqliteLedger(LedgerStore):
         )
         return [(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
 
+    def change_counter(self) -> int:
+        # PRAGMA data_version moves when another connection commits; it reads the
+        # WAL index in shared memory, not the database, so it is cheap enough to ask
+        # per request. One connection of its own, so its own writes never hide others'.
+        with self._version_lock:
+            if self._version_conn is None:
+                self._version_conn = sqlite3.connect(
+                    self.path, uri=self._uri, isolation_level=None, check_same_thread=False
+                )
+            return int(self._version_conn.execute("PRAGMA data_version").fetchone()[0])
+
     def table_counts(self) -> dict[str, int]:
         """Row counts per table: what tests compare before and after a refusal."""
         c = self._conn()
@@ -885,3 +898,7 @@ class SqliteLedger(LedgerStore):
                     conn.close()
             self._conns.clear()
         self._local = threading.local()
+        with self._version_lock:
+            if self._version_conn is not None:
+                self._version_conn.close()
+                self._version_conn = None

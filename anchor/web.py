@@ -23,11 +23,11 @@ import base64
 import binascii
 import html
 import json
+import math
 import re
 import time
 import urllib.parse
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from aiohttp import web
 from proofs.identifiers import is_identifier
 from proofs.records import Scan
 
+from .metrics import AnchorMetrics
 from .provenance import (
     ProvenanceAnswer,
     ProvenanceConfig,
@@ -57,6 +58,7 @@ from .provenance_store import (
     ReadingQuery,
     holder_of,
 )
+from .public import PUBLIC_GATE, BoundedCache, PublicGate, PublicLimits
 
 __all__ = [
     "CALLER_RESOLVER",
@@ -125,15 +127,23 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+# Records may carry any wall clock in [0, 2**53) ms (proofs.records), which reaches far
+# beyond the year 9999 that datetime can show; such times are named, not converted.
+_MAX_DATETIME_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
+
+
 def fmt_time(ms: int | None) -> str:
     if ms is None:
         return "now"
+    if not 0 <= ms <= _MAX_DATETIME_MS:
+        return "after 9999" if ms > 0 else "before 1970"
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso_time(ms: int) -> str:
+    clamped = min(max(ms, 0), _MAX_DATETIME_MS)
     return (
-        datetime.fromtimestamp(ms / 1000, UTC)
+        datetime.fromtimestamp(clamped / 1000, UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
@@ -391,19 +401,43 @@ def _point_json(p: ReadingPoint) -> dict[str, Any]:
 
 # --- the web service ---------------------------------------------------------------------
 
+_CALLER = web.RequestKey("coldtrail_caller", Caller)  # resolved once per request
+# Rough bytes of one reading point held in an answer (a slotted dataclass and its strings).
+_POINT_BYTES = 240
+
+
+def _answer_bytes(answer: ProvenanceAnswer) -> int:
+    """What an answer costs the cache: dominated by its reading points."""
+    points = sum(len(ia.points) for ia in answer.intervals)
+    return 4096 + points * _POINT_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+    def response(self) -> web.Response:
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+        return web.Response(status=self.status, body=self.body, headers=headers)
+
 
 class _Web:
-    # The consumer page and its bundle ask for the same answer within a second;
-    # answers are reused while no new checkpoint was signed, for a few seconds at most.
-    ANSWER_TTL_S = 10.0
-    ANSWER_CACHE_SIZE = 64
-
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self._answers: OrderedDict[tuple[Subject, int], tuple[float, ProvenanceAnswer]] = (
-            OrderedDict()
+        gate = app[PUBLIC_GATE]
+        limits = gate.limits
+        # Both keyed by (request, ledger version): the log only grows, so what was computed
+        # at one version is right until it moves; no time-to-live is needed.
+        self._answers: BoundedCache[tuple[Subject, Hashable], ProvenanceAnswer] = BoundedCache(
+            limits.cache_max_entries, limits.cache_max_bytes
         )
-        self._computing: dict[tuple[Subject, int], asyncio.Future[ProvenanceAnswer]] = {}
+        self._responses: BoundedCache[tuple[Hashable, ...], _Cached] = BoundedCache(
+            limits.cache_max_entries, limits.cache_max_bytes
+        )
+        self._computing: dict[tuple[Subject, Hashable], asyncio.Future[ProvenanceAnswer]] = {}
 
     @property
     def source(self) -> ProvenanceSource:
@@ -413,12 +447,63 @@ class _Web:
     def config(self) -> ProvenanceConfig:
         return self.app[PROVENANCE_CONFIG]
 
+    @property
+    def gate(self) -> PublicGate:
+        return self.app[PUBLIC_GATE]
+
     async def caller(self, request: web.Request) -> Caller:
+        known = request.get(_CALLER)
+        if known is not None:
+            return known
         resolve: CallerResolver = self.app[CALLER_RESOLVER]
-        return await resolve(request)
+        caller = await resolve(request)
+        request[_CALLER] = caller
+        return caller
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
+        # The public pool, never the default executor ingest and /healthz use.
+        return await self.gate.run(fn, *args)
+
+    async def _version(self) -> Hashable:
+        """The ledger version answers are cached under: from memory when the app keeps
+        it (log size, checkpoints signed), else the latest checkpoint (test twins)."""
+        if self.gate.version is not None:
+            return self.gate.version()
+        latest = await self._run(self.source.latest_blocks, 1)
+        return (latest[0].tree_size, latest[0].height) if latest else (-1, 0)
+
+    def cached(self, kind: str, handler: Handler) -> Handler:
+        """Serve ``handler``'s 200 answers from the cache while the ledger is unchanged.
+
+        The key is everything the answer depends on: path, query, HTML or JSON, who asks.
+        """
+        metrics = self.gate.metrics
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            version = await self._version()
+            caller = await self.caller(request)
+            key = (
+                request.path,
+                tuple(sorted(request.query.items())),
+                wants_html(request),
+                caller.org,
+                caller.role,
+                version,
+            )
+            hit = self._responses.get(key)
+            if hit is not None:
+                metrics.answer_cache_hits.labels(kind).inc()
+                return hit.response()
+            metrics.answer_cache_misses.labels(kind).inc()
+            resp = await handler(request)
+            if isinstance(resp, web.Response) and resp.status == 200 and resp.body is not None:
+                body = bytes(resp.body) if isinstance(resp.body, bytes | bytearray) else None
+                if body is not None:
+                    entry = _Cached(resp.status, resp.content_type, body, dict(resp.headers))
+                    self._responses.put(key, entry, len(body) + 512)
+            return resp
+
+        return wrapped
 
     # -- Digital Link
     async def lot_link(self, request: web.Request) -> web.StreamResponse:
@@ -458,16 +543,19 @@ class _Web:
         return _json(await self._run(self._answer_json, answer, caller, request.query))
 
     async def _answer(self, subject: Subject) -> ProvenanceAnswer:
-        latest = await self._run(self.source.latest_blocks, 1)
-        key = (subject, latest[0].tree_size if latest else -1)
+        key = (subject, await self._version())
+        metrics = self.gate.metrics
         cached = self._answers.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            answer = cached[1]
+        if cached is not None:
+            metrics.answer_cache_hits.labels("answer").inc()
+            answer = cached
         elif key in self._computing:
             # Single flight: twenty clients asking for the same lot at once share one
             # computation instead of queueing twenty on two cores.
+            metrics.answer_cache_hits.labels("answer").inc()
             answer = await asyncio.shield(self._computing[key])
         else:
+            metrics.answer_cache_misses.labels("answer").inc()
             future: asyncio.Future[ProvenanceAnswer] = asyncio.get_running_loop().create_future()
             self._computing[key] = future
             try:
@@ -483,9 +571,7 @@ class _Web:
                 raise
             finally:
                 del self._computing[key]
-            self._answers[key] = (time.monotonic() + self.ANSWER_TTL_S, answer)
-            while len(self._answers) > self.ANSWER_CACHE_SIZE:
-                self._answers.popitem(last=False)
+            self._answers.put(key, answer, _answer_bytes(answer))
         if not answer.intervals and not answer.loose_scans:
             raise ProvenanceError(
                 f"no scan on this ledger names {subject.digital_link()}",
@@ -674,17 +760,32 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
     source = await asyncio.to_thread(LedgerProvenanceSource, store, trust)
     app[PROVENANCE_SOURCE] = source
 
+    gate = app[PUBLIC_GATE]
+
     async def token_caller(request: web.Request) -> Caller:
         header = request.headers.get("Authorization")
         if not header:
             return Caller()
         # An invalid token is refused (AnchorError -> 401 problem), never downgraded to public.
-        principal = await asyncio.to_thread(authenticate, store, header, int(time.time() * 1000))
+        principal = await gate.run(authenticate, store, header, int(time.time() * 1000))
+        gate.note_verified_token(principal.token_id)  # limited per token from now on
         return Caller(principal.org_id, principal.role)
 
     app[CALLER_RESOLVER] = token_caller
     yield
     await asyncio.to_thread(source.close)
+
+
+def _default_gate(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    gate = PublicGate(PublicLimits(), AnchorMetrics())
+    app[PUBLIC_GATE] = gate
+    app.middlewares.append(gate.middleware())
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(gate.close)
+
+    return ctx
 
 
 def _extend_openapi(app: web.Application) -> None:
@@ -713,24 +814,30 @@ def setup_web(
     """
     app[PROVENANCE_CONFIG] = config or app.get(PROVENANCE_CONFIG) or ProvenanceConfig()
     _extend_openapi(app)
+    if PUBLIC_GATE not in app:
+        # Stand-alone (tests): a gate with default limits; the app factory brings its own.
+        app.cleanup_ctx.append(_default_gate(app))
     if source is not None:
         app[PROVENANCE_SOURCE] = source
         app[CALLER_RESOLVER] = caller or _public_only
     else:
         app.cleanup_ctx.append(_bind_ledger)
     w = _Web(app)
-    wrap = _problems
+
+    def wrap(handler: Handler, cache: str | None = None) -> Handler:
+        return _problems(w.cached(cache, handler) if cache else handler)
+
     app.router.add_routes(
         [
-            web.get("/01/{gtin}/10/{lot}", wrap(w.lot_link)),
-            web.get("/01/{gtin}/21/{serial}", wrap(w.serial_link)),
-            web.get("/00/{sscc}", wrap(w.sscc_link)),
+            web.get("/01/{gtin}/10/{lot}", wrap(w.lot_link, "page")),
+            web.get("/01/{gtin}/21/{serial}", wrap(w.serial_link, "page")),
+            web.get("/00/{sscc}", wrap(w.sscc_link, "page")),
             web.get("/01/{tail:.*}", wrap(w.bad_link)),
             web.get("/00/{tail:.*}", wrap(w.bad_link)),
-            web.get("/v1/provenance", wrap(w.provenance)),
-            web.get("/v1/provenance/bundle", wrap(w.bundle)),
-            web.get("/explorer", wrap(w.explorer)),
-            web.get("/explorer/blocks/{height}", wrap(w.explorer_block)),
+            web.get("/v1/provenance", wrap(w.provenance, "provenance")),
+            web.get("/v1/provenance/bundle", wrap(w.bundle, "bundle")),
+            web.get("/explorer", wrap(w.explorer, "explorer")),
+            web.get("/explorer/blocks/{height}", wrap(w.explorer_block, "explorer")),
             web.get("/explorer/gateways/{gw:.+}", wrap(w.explorer_gateway)),
             web.get("/explorer/orgs/{org:.+}", wrap(w.explorer_org)),
             web.static("/static", STATIC_DIR, follow_symlinks=False),
@@ -834,10 +941,15 @@ def render_consumer_page(
             + "</li>"
         )
     for ia in answer.intervals:
-        for sp in ia.analysis.silent:
+        for sp in ia.analysis.silent[: config.max_listed_per_interval]:
             holes.append(
                 f"<li>No readings at {esc(sp.asset)} from {esc(fmt_time(sp.start))} "
                 f"to {esc(fmt_time(sp.end))}</li>"
+            )
+        more = len(ia.analysis.silent) - config.max_listed_per_interval
+        if more > 0:
+            holes.append(
+                f"<li>… and {esc(more)} more silent periods at {esc(ia.custody.holder)}</li>"
             )
     for a in answer.anomalies:
         holes.append(
@@ -947,10 +1059,10 @@ def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
         f'<rect class="band" x="{left}" y="{band_top:.1f}" width="{w - left - right}"'
         f' height="{max(0.0, band_bottom - band_top):.1f}" fill="#d8f3dc"/>'
     )
-    for e in answer.excursions():
+    for x0, x1 in _merged_spans((x(e.start), x(e.end)) for e in answer.excursions()):
         parts.append(
-            f'<rect class="excursion" x="{x(e.start):.1f}" y="{top}"'
-            f' width="{max(2.0, x(e.end) - x(e.start)):.1f}" height="{h - top - bottom}"'
+            f'<rect class="excursion" x="{x0:.1f}" y="{top}"'
+            f' width="{max(2.0, x1 - x0):.1f}" height="{h - top - bottom}"'
             ' fill="#ffccd5"/>'
         )
     for ia in answer.intervals[1:]:
@@ -995,11 +1107,35 @@ def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
     return "".join(parts)
 
 
+def _merged_spans(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Pixel spans merged where they touch: at most one per pixel of chart width, however
+    many excursions a flapping sensor made (each would otherwise be its own rect)."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        b = max(b, a + 2.0)  # drawn at least 2 px wide
+        if merged and a <= merged[-1][1] + 1.0:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+_MAX_TICKS = 8
+
+
 def _ticks(lo: float, hi: float) -> list[float]:
+    """At most ``_MAX_TICKS`` round values in [lo, hi]: the step is 1, 2 or 5 times a power
+    of ten chosen from the span, so the count never depends on how large the values are."""
     span = hi - lo
-    step = next((s for s in (1, 2, 5, 10, 20, 50) if span / s <= 6), 100)
-    first = int(lo // step + 1) * step
-    return [float(v) for v in range(first, int(hi) + 1, step)]
+    if not (math.isfinite(span) and span > 0):
+        return [lo] if math.isfinite(lo) else []
+    raw = span / (_MAX_TICKS - 2)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step)
+    last = math.floor(hi / step)
+    ticks = (k * step for k in range(first, min(last, first + _MAX_TICKS - 1) + 1))
+    return [v for v in ticks if lo <= v <= hi]
 
 
 def _table(headers: Iterable[str], rows: Iterable[str]) -> str:

@@ -133,6 +133,9 @@ def test_a_revocation_dated_in_the_past_flags_what_was_logged_meanwhile(
         status, second = anchor.post(node.gateway_token, acme.readings_batch(3, val=4.0)[1])
         assert status == 201
         assert first["receipt"]["accepted_at"] < second["receipt"]["accepted_at"]
+        anchor.cli("checkpoint")
+        # Asked (and cached) before the theft is known: nothing to flag yet.
+        assert anchor.get(f"/v1/provenance?gtin={GTIN}&lot=R1")["compromised"] == []
         # The theft is found out now, and dated back to just before the second batch.
         revoke = anchor.cli(
             "gateway", "revoke", "--id", acme.gw, "--at", str(second["receipt"]["accepted_at"]),

@@ -107,11 +107,12 @@ class Journey:
         lot: str = LOT,
         rp: str = "",
         gs1: dict[str, str] | None = None,
+        mono_t: int | None = None,
     ) -> Scan:
         gs1 = gs1 if gs1 is not None else {"01": gtin, "10": lot}
         raw = "".join(f"{ai}{value}" for ai, value in gs1.items())
         rec = Scan(
-            **self._common(gw, t, "scanner-" + gw),
+            **self._common(gw, t, "scanner-" + gw, mono_t=mono_t),
             raw=raw,
             sym="]C1",
             gs1=gs1,
@@ -279,17 +280,29 @@ def ingest_bodies(journey: Journey, batch_size: int = 40) -> list[tuple[str, dic
 
 
 @contextlib.contextmanager
-def running_anchor(tmp: Path, journey: Journey) -> Iterator[str]:
+def running_anchor(
+    tmp: Path,
+    journey: Journey,
+    *,
+    extra_toml: str = "",
+    batch_size: int = 40,
+    tokens_out: dict[str, str] | None = None,
+) -> Iterator[str]:
     """``coldtrail-anchor serve`` on a free loopback port with the journey ingested through
-    ``POST /v1/batches``; yields the base URL and stops the process by PID afterwards."""
+    ``POST /v1/batches``; yields the base URL and stops the process by PID afterwards.
+
+    ``extra_toml`` adds config lines; ``tokens_out`` receives the organisations' tokens
+    (as :func:`prepare_anchor` names them) for requests the test makes itself."""
     from support.procs import free_port, stop_process, wait_for_port
 
     config, tokens = prepare_anchor(tmp / "data", journey)
     config_path = tmp / "anchor.toml"
     config_path.write_text(
         f'[anchor]\ndata_dir = "{config.data_dir}"\nlisten_host = "127.0.0.1"\n'
-        "checkpoint_interval_s = 0.5\n"
+        "checkpoint_interval_s = 0.5\n" + extra_toml
     )
+    if tokens_out is not None:
+        tokens_out.update(tokens)
     port = free_port()
     with (tmp / "anchor.log").open("ab") as log:
         proc = subprocess.Popen(
@@ -301,7 +314,7 @@ def running_anchor(tmp: Path, journey: Journey) -> Iterator[str]:
     try:
         wait_for_port(port, timeout_s=30, proc=proc)
         base = f"http://127.0.0.1:{port}"
-        for org, body in ingest_bodies(journey):
+        for org, body in ingest_bodies(journey, batch_size):
             req = urllib.request.Request(
                 base + "/v1/batches",
                 data=json.dumps(body).encode(),
