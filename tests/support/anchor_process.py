@@ -73,11 +73,15 @@ def start_anchor(config_path: Path, port: int, log_path: Path) -> subprocess.Pop
 
 
 def write_config(data_dir: str, path: Path) -> None:
+    # These tests read every leaf and proof back from one address: the per-client
+    # public limit is not what they test (tests/integration/test_public_limits.py is).
     path.write_text(
         "[anchor]\n"
         f'data_dir = "{data_dir}"\n'
         'listen_host = "127.0.0.1"\n'
         "checkpoint_interval_s = 0.5\n"
+        "public_rate_per_s = 100000.0\n"
+        "public_burst_requests = 100000\n"
     )
 
 
