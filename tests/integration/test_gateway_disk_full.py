@@ -182,10 +182,13 @@ async def test_full_disk_keeps_running_drains_and_stores_again(
             # file, which the records that follow reuse: no restart, no person.
             await anchor.start()
             await drained(setup, proc, log)
-            late = await feed(sock, proc, range(10_000, 10_200))
-            assert late == set(range(10_000, 10_200)), "new readings were not stored again"
-            acked |= late
-            await drained(setup, proc, log)
+            # In steps the anchor keeps up with: the spool file (small, as the disk filled
+            # while it was) then always has free pages for them, and nothing is evicted.
+            for start in range(10_000, 10_200, 50):
+                late = await feed(sock, proc, range(start, start + 50))
+                assert late == set(range(start, start + 50)), "new readings were not stored"
+                acked |= late
+                await drained(setup, proc, log)
             text, status = await scrape(port)
             assert status["spool"]["disk_free_bytes"] < SPACE_ENV_MIN_FREE
             assert status["spool"]["min_free_bytes"] == SPACE_ENV_MIN_FREE
@@ -238,7 +241,9 @@ async def test_kill9_while_disk_full_keeps_the_chain(tmp_path: Path, small_fs: P
             finally:
                 conn.close()
             proc = await start_line_gateway(setup.config_path, sock, log, SPACE_ENV)
-            await connect_line_socket(sock, proc)  # it comes up although the disk is full
+            _, writer = await connect_line_socket(sock, proc)  # up although the disk is full
+            writer.close()
+            await writer.wait_closed()
 
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
@@ -256,8 +261,12 @@ async def test_kill9_while_disk_full_keeps_the_chain(tmp_path: Path, small_fs: P
         assert code == 0, log.read_text()[-3000:]
 
     records, evicted = accounted(anchor, gw)
+    # Each of the three restarts wrote its signed restart gap, the two on a full disk
+    # too; those two may since have been evicted with their batch (then their seqs are
+    # in an evicted manifest), the last one is anchored.
+    assert "restart gap not stored" not in log.read_text()
     restarts = [r for r in records if r["type"] == "gap" and r["reason"] == "restart"]
-    assert len(restarts) == 3
+    assert restarts and max(r["seq"] for r in restarts) > max(evicted, default=0)
     anchored_vals = {r["val"] for r in records if r["type"] == "reading"}
     assert len(acked - anchored_vals) <= len(evicted)
     assert set(range(20_000, 20_100)) <= anchored_vals
