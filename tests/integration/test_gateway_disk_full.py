@@ -11,11 +11,9 @@ store new readings again without a restart, report the condition in ``status`` a
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import signal
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from gateway.spool import read_spool_report
 from support.gateway_env import GatewaySetup, write_gateway_setup
 from support.line_source_gateway import connect_line_socket, start_line_gateway
 from support.procs import free_port
+from support.small_fs import fill, small_tmpfs
 from support.standin_anchor import StandinAnchor
 
 pytestmark = pytest.mark.integration
@@ -45,37 +44,8 @@ SPACE_ENV_MIN_FREE = int(SPACE_ENV["COLDTRAIL_SPOOL_MIN_FREE_BYTES"])
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real tmpfs of ``FS_SIZE`` on ``tmp_path/state``, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill it needs root")
-    state = tmp_path / "state"
-    state.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(state)], check=True
-    )
-    try:
+    with small_tmpfs(tmp_path / "state", FS_SIZE) as state:
         yield state
-    finally:
-        if subprocess.run(["umount", str(state)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(state)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """A filler file that takes every free byte of the filesystem."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for size in (65536, 4096, 512, 1):
-            chunk = b"\0" * size
-            while True:
-                try:
-                    os.write(fd, chunk)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 async def feed(sock: Path, proc: asyncio.subprocess.Process, vals: range) -> set[int]:
@@ -150,7 +120,7 @@ def accounted(anchor: StandinAnchor, gw: str) -> tuple[list[dict[str, Any]], set
 
 
 async def test_full_disk_keeps_running_drains_and_stores_again(
-    tmp_path: Path, small_fs: Path
+    tmp_path: Path, small_fs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = free_port()
     log = tmp_path / "gateway.log"
@@ -194,10 +164,16 @@ async def test_full_disk_keeps_running_drains_and_stores_again(
             assert status["spool"]["min_free_bytes"] == SPACE_ENV_MIN_FREE
             assert metric(text, "coldtrail_spool_disk_free_bytes") < SPACE_ENV_MIN_FREE
             assert metric(text, 'coldtrail_spool_evictions_total{reason="disk-space"}') > 0
-            code = await asyncio.to_thread(
-                cli_main, ["status", "--config", str(setup.config_path), "--json"]
-            )
+            assert status["spool"]["disk_full"] is True  # the filler is still there
+            assert metric(text, "coldtrail_spool_disk_full") == 1.0
+            assert status["spool"]["disk_errors_total"] >= 1  # the write that found it full
+            assert status["spool"]["last_disk_error"]
+            capsys.readouterr()
+            code = await asyncio.to_thread(cli_main, ["status", "--config", str(setup.config_path)])
             assert code == 0
+            out = capsys.readouterr().out
+            assert "disk           FULL:" in out and "last error" in out
+            assert "by disk-space" in out
 
         finally:
             if proc.returncode is None:
