@@ -535,10 +535,7 @@ class Spool:
                 result = handler(conn, *job.args)
                 conn.execute("COMMIT")
             except Exception as e:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                self._c = _copy_counters(snapshot)
-                self._tail_rollback(tail_mark)
+                self._rollback(conn, snapshot, tail_mark)
                 if attempt == 1 and _is_disk_full(e):
                     self._on_disk_full(conn, e, job.kind)
                     continue  # once more, now with the reserve released and the WAL restarted
@@ -551,6 +548,16 @@ class Spool:
         self._tail_compact()
         self._publish()
         self._resolve(job, result)
+
+    def _rollback(
+        self, conn: sqlite3.Connection, snapshot: _Counters, tail_mark: tuple[int, int]
+    ) -> None:
+        """Undo a failed transaction and what it changed in memory (a fresh copy of
+        ``snapshot``: the transaction may be retried and fail again)."""
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        self._c = _copy_counters(snapshot)
+        self._tail_rollback(tail_mark)
 
     def _require_conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -836,10 +843,7 @@ class Spool:
                 )
                 conn.execute("COMMIT")
             except Exception as e:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                self._c = _copy_counters(snapshot)
-                self._tail_rollback(tail_mark)
+                self._rollback(conn, snapshot, tail_mark)
                 self._mqtt_last = dict(mqtt_last)
                 if attempt == 1 and _is_disk_full(e):
                     # Once more, evicting first in the same transaction: the pages the
