@@ -27,9 +27,12 @@ from typing import Protocol
 
 from proofs.records import Manifest
 
+from .errors import SpoolError
+
 __all__ = ["BatchPolicy", "BatchStore", "Batcher"]
 
 _BACKLOG_POLL_S = 0.25
+_RETRY_AFTER_ERROR_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +117,15 @@ class Batcher:
     async def run(self) -> None:
         """Forever: wake on new records or when the open batch reaches its age."""
         while True:
-            while await self.step() is not None:
-                pass
+            try:
+                while await self.step() is not None:
+                    pass
+            except SpoolError as e:
+                # A full disk (docs/adr/0213): the records stay unbatched and are sealed
+                # once the spool can write again; a dead batcher would stop the daemon.
+                log.error("batcher: cannot seal a batch: %s; retrying", e)
+                await asyncio.sleep(_RETRY_AFTER_ERROR_S)
+                continue
             self._store.records_added.clear()
             if self._store.unbatched >= self._policy.max_records:
                 continue

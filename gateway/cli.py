@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -115,7 +116,8 @@ def _print_status(config: GatewayConfig, report: SpoolReport, live: dict[str, An
     oldest = "nothing" if s.oldest_unsent_ms is None else _when(s.oldest_unsent_ms)
     print(f"oldest unsent  {oldest}")
     print(f"last receipt   {_when(s.last_receipt_ms)}")
-    print(f"evicted        {s.evicted_records_total} records dropped by the disk budget (ever)")
+    print(f"evicted        {s.evicted_records_total} records dropped unsent (ever)")
+    _print_disk(config, live)
     if live:
         up = live.get("uplink", {})
         print(f"uplink         {up.get('state')}")
@@ -135,6 +137,35 @@ def _print_status(config: GatewayConfig, report: SpoolReport, live: dict[str, An
         print("refusals       none")
 
 
+def _free_bytes(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _print_disk(config: GatewayConfig, live: dict[str, Any] | None) -> None:
+    """The filesystem under the spool (docs/adr/0213): measured here, so it shows when the
+    daemon is down too; the daemon adds what its writes met."""
+    free = _free_bytes(config.spool_file.parent)
+    minimum = config.spool_min_free_bytes
+    shown = "unknown" if free is None else f"{free} bytes free"
+    low = free is not None and free < minimum
+    spool = (live or {}).get("spool", {})
+    state = "FULL" if low or spool.get("disk_full") else "ok"
+    print(f"disk           {state}: {shown} (spool.min_free_bytes {minimum})")
+    if spool.get("last_disk_error"):
+        at = _when(spool.get("last_disk_error_ms"))
+        print(f"  last error   {spool['last_disk_error']} at {at}")
+    if spool.get("refused_records_total"):
+        print(f"  refused      {spool['refused_records_total']} records (named by disk-full gaps)")
+    by_reason = spool.get("evicted_by_reason") or {}
+    if any(by_reason.values()):
+        parts = ", ".join(f"{n} by {reason}" for reason, n in sorted(by_reason.items()))
+        print(f"  evicted      since start: {parts}")
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     report = read_spool_report(config.spool_file)
@@ -143,6 +174,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         out = {
             "gw": report.gw,
             "spool": {k: getattr(report.stats, k) for k in report.stats.__slots__},
+            "disk": {
+                "free_bytes": _free_bytes(config.spool_file.parent),
+                "min_free_bytes": config.spool_min_free_bytes,
+            },
             "refusals": [
                 {"batch_seq": b, "status": r.status, "code": r.code, "detail": r.detail}
                 for b, r in report.refusals

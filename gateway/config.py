@@ -56,6 +56,9 @@ class GatewayConfig:
     gateway_registry_file: Path = Path("registry.json")
     spool_file: Path = Path("spool.sqlite3")
     spool_budget_bytes: int = 256 * 1024 * 1024
+    # Free space the spool keeps on its filesystem (docs/adr/0213): below it, it evicts.
+    spool_min_free_bytes: int = 64 * 1024 * 1024
+    spool_reserve_bytes: int = 4 * 1024 * 1024  # released when the disk is full anyway
     spool_commit_max_records: int = 5000
     batch_max_records: int = 1000
     batch_max_bytes: int = 4 * 1024 * 1024
@@ -82,6 +85,8 @@ class GatewayConfig:
                 self, "uplink_token_file", self.gateway_state_dir / self.uplink_token_file
             )
         _check(self.spool_budget_bytes >= 64 * 1024, "spool.budget_bytes must be at least 65536")
+        _check(self.spool_min_free_bytes >= 0, "spool.min_free_bytes must not be negative")
+        _check(self.spool_reserve_bytes >= 0, "spool.reserve_bytes must not be negative")
         _check(self.spool_commit_max_records >= 1, "spool.commit_max_records must be >= 1")
         _check(
             1 <= self.batch_max_records <= _CONTRACT_MAX_RECORDS,

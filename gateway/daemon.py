@@ -28,7 +28,7 @@ from proofs.keystore import load_signing_key
 from .batcher import Batcher, BatchPolicy
 from .clock import SystemClock
 from .config import GatewayConfig, SourceSpec
-from .errors import ConfigError
+from .errors import ConfigError, SpoolError
 from .intake import SpoolSink
 from .metrics import METRICS_HOST, GatewayMetrics, create_metrics_app
 from .observations import Source
@@ -134,12 +134,16 @@ async def _watch_silence(watch: SilenceWatch, sink: SpoolSink, every_s: float = 
         await asyncio.sleep(every_s)
         for src, silent_s, limit_s in watch.overdue():
             log.warning("sensor %s silent for %.0f s", src, silent_s)
-            await sink.record_gap(
-                src,
-                "silent-sensor",
-                f"no reading for {silent_s:.0f} s (the registry expects one within {limit_s:g} s)",
-                count=0,
-            )
+            try:
+                await sink.record_gap(
+                    src,
+                    "silent-sensor",
+                    f"no reading for {silent_s:.0f} s (the registry expects one within"
+                    f" {limit_s:g} s)",
+                    count=0,
+                )
+            except SpoolError as e:  # a full disk: counted and named by a disk-full gap
+                log.error("silent-sensor gap for %s not stored: %s", src, e)
 
 
 async def _watchdog(notifier: Notifier, spool: Spool) -> None:
@@ -192,6 +196,8 @@ async def run_gateway(
         batch_max_records=config.batch_max_records,
         batch_max_bytes=config.batch_max_bytes,
         commit_max_records=config.spool_commit_max_records,
+        min_free_bytes=config.spool_min_free_bytes,
+        reserve_bytes=config.spool_reserve_bytes,
     )
     clean = False
     try:
@@ -199,13 +205,18 @@ async def run_gateway(
         silence = SilenceWatch(registry.get)
         sink = SpoolSink(signer, spool, metrics, silence)
         if not spool.previous_run_clean:
-            await sink.record_gap(
-                GATEWAY_SRC,
-                "restart",
-                "previous run ended without a clean shutdown (power cut, kill or crash);"
-                " unacknowledged device data may be missing",
-                count=0,
-            )
+            try:
+                await sink.record_gap(
+                    GATEWAY_SRC,
+                    "restart",
+                    "previous run ended without a clean shutdown (power cut, kill or crash);"
+                    " unacknowledged device data may be missing",
+                    count=0,
+                )
+            except SpoolError as e:
+                # A full disk must not turn into a crash loop (docs/adr/0213): the refused
+                # gap is counted and named by the disk-full gap of the next commit.
+                log.error("restart gap not stored: %s", e)
         async with contextlib.AsyncExitStack() as stack:
             if transport is None:
                 transport = await stack.enter_async_context(
@@ -242,6 +253,15 @@ async def run_gateway(
                         "records": st.records,
                         "bytes": st.bytes,
                         "budget_bytes": config.spool_budget_bytes,
+                        "min_free_bytes": st.min_free_bytes,
+                        "disk_free_bytes": st.disk_free_bytes,
+                        "disk_full": st.disk_full,
+                        "disk_errors_total": st.disk_errors_total,
+                        "last_disk_error": st.last_disk_error,
+                        "last_disk_error_ms": st.last_disk_error_ms,
+                        "refused_records_total": st.refused_records_total,
+                        "evicted_records_total": st.evicted_records_total,
+                        "evicted_by_reason": dict(st.evicted_by_reason),
                         "unbatched": st.unbatched,
                         "batches": st.batches,
                         "refused_batches": st.refused_batches,

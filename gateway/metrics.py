@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-from .spool import SpoolStats
+from .spool import EVICTION_REASONS, SpoolStats
 
 __all__ = ["METRICS_HOST", "GatewayMetrics", "create_metrics_app"]
 
@@ -88,6 +90,28 @@ class GatewayMetrics:
             lambda s: s.evicted_records_total,
         )
         self._gauge(
+            "coldtrail_spool_disk_free_bytes",
+            "Free bytes on the spool's filesystem (NaN: not measured yet)",
+            lambda s: float("nan") if s.disk_free_bytes is None else s.disk_free_bytes,
+        )
+        self._gauge(
+            "coldtrail_spool_min_free_bytes",
+            "Free space the spool keeps on its filesystem (spool.min_free_bytes)",
+            lambda s: s.min_free_bytes,
+        )
+        self._gauge(
+            "coldtrail_spool_disk_full",
+            "1 while the filesystem is below spool.min_free_bytes or the last write found it full",
+            lambda s: 1.0 if s.disk_full else 0.0,
+        )
+        self._gauge(
+            "coldtrail_spool_last_disk_error_timestamp_seconds",
+            "When a spool write last failed for lack of space (0: never)",
+            lambda s: (s.last_disk_error_ms or 0) / 1000.0,
+        )
+        if spool_stats is not None:
+            r.register(_SpoolCounters(spool_stats))
+        self._gauge(
             "coldtrail_uplink_lag_seconds",
             "Age of the oldest data not yet anchored",
             lambda s: _age_s(s.oldest_unsent_ms),
@@ -104,6 +128,43 @@ class GatewayMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _SpoolCounters(Collector):
+    """Counters the spool keeps itself (they count inside its transactions), read at
+    scrape time like the gauges."""
+
+    def __init__(self, read: Callable[[], SpoolStats]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families(SpoolStats()))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._read()))
+
+    @staticmethod
+    def _families(s: SpoolStats) -> list[Metric]:
+        evictions = CounterMetricFamily(
+            "coldtrail_spool_evictions",
+            "Records evicted unsent since start, by what made room: budget, disk-space"
+            " (spool.min_free_bytes), disk-full (a write found no space)",
+            labels=["reason"],
+        )
+        by_reason = dict(s.evicted_by_reason)
+        for reason in EVICTION_REASONS:
+            evictions.add_metric([reason], by_reason.get(reason, 0))
+        errors = CounterMetricFamily(
+            "coldtrail_spool_disk_errors",
+            "Spool writes that failed for lack of space (each retried once after freeing)",
+        )
+        errors.add_metric([], s.disk_errors_total)
+        refused = CounterMetricFamily(
+            "coldtrail_spool_refused_records",
+            "Records a full disk refused to store (named by signed disk-full gaps)",
+        )
+        refused.add_metric([], s.refused_records_total)
+        return [evictions, errors, refused]
 
 
 def _age_s(ms: int | None, default: float = 0.0) -> float:

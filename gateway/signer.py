@@ -29,7 +29,7 @@ Draft = Reading | Scan | Gap
 # ``src`` of gap records the gateway makes about itself (docs/formats.md)
 GATEWAY_SRC = "gateway"  # restarts
 CLOCK_SRC = "clock"  # clock jumps
-SPOOL_SRC = "spool"  # disk-budget evictions
+SPOOL_SRC = "spool"  # evictions (budget, free space) and records a full disk refused
 _SALTS_PER_DRAW = 256
 
 
@@ -205,7 +205,21 @@ class Signer:
         return rec.seal(draft, seq, self._key)
 
     def evicted_gap(self, seq: int, lost_from: int, lost_to: int, count: int, detail: str) -> Gap:
-        """The signed record that says the disk budget dropped ``lost_from..lost_to``."""
+        """The signed record that says the spool dropped ``lost_from..lost_to`` (budget or
+        free space, docs/adr/0203 and 0213)."""
+        return self.spool_gap(seq, "evicted", count, detail, (lost_from, lost_to))
+
+    def spool_gap(
+        self,
+        seq: int,
+        reason: str,
+        count: int,
+        detail: str,
+        lost: tuple[int, int] | None = None,
+    ) -> Gap:
+        """A signed gap the spool writes inside its own transaction (it owns ``seq``):
+        ``evicted`` with the seq range ``lost``, or ``disk-full`` (records that never got
+        a seq because the filesystem was full, docs/adr/0213)."""
         now = self._clock.read()
         gap = Gap(
             gw=self.gw,
@@ -214,10 +228,10 @@ class Signer:
             t=now.wall_ms,
             clk=now.evidence,
             salt=self._salt(),
-            reason="evicted",
+            reason=reason,
             detail=detail[:1024],
-            lost_from=lost_from,
-            lost_to=lost_to,
+            lost_from=None if lost is None else lost[0],
+            lost_to=None if lost is None else lost[1],
             count=count,
         )
         return rec.sign(gap, self._key)

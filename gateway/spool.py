@@ -16,6 +16,16 @@ The manifests of evicted batches (about 0.5 KB each) are kept outside the budget
 the chain cannot skip them, and counting them would evict every new record once
 a long outage had piled them up.
 
+Free space (docs/adr/0213): the budget alone cannot protect a filesystem that
+something else fills. Every append also checks the filesystem's free space
+(``os.statvfs``) plus the free pages inside the spool file; below
+``min_free_bytes`` it evicts the same way, with the same signed gaps. A write that
+still hits SQLITE_FULL/ENOSPC never kills the daemon: the spool releases its
+reserve file, restarts the WAL, and retries once, evicting first inside the
+retried transaction so the freed pages take the new records. Records it still
+cannot store are refused with code ``disk-full``, counted, and named by a signed
+``disk-full`` gap in the next commit that succeeds.
+
 Records leave the spool only in :meth:`Spool.confirm`, which the uplink calls
 after the anchor's receipt verified (docs/adr/0204).
 """
@@ -24,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -45,6 +57,7 @@ from .signer import Draft
 
 __all__ = [
     "BATCH_OVERHEAD_BYTES",
+    "EVICTION_REASONS",
     "RECORD_OVERHEAD_BYTES",
     "OutgoingBatch",
     "RecordSealer",
@@ -65,6 +78,13 @@ RECORD_OVERHEAD_BYTES = 40
 BATCH_OVERHEAD_BYTES = 120
 _EVICT_TO_FRACTION = 0.9  # evict down to 90 % so a full spool does not evict on every commit
 _RECEIPTS_KEPT = 1000
+_WRITES = frozenset({"seal", "confirm", "refuse", "retry_refused", "mark_clean"})
+_RECEIPTS_KEPT_LOW_SPACE = 16  # local copies only (the anchor keeps them): space goes first
+_SQLITE_FULL = 13
+_SQLITE_IOERR_SHMSIZE = 4874  # the -shm file could not be grown: ENOSPC as well
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Why the spool evicted (label of coldtrail_spool_evictions_total), as the gap says it.
+EVICTION_REASONS = ("budget", "disk-space", "disk-full")
 # What the uplink reads of a batch (``Spool._outgoing``).
 _OUT_COLS = (
     "batch_seq, first_seq, last_seq, closed_ms, manifest, evicted, state,"
@@ -125,6 +145,10 @@ class RecordSealer(Protocol):
         self, seq: int, lost_from: int, lost_to: int, count: int, detail: str
     ) -> Gap: ...
 
+    def spool_gap(
+        self, seq: int, reason: str, count: int, detail: str, lost: tuple[int, int] | None = None
+    ) -> Gap: ...
+
     def sign_manifest(self, manifest: Manifest) -> Manifest: ...
 
 
@@ -158,6 +182,15 @@ class SpoolStats:
     next_seq: int = 1
     oldest_unsent_ms: int | None = None
     last_receipt_ms: int | None = None
+    # The filesystem under the spool (docs/adr/0213); the counters below count since start.
+    disk_free_bytes: int | None = None
+    min_free_bytes: int = 0
+    disk_full: bool = False  # below min_free_bytes, or the last write found no space
+    disk_errors_total: int = 0  # writes that failed for lack of space
+    last_disk_error: str | None = None
+    last_disk_error_ms: int | None = None
+    refused_records_total: int = 0  # records a full disk refused (named by disk-full gaps)
+    evicted_by_reason: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +230,25 @@ class _Counters:
     over_budget_warned: bool = False
     head: ChainHead = field(default_factory=ChainHead)
     sealed_through: int = 0
+    evicted_budget: int = 0  # since this process started, by reason
+    evicted_disk_space: int = 0
+    evicted_disk_full: int = 0
+
+
+@dataclass
+class _Disk:
+    """What the writer thread saw of the filesystem. Not rolled back with a transaction:
+    a failed write is exactly what it records."""
+
+    free_bytes: int | None = None
+    errors_total: int = 0
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    last_write_full: bool = False
+    refused_pending: int = 0  # refused records not yet named by a committed gap
+    refused_since_ms: int | None = None
+    refused_total: int = 0
+    running_pending: bool = False  # meta 'running' could not be set at open (disk full)
 
 
 def _now_ms() -> int:
@@ -224,10 +276,17 @@ class Spool:
         batch_max_records: int,
         batch_max_bytes: int,
         commit_max_records: int = 5000,
+        min_free_bytes: int = 0,
+        reserve_bytes: int = 0,
     ) -> None:
         self.path = path
         self._sealer = sealer
         self._budget = budget_bytes
+        self._min_free = min_free_bytes
+        self._reserve_bytes = reserve_bytes
+        self._reserve = path.with_name(path.name + ".reserve")
+        self._disk = _Disk()
+        self._page_size = 4096
         self._batch_max_records = batch_max_records
         self._batch_max_bytes = batch_max_bytes
         self._commit_max = commit_max_records
@@ -263,7 +322,12 @@ class Spool:
         batch_max_records: int = 1000,
         batch_max_bytes: int = 4 * 1024 * 1024,
         commit_max_records: int = 5000,
+        min_free_bytes: int = 0,
+        reserve_bytes: int = 0,
     ) -> Spool:
+        """``min_free_bytes``: evict when the filesystem has less free space (0: only
+        on a write that finds it full); ``reserve_bytes``: size of the reserve file
+        released when the disk is full (0: none). docs/adr/0213."""
         spool = cls(
             path,
             sealer,
@@ -271,6 +335,8 @@ class Spool:
             batch_max_records=batch_max_records,
             batch_max_bytes=batch_max_bytes,
             commit_max_records=commit_max_records,
+            min_free_bytes=min_free_bytes,
+            reserve_bytes=reserve_bytes,
         )
         spool._loop = asyncio.get_running_loop()
         spool._thread = threading.Thread(target=spool._run, name="spool-writer", daemon=True)
@@ -457,20 +523,41 @@ class Spool:
         conn = self._require_conn()
         snapshot = _copy_counters(self._c)
         tail_mark = self._tail_mark()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = handler(conn, *job.args)
-            conn.execute("COMMIT")
-        except Exception as e:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._c = snapshot
-            self._tail_rollback(tail_mark)
-            self._resolve(job, error=_as_spool_error(e))
-            return
+        for attempt in (1, 2):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                catch_up = self._catch_up(conn)
+                if job.kind in _WRITES:
+                    runs = self._keep_headroom(conn, 0, full=attempt == 2)
+                    self._write_eviction_gaps(
+                        conn, runs, "disk-full" if attempt == 2 else "disk-space"
+                    )
+                result = handler(conn, *job.args)
+                conn.execute("COMMIT")
+            except Exception as e:
+                self._rollback(conn, snapshot, tail_mark)
+                if attempt == 1 and _is_disk_full(e):
+                    self._on_disk_full(conn, e, job.kind)
+                    continue  # once more, now with the reserve released and the WAL restarted
+                if _is_disk_full(e):
+                    self._publish()
+                self._resolve(job, error=_as_spool_error(e))
+                return
+            break
+        self._committed(catch_up)
         self._tail_compact()
         self._publish()
         self._resolve(job, result)
+
+    def _rollback(
+        self, conn: sqlite3.Connection, snapshot: _Counters, tail_mark: tuple[int, int]
+    ) -> None:
+        """Undo a failed transaction and what it changed in memory (a fresh copy of
+        ``snapshot``: the transaction may be retried and fail again)."""
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        self._c = _copy_counters(snapshot)
+        self._tail_rollback(tail_mark)
 
     def _require_conn(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -501,42 +588,14 @@ class Spool:
             # therefore acknowledged) record survives a power cut. NORMAL would not (ADR 0202).
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA journal_size_limit = 16777216")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
-            if not meta:
-                meta = {
-                    "schema": str(SCHEMA_VERSION),
-                    "gw": self._sealer.gw,
-                    "next_seq": "1",
-                    "next_batch_seq": "1",
-                    "prev_hash": ChainHead().prev_hash,
-                    "sealed_through": "0",
-                    "evicted_total": "0",
-                    "running": "0",
-                }
-                conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", list(meta.items()))
-            if meta.get("schema") != str(SCHEMA_VERSION):
-                raise SpoolError(
-                    f"{self.path} has spool schema {meta.get('schema')}, this gateway reads"
-                    f" {SCHEMA_VERSION}",
-                    code="spool-schema",
-                )
-            if meta["gw"] != self._sealer.gw:
-                # Never reset or mix: the records are signed as another gateway.
-                raise SpoolError(
-                    f"{self.path} belongs to gateway {meta['gw']!r}, the config says"
-                    f" {self._sealer.gw!r}; restore the config or use another spool file",
-                    code="spool-gateway-mismatch",
-                )
-            self.previous_run_clean = meta.get("running") != "1"
-            conn.execute("UPDATE meta SET v = '1' WHERE k = 'running'")
-            conn.execute("COMMIT")
+            if self._reserve_bytes:
+                # What the WAL holds beyond the main file stays within the reserve, so
+                # releasing the reserve always lets a checkpoint finish (docs/adr/0213).
+                pages = max(64, self._reserve_bytes // 4096)
+                conn.execute(f"PRAGMA wal_autocheckpoint = {min(pages, 1000)}")
+            self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            meta = self._open_meta(conn)
         except Exception:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
             conn.close()
             self._lock.close()
             self._lock = None
@@ -559,7 +618,188 @@ class Spool:
         ).fetchone()[0]
         self._refresh_unbatched_head(conn)
         self._refresh_batches(conn, with_bytes=True)
+        self._committed(False)
         self._publish()
+
+    def _open_meta(self, conn: sqlite3.Connection) -> dict[str, str]:
+        """Create or check the schema and mark the spool running. On a full disk an
+        existing spool still opens: marking it running waits for the first write that
+        finds space (a daemon that cannot start is a crash loop, docs/adr/0213)."""
+        for attempt in (1, 2, 3):
+            try:
+                conn.execute("BEGIN IMMEDIATE" if attempt < 3 else "BEGIN")
+                meta = self._open_tx(conn, mark_running=attempt < 3)
+                conn.execute("COMMIT")
+            except Exception as e:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if attempt < 3 and _is_disk_full(e):
+                    if attempt == 1:
+                        self._on_disk_full(conn, e, "open")
+                    continue
+                if _is_disk_full(e):
+                    raise _as_spool_error(e) from e
+                raise
+            self._disk.running_pending = attempt == 3
+            return meta
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_tx(self, conn: sqlite3.Connection, *, mark_running: bool) -> dict[str, str]:
+        if mark_running:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+        if not meta:
+            if not mark_running:
+                raise SpoolError(f"no room to create the spool {self.path}", code="disk-full")
+            meta = {
+                "schema": str(SCHEMA_VERSION),
+                "gw": self._sealer.gw,
+                "next_seq": "1",
+                "next_batch_seq": "1",
+                "prev_hash": ChainHead().prev_hash,
+                "sealed_through": "0",
+                "evicted_total": "0",
+                "running": "0",
+            }
+            conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", list(meta.items()))
+        if meta.get("schema") != str(SCHEMA_VERSION):
+            raise SpoolError(
+                f"{self.path} has spool schema {meta.get('schema')}, this gateway reads"
+                f" {SCHEMA_VERSION}",
+                code="spool-schema",
+            )
+        if meta["gw"] != self._sealer.gw:
+            # Never reset or mix: the records are signed as another gateway.
+            raise SpoolError(
+                f"{self.path} belongs to gateway {meta['gw']!r}, the config says"
+                f" {self._sealer.gw!r}; restore the config or use another spool file",
+                code="spool-gateway-mismatch",
+            )
+        self.previous_run_clean = meta.get("running") != "1"
+        if mark_running:
+            conn.execute("UPDATE meta SET v = '1' WHERE k = 'running'")
+        return meta
+
+    # --- a full filesystem (writer thread; docs/adr/0213) -----------------------
+
+    def _free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def _space_short(self, conn: sqlite3.Connection, adding: int) -> int:
+        """Bytes to evict before storing ``adding`` more bytes (0: none).
+
+        While the filesystem has ``min_free_bytes`` free, the file may grow. Below
+        that it must not: new pages come from the file's free pages (left by receipted
+        or evicted records), and when those run short the oldest unsent batches are
+        evicted to make them, plus some slack so that not every commit evicts. The
+        file cannot shrink without VACUUM (which needs free space itself), so free
+        space on the filesystem is never what eviction restores; it protects it.
+        """
+        if not self._min_free:
+            return 0
+        free = self._free_bytes()
+        if free is None or free - adding >= self._min_free:
+            return 0
+        pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        slack = max(64 * 1024, self._min_free // 10)
+        return adding + slack - pages * self._page_size
+
+    def _on_disk_full(self, conn: sqlite3.Connection, e: BaseException, what: str) -> None:
+        """After a write found no space (outside any transaction): free what we can."""
+        d = self._disk
+        d.errors_total += 1
+        d.last_error = f"{what}: {e}"
+        d.last_error_ms = _now_ms()
+        d.last_write_full = True
+        released = False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._reserve)
+            released = True
+        # A WAL that restarts from its beginning reuses the file's blocks: no new space.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        log.error(
+            "spool: no space on the filesystem (%s: %s)%s; evicting oldest unsent data",
+            what,
+            e,
+            f", released the {self._reserve_bytes}-byte reserve" if released else "",
+        )
+
+    def _keep_headroom(
+        self, conn: sqlite3.Connection, adding: int, *, full: bool
+    ) -> list[list[tuple[int, int, int, int]]]:
+        """At the start of a write transaction: keep ``min_free_bytes`` of headroom (free
+        space plus free pages in the file) for what it adds, evicting the oldest unsent
+        batches first so that its new pages reuse theirs. A file that grows while the
+        filesystem is full cannot be checkpointed, and then nothing can be written.
+        ``full``: the same transaction just failed for lack of space. Returns the runs
+        evicted; the caller names them once the transaction's own seqs are used."""
+        short = self._space_short(conn, adding)
+        if not full and short <= 0:
+            return []
+        # Old receipts go first: the anchor keeps them, these are local copies.
+        conn.execute(
+            "DELETE FROM receipts WHERE batch_seq NOT IN"
+            " (SELECT batch_seq FROM receipts ORDER BY batch_seq DESC LIMIT ?)",
+            (_RECEIPTS_KEPT_LOW_SPACE,),
+        )
+        need = max(short, adding + 64 * 1024) if full else short
+        runs = self._evict(conn, need)
+        evicted = sum(r[3] for run in runs for r in run)
+        if full:
+            self._c.evicted_disk_full += evicted
+        else:
+            self._c.evicted_disk_space += evicted
+        return runs
+
+    def _catch_up(self, conn: sqlite3.Connection) -> bool:
+        """Inside a write transaction: what a full disk kept from being written."""
+        if self._disk.running_pending:
+            conn.execute("UPDATE meta SET v = '1' WHERE k = 'running'")
+            return True
+        return False
+
+    def _committed(self, caught_up: bool) -> None:
+        """After a commit: the disk took a write; keep the WAL and the reserve in shape."""
+        d = self._disk
+        d.last_write_full = False
+        if caught_up:
+            d.running_pending = False
+        free = d.free_bytes = self._free_bytes()
+        if free is None:
+            return
+        conn = self._require_conn()
+        if self._min_free and free < self._min_free:
+            # Low on space: checkpoint now so the next commit writes the WAL from its
+            # start, reusing its blocks instead of growing it.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        elif self._reserve_bytes and free >= self._min_free + 2 * self._reserve_bytes:
+            self._make_reserve()
+
+    def _make_reserve(self) -> None:
+        if self._reserve.exists():
+            return
+        try:
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, self._reserve_bytes)
+            os.fsync(fd)
+        except OSError as e:
+            log.warning("spool: cannot keep a %d-byte reserve: %s", self._reserve_bytes, e)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self._reserve)
+            return
+        os.close(fd)
 
     def _append_group(self, group: list[_Job]) -> None:
         conn = self._require_conn()
@@ -594,43 +834,112 @@ class Spool:
             deliveries.extend(job.args[1])
             results.append((job, (first, seq - 1), None))
         mqtt_last = dict(self._mqtt_last)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            if deliveries:
-                self._record_deliveries(conn, deliveries, now)
-            if rows:
-                conn.executemany(
-                    "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)", rows
+        for attempt in (1, 2):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                catch_up = self._catch_up(conn)
+                named = self._commit_rows(
+                    conn, rows, deliveries, now, seq, evict_first=attempt == 2
                 )
-                self._tail.extend((r[0], r[1], len(r[3]), leaf_hash(r[3])) for r in rows)
-                c.next_seq = seq
-                conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq),))
-                if c.unbatched == 0:
-                    c.first_unbatched_stored_ms = now
-                c.records += len(rows)
-                c.unbatched += len(rows)
-                c.bytes += sum(len(r[3]) + RECORD_OVERHEAD_BYTES for r in rows)
-                if c.bytes - c.kept_manifest_bytes > self._budget:
-                    self._evict(conn)
-            conn.execute("COMMIT")
-        except Exception as e:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._c = snapshot
-            self._tail_rollback(tail_mark)
-            self._mqtt_last = mqtt_last
-            error = _as_spool_error(e)
-            log.error("spool commit failed: %s", error)
-            for job, _result, _err in results:
-                self._fenced.update(d.session for d in job.args[1])
-                self._resolve(job, error=error)
-            return
+                conn.execute("COMMIT")
+            except Exception as e:
+                self._rollback(conn, snapshot, tail_mark)
+                self._mqtt_last = dict(mqtt_last)
+                if attempt == 1 and _is_disk_full(e):
+                    # Once more, evicting first in the same transaction: the pages the
+                    # oldest batches free take the new records (docs/adr/0213).
+                    self._on_disk_full(conn, e, "append")
+                    continue
+                self._fail_group(results, rows, e)
+                return
+            break
+        if named:
+            self._disk.refused_pending = 0
+            self._disk.refused_since_ms = None
+        self._committed(catch_up)
         self._tail_compact()
         self._publish()
         for job, result, err in results:
             self._resolve(job, result, err)
         if rows:
             self._notify(self.records_added)
+
+    def _commit_rows(
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[int, int, int, bytes]],
+        deliveries: list[Delivery],
+        now: int,
+        seq: int,
+        *,
+        evict_first: bool,
+    ) -> bool:
+        """The body of an append transaction; True when it named refused records."""
+        c = self._c
+        # Evict first, so that the new records reuse the freed pages; the gaps take seqs
+        # after the new records, which were numbered before the transaction.
+        size = sum(len(r[3]) + RECORD_OVERHEAD_BYTES for r in rows)
+        runs = self._keep_headroom(conn, size, full=evict_first)
+        if deliveries:
+            self._record_deliveries(conn, deliveries, now)
+        if rows:
+            conn.executemany(
+                "INSERT INTO records (seq, t_ms, stored_ms, body) VALUES (?, ?, ?, ?)", rows
+            )
+            self._tail.extend((r[0], r[1], len(r[3]), leaf_hash(r[3])) for r in rows)
+            c.next_seq = seq
+            conn.execute("UPDATE meta SET v = ? WHERE k = 'next_seq'", (str(seq),))
+            if c.unbatched == 0:
+                c.first_unbatched_stored_ms = now
+            c.records += len(rows)
+            c.unbatched += len(rows)
+            c.bytes += sum(len(r[3]) + RECORD_OVERHEAD_BYTES for r in rows)
+        self._write_eviction_gaps(conn, runs, "disk-full" if evict_first else "disk-space")
+        named = self._name_refused(conn)
+        if c.bytes - c.kept_manifest_bytes > self._budget:
+            over = c.bytes - c.kept_manifest_bytes - int(self._budget * _EVICT_TO_FRACTION)
+            runs = self._evict(conn, over)
+            c.evicted_budget += sum(r[3] for run in runs for r in run)
+            self._write_eviction_gaps(conn, runs, "budget")
+        return named
+
+    def _name_refused(self, conn: sqlite3.Connection) -> bool:
+        """The signed ``disk-full`` gap for records refused since the last one."""
+        d = self._disk
+        if not d.refused_pending:
+            return False
+        since = d.refused_since_ms or _now_ms()
+        gap = self._sealer.spool_gap(
+            self._c.next_seq,
+            "disk-full",
+            d.refused_pending,
+            f"{d.refused_pending} records could not be stored since {since} (ms):"
+            " the spool's filesystem was full and nothing unsent was left to evict;"
+            " sources that resend (MQTT QoS 1, serial retries) offered theirs again",
+        )
+        self._put_record(conn, gap)
+        self._c.gaps_total += 1
+        log.warning("spool: %d records refused on a full disk, gap seq %d", gap.count, gap.seq)
+        return True
+
+    def _fail_group(
+        self,
+        results: list[tuple[_Job, Any, BaseException | None]],
+        rows: list[tuple[int, int, int, bytes]],
+        e: BaseException,
+    ) -> None:
+        error = _as_spool_error(e)
+        log.error("spool commit failed: %s", error)
+        if _is_disk_full(e) and rows:
+            disk = self._disk
+            disk.refused_pending += len(rows)
+            disk.refused_total += len(rows)
+            if disk.refused_since_ms is None:
+                disk.refused_since_ms = _now_ms()
+            self._publish()
+        for job, _result, _err in results:
+            self._fenced.update(d.session for d in job.args[1])
+            self._resolve(job, error=error)
 
     def _last_ordinal(self, conn: sqlite3.Connection, session: str) -> int:
         last = self._mqtt_last.get(session)
@@ -771,20 +1080,26 @@ class Spool:
             self._notify(self.batches_changed)
         return manifest
 
-    def _evict(self, conn: sqlite3.Connection) -> None:
-        """Bring the spool under budget by dropping the oldest unsent batches' records."""
+    def _evict(
+        self, conn: sqlite3.Connection, need_bytes: int
+    ) -> list[list[tuple[int, int, int, int]]]:
+        """Drop the records of the oldest unsent batches until ``need_bytes`` are freed.
+
+        Returns the runs of consecutive evicted batches, (batch_seq, first, last, n)
+        each; :meth:`_write_eviction_gaps` names them.
+        """
         c = self._c
         while c.unbatched:
             if self._seal(conn) is None:
                 break
-        target = int(self._budget * _EVICT_TO_FRACTION)
         candidates = conn.execute(
             "SELECT batch_seq, first_seq, last_seq, LENGTH(manifest) FROM batches"
             " WHERE evicted = 0 AND state = 'pending' ORDER BY batch_seq"
         ).fetchall()
-        runs: list[list[tuple[int, int, int, int]]] = []  # (batch_seq, first, last, n)
+        runs: list[list[tuple[int, int, int, int]]] = []
+        freed = 0
         for batch_seq, first, last, manifest_size in candidates:
-            if c.bytes - c.kept_manifest_bytes <= target:
+            if freed >= need_bytes:
                 break
             if batch_seq == c.in_flight:
                 continue  # the anchor may be accepting it right now; it leaves by receipt
@@ -797,6 +1112,7 @@ class Spool:
             conn.execute("UPDATE batches SET evicted = 1 WHERE batch_seq = ?", (batch_seq,))
             c.records -= n
             c.bytes -= size + n * RECORD_OVERHEAD_BYTES
+            freed += size + n * RECORD_OVERHEAD_BYTES
             c.kept_manifest_bytes += manifest_size + BATCH_OVERHEAD_BYTES
             c.evicted_total += n
             if runs and runs[-1][-1][0] == batch_seq - 1:
@@ -806,14 +1122,29 @@ class Spool:
         if not runs:
             if not c.over_budget_warned:
                 log.warning(
-                    "spool is over its %d-byte budget but holds nothing evictable"
-                    " (refused or in-flight batches only); keeping everything",
+                    "spool needs %d bytes (budget %d, minimum free space %d) but holds"
+                    " nothing evictable (refused or in-flight batches only); keeping everything",
+                    need_bytes,
                     self._budget,
+                    self._min_free,
                 )
                 c.over_budget_warned = True
-            return
+            return runs
         c.over_budget_warned = False
         conn.execute("UPDATE meta SET v = ? WHERE k = 'evicted_total'", (str(c.evicted_total),))
+        self._refresh_batches(conn)
+        return runs
+
+    def _write_eviction_gaps(
+        self, conn: sqlite3.Connection, runs: list[list[tuple[int, int, int, int]]], reason: str
+    ) -> None:
+        """One signed ``evicted`` gap per run, saying which limit made room."""
+        c = self._c
+        why = {
+            "budget": f"disk budget of {self._budget} bytes exceeded",
+            "disk-space": f"free space on the spool's filesystem below {self._min_free} bytes",
+            "disk-full": "the spool's filesystem was full",
+        }[reason]
         for run in runs:
             lost_from, lost_to = run[0][1], run[-1][2]
             count = sum(r[3] for r in run)
@@ -822,19 +1153,19 @@ class Spool:
                 lost_from,
                 lost_to,
                 count,
-                f"disk budget of {self._budget} bytes exceeded: records of batches"
-                f" {run[0][0]}..{run[-1][0]} dropped before they were anchored",
+                f"{why}: records of batches {run[0][0]}..{run[-1][0]} dropped before they"
+                " were anchored",
             )
             self._put_record(conn, gap)
             c.gaps_total += 1
             log.warning(
-                "spool budget: evicted records %d..%d (%d records), gap record seq %d",
+                "spool (%s): evicted records %d..%d (%d records), gap record seq %d",
+                reason,
                 lost_from,
                 lost_to,
                 count,
                 gap.seq,
             )
-        self._refresh_batches(conn)
 
     def _do_head(self, conn: sqlite3.Connection, mark_in_flight: bool) -> OutgoingBatch | None:
         row = conn.execute(
@@ -917,7 +1248,10 @@ class Spool:
             " VALUES (?, ?, ?, ?)",
             (batch_seq, now, manifest_json, receipt_json),
         )
-        conn.execute("DELETE FROM receipts WHERE batch_seq <= ?", (batch_seq - _RECEIPTS_KEPT,))
+        d = self._disk
+        low = d.last_write_full or (d.free_bytes is not None and d.free_bytes < self._min_free)
+        kept = _RECEIPTS_KEPT_LOW_SPACE if low else _RECEIPTS_KEPT
+        conn.execute("DELETE FROM receipts WHERE batch_seq <= ?", (batch_seq - kept,))
         conn.execute(
             "INSERT OR REPLACE INTO meta (k, v) VALUES ('last_receipt_ms', ?)", (str(now),)
         )
@@ -991,7 +1325,40 @@ class Spool:
             next_seq=c.next_seq,
             oldest_unsent_ms=min(oldest) if oldest else None,
             last_receipt_ms=c.last_receipt_ms,
+            **self._disk_stats(),
         )
+
+    def _disk_stats(self) -> dict[str, Any]:
+        d, c = self._disk, self._c
+        low = d.free_bytes is not None and d.free_bytes < self._min_free
+        return {
+            "disk_free_bytes": d.free_bytes,
+            "min_free_bytes": self._min_free,
+            "disk_full": d.last_write_full or low,
+            "disk_errors_total": d.errors_total,
+            "last_disk_error": d.last_error,
+            "last_disk_error_ms": d.last_error_ms,
+            "refused_records_total": d.refused_total,
+            "evicted_by_reason": tuple(
+                zip(
+                    EVICTION_REASONS,
+                    (c.evicted_budget, c.evicted_disk_space, c.evicted_disk_full),
+                    strict=True,
+                )
+            ),
+        }
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    """SQLITE_FULL, "database or disk is full", or ENOSPC/EDQUOT from our own file I/O."""
+    if isinstance(e, SpoolError):
+        return e.code == "disk-full"
+    if isinstance(e, sqlite3.Error):
+        code = getattr(e, "sqlite_errorcode", None)
+        if code is not None and (code & 0xFF == _SQLITE_FULL or code == _SQLITE_IOERR_SHMSIZE):
+            return True
+        return "disk is full" in str(e)
+    return isinstance(e, OSError) and e.errno in _NO_SPACE_ERRNOS
 
 
 def _fence_error(sessions: set[str]) -> SpoolError:
@@ -1009,6 +1376,8 @@ def _copy_counters(c: _Counters) -> _Counters:
 def _as_spool_error(e: BaseException) -> SpoolError:
     if isinstance(e, SpoolError):
         return e
+    if _is_disk_full(e):
+        return SpoolError(f"no space left for the spool: {e}", code="disk-full")
     if isinstance(e, sqlite3.Error):
         return SpoolError(f"SQLite: {e}", code="sqlite-error")
     return SpoolError(f"{type(e).__name__}: {e}", code="spool-failed")

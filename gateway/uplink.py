@@ -38,7 +38,7 @@ from proofs.canonical import canonical_json
 from proofs.errors import ProofsError
 from proofs.receipt import verify_receipt
 
-from .errors import UplinkError
+from .errors import SpoolError, UplinkError
 from .manifests import batch_payload
 from .metrics import GatewayMetrics
 from .spool import OutgoingBatch
@@ -359,7 +359,12 @@ class Uplink:
         while True:
             # Cleared before looking, so a batch sealed while we look still wakes us.
             self._store.batches_changed.clear()
-            outcome = await self.step()
+            try:
+                outcome = await self.step()
+            except SpoolError as e:
+                # The spool could not write (a full disk, docs/adr/0213): a receipt that
+                # was not recorded is fetched again by an idempotent resend.
+                outcome = self._fail("spool", f"spool: {e}")
             if outcome is Outcome.SENT:
                 continue
             if outcome is Outcome.RETRY:

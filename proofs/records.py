@@ -56,7 +56,7 @@ BUSINESS_STEPS = frozenset(
 )
 GAP_REASONS = frozenset(
     {
-        "evicted",  # disk budget: the oldest unsent records were dropped
+        "evicted",  # disk budget or free space: the oldest unsent records were dropped
         "bad-frame",  # a serial frame or payload that could not be parsed
         "silent-sensor",  # a sensor that stopped reporting
         "source-down",  # a source (port, broker) was unreachable
@@ -64,6 +64,7 @@ GAP_REASONS = frozenset(
         "restart",  # the gateway restarted; records in flight may be missing
         "null-value",  # a device sent a quantity without a value (JSON null, "not available")
         "implausible-value",  # a value no sensor of that quantity can measure (plausibility)
+        "disk-full",  # the gateway's filesystem was full: records could not be stored
     }
 )
 _HEX64 = re.compile(r"[0-9a-f]{64}")

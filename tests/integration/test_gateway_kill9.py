@@ -11,7 +11,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,36 +18,12 @@ import pytest
 
 from gateway.spool import read_spool_report
 from support.gateway_env import GatewaySetup, write_gateway_setup
+from support.line_source_gateway import connect_line_socket, start_line_gateway
 from support.standin_anchor import StandinAnchor
 
 pytestmark = pytest.mark.integration
 
-HELPER = Path(__file__).resolve().parents[1] / "support" / "line_source_gateway.py"
 KILLS = 4
-
-
-async def start_gateway(setup: GatewaySetup, sock: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as err:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(HELPER),
-            "--config",
-            str(setup.config_path),
-            "--socket",
-            str(sock),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=err,
-        )
-
-
-async def connect(sock: Path, proc: asyncio.subprocess.Process):
-    for _ in range(400):
-        if proc.returncode is not None:
-            raise AssertionError(f"gateway exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError):
-            return await asyncio.open_unix_connection(str(sock))
-        await asyncio.sleep(0.025)
-    raise AssertionError("gateway never opened its line socket")
 
 
 class Feeder:
@@ -106,8 +81,8 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(tmp_path: Pat
         setup = write_gateway_setup(tmp_path, anchor, batch={"max_records": 200, "max_age_s": 0.1})
         acked_per_run = []
         for _ in range(KILLS):
-            proc = await start_gateway(setup, sock, log)
-            reader, writer = await connect(sock, proc)
+            proc = await start_line_gateway(setup.config_path, sock, log)
+            reader, writer = await connect_line_socket(sock, proc)
             before = len(feeder.acked)
             feeding = asyncio.create_task(feeder.feed(reader, writer))
             await asyncio.sleep(rng.uniform(0.4, 1.5))
@@ -116,7 +91,7 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(tmp_path: Pat
             await feeding
             acked_per_run.append(len(feeder.acked) - before)
 
-        proc = await start_gateway(setup, sock, log)
+        proc = await start_line_gateway(setup.config_path, sock, log)
         try:
             await wait_drained(setup, proc)
         finally:

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.config import load_config
@@ -59,6 +61,37 @@ class LineSocketSource:
         server = await asyncio.start_unix_server(serve, path=str(self.path))
         async with server:
             await server.serve_forever()
+
+
+async def start_line_gateway(
+    config_path: Path, sock: Path, log: Path, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """This script as a subprocess (the real daemon plus the line source), stderr to ``log``."""
+    with log.open("ab") as err:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--config",
+            str(config_path),
+            "--socket",
+            str(sock),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+
+
+async def connect_line_socket(
+    sock: Path, proc: asyncio.subprocess.Process
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the line source once the gateway listens (fails if it exits first)."""
+    for _ in range(400):
+        if proc.returncode is not None:
+            raise AssertionError(f"gateway exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError):
+            return await asyncio.open_unix_connection(str(sock))
+        await asyncio.sleep(0.025)
+    raise AssertionError("gateway never opened its line socket")
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ def test_environment_overrides_the_file() -> None:
         ({"spool": {"budget_byte": 1}}, "unknown key"),
         ({"uplink": {"anchor_vkey": "nope"}}, "anchor_vkey"),
         ({"spool": {"budget_bytes": "lots"}}, "budget_bytes"),
+        ({"spool": {"min_free_bytes": -1}}, "spool.min_free_bytes"),
+        ({"spool": {"reserve_bytes": -1}}, "spool.reserve_bytes"),
     ],
 )
 def test_bad_values_are_refused_with_a_sentence(extra, needle) -> None:

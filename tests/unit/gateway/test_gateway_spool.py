@@ -16,6 +16,7 @@ from gateway.observations import Measurement
 from gateway.spool import Spool, clear_refusals, read_spool_report
 from proofs.merkle import MerkleTree, leaf_hash
 from proofs.records import ZERO_HASH, Gap, record_from_json, verify
+from support.small_fs import fill, small_tmpfs
 
 
 def drafts(signer, n: int, start: int = 0):
@@ -241,3 +242,36 @@ async def test_after_a_failed_mqtt_submit_its_session_commits_nothing_until_it_r
     assert (found, last) == ({}, 0)
     assert await spool.append(drafts(signer, 1), [delivery("s@b", 1)]) == (3, 3)
     await spool.close()
+
+
+async def test_records_a_full_disk_refuses_are_named_by_a_disk_full_gap(tmp_path: Path) -> None:
+    # The spool alone on the filled tmpfs, with nothing evictable: the append must fail
+    # with a clear code, and the next commit once space is back names what was refused.
+    signer, _, _ = make_signer()
+    with small_tmpfs(tmp_path / "fs", "1m") as small_fs:
+        await _refused_then_named(signer, small_fs)
+
+
+async def _refused_then_named(signer, small_fs: Path) -> None:  # type: ignore[no-untyped-def]
+    spool = await open_spool(small_fs / "spool.sqlite3", signer, min_free_bytes=64 * 1024)
+    try:
+        filler = fill(small_fs)
+        big = [Measurement("probe-1", "temperature", i, "CEL") for i in range(3000)]
+        with pytest.raises(SpoolError) as e:
+            await spool.append(signer.drafts(big))
+        assert e.value.code == "disk-full"
+        stats = spool.stats
+        assert stats.refused_records_total == 3000 and stats.disk_full
+        assert stats.disk_errors_total >= 1 and stats.last_disk_error
+        filler.unlink()
+        first, last = await spool.append(signer.drafts(big[:1]))
+        assert (first, last) == (1, 1)  # the refused records never took a seq
+        manifest = await spool.seal_batch()
+        assert manifest is not None
+        batch = await spool.head_batch()
+        assert batch is not None
+        gaps = [r for r in map(record_from_json, batch.records) if r.TYPE == "gap"]
+        assert [(g.reason, g.count, g.seq) for g in gaps] == [("disk-full", 3000, 2)]
+        assert not spool.stats.disk_full
+    finally:
+        await spool.close()
