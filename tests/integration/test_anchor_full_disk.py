@@ -3,11 +3,7 @@ nothing half-written, and the same batch is accepted once space is back (no rest
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +14,7 @@ from proofs.receipt import verify_receipt
 from support.anchor_process import call, start_anchor, verify_ledger, write_config
 from support.batches import make_node
 from support.procs import free_port, stop_process
+from support.small_fs import fill, small_tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -25,34 +22,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 6 MiB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    mnt = tmp_path / "small-fs"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small-fs", "6m") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(fs: Path) -> Path:
-    """Write a file until the file system has no byte left; return it."""
-    filler = fs / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
-            chunk = b"\0" * size
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, chunk)
-        with pytest.raises(OSError) as e:
-            os.write(fd, b"\0")
-        assert e.value.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def counts(db_file: str) -> dict[str, int]:
