@@ -284,7 +284,8 @@ def check_scope(gateway: Gateway, records: Sequence[NewRecord]) -> None:
                 f"record seq {r.seq} of {gw} names asset {r.asset!r}, which {gw} is not"
                 f" enrolled for (it may name: {', '.join(sorted(gateway.places)) or 'none'})",
             )
-        if r.scan is not None and not gateway.may_name(r.scan.rp):
+        # An empty rp names no read point: the scan is at its asset or the gateway's home.
+        if r.scan is not None and r.scan.rp and not gateway.may_name(r.scan.rp):
             raise AnchorError(
                 "foreign-read-point",
                 f"scan seq {r.seq} of {gw} names read point {r.scan.rp!r}, which {gw} is not"

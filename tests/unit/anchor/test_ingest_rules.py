@@ -162,3 +162,27 @@ def test_parse_refuses_unsigned_extra_fields() -> None:
     with pytest.raises(AnchorError) as info:
         parse_ingest_body(json.dumps(body).encode(), 10)
     assert info.value.code == "malformed"
+
+
+def test_check_scope_names_only_the_gateways_own_places() -> None:
+    from anchor.errors import AnchorError
+    from anchor.ingest import check_scope
+    from anchor.store import Gateway, NewRecord, ScanEvent
+
+    gw = Gateway("gw-1", "acme", "k", "id", "truck-07", 0, places=frozenset({"truck-07", "d-1"}))
+
+    def rec(asset: str | None, rp: str | None = None) -> NewRecord:
+        scan = None if rp is None else ScanEvent("gw-1", 1, 0, "s", asset, rp, "loading",
+                                                 None, None, None, None)  # fmt: skip
+        return NewRecord("gw-1", 1, "scan" if scan else "reading", "s", asset, 0, b"{}",
+                         scan=scan)  # fmt: skip
+
+    check_scope(gw, [rec("truck-07"), rec(None), rec("truck-07", "d-1"), rec(None, "")])
+    for record, code in (
+        (rec("cold-room-3"), "foreign-asset"),
+        (rec(None, "north-dock"), "foreign-read-point"),
+        (rec("cold-room-3", "d-1"), "foreign-asset"),
+    ):
+        with pytest.raises(AnchorError) as e:
+            check_scope(gw, [record])
+        assert e.value.code == code
