@@ -21,7 +21,7 @@ import pytest
 
 from anchor.auth import add_organisation, register_place
 from anchor.store_sqlite import SqliteLedger
-from support.anchor_process import AnchorProcess
+from support.anchor_process import AnchorProcess, call
 from support.batches import (
     T0,
     GatewaySim,
@@ -159,6 +159,8 @@ def test_a_revocation_dated_in_the_past_flags_what_was_logged_meanwhile(
         ]
         assert answer["verdict"]["status"] != "pass"
         assert any("compromised" in r for r in answer["verdict"]["reasons"])
+        page = call(anchor.port, f"/01/{GTIN}/10/R1")
+        assert page.status == 200 and b"was compromised" in page.body
         bundle = anchor.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=R1")
         assert bundle["subject"]["compromised"] == answer["compromised"]
         (tmp_path / "bundle.json").write_text(json.dumps(bundle))
