@@ -209,7 +209,7 @@ def isolation(readings: int, probes: int) -> dict[str, Any]:
         node = ac.make_node(Path(tmp), public_rate_per_s=1e6, public_burst_requests=10**6)
         pub, bodies = _lot_journey(readings, lots)
         ac.enroll_keys(node, [("truck-07-gw", pub, bodies)], "truck-07")
-        probe_chains = ac.build_chains(["iso-idle", "iso-load"], probes, 10)
+        probe_chains = ac.build_chains(["iso-idle", "iso-load"], probes, 10, asset="dock-1")
         ac.enroll_keys(node, probe_chains, "dock-1")
         with ac.serve(node):
             ac.post_chains_sync(node.url, node.token, [bodies])
