@@ -183,6 +183,12 @@ EDITS = {
     "quantity": ("UPDATE records SET q = 'humidity' WHERE seq = 2", "'q'"),
     "scan lot": ("UPDATE scans SET lot = 'OTHER'", "scan index row differs"),
     "scan dropped": ("DELETE FROM scans", "scan index row of this scan is missing"),
+    "scan row added to a reading": (
+        "INSERT INTO scans (gw, seq, t, src, asset, rp, step, gtin, lot, sscc, serial)"
+        " VALUES ('truck-07', 2, 1, 's', 'truck-07', 'dock-3', 'loading', '09506000134352',"
+        " 'E1', NULL, NULL)",
+        "rows stored, 1 scan records logged",
+    ),
     "enrolment moved to another organisation": (
         "UPDATE gateways SET org_id = 'acme2'",
         "enrolment of gateway truck-07",
