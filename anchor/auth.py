@@ -20,19 +20,19 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from proofs.errors import KeyError_
-from proofs.identifiers import check_identifier, check_name
-from proofs.keys import PublicKey
-
-from .errors import AnchorError
-from .registry import (
+from anchor.errors import AnchorError
+from anchor.ledger.model import PLACE_KINDS, ROLES, ApiToken, Gateway, Organisation, Place
+from anchor.ledger.ports import LedgerStore
+from anchor.ledger.registry import (
     Attest,
     Revocation,
     enrolment_statement,
     place_statement,
     revocation_statement,
 )
-from .store import PLACE_KINDS, ROLES, ApiToken, Gateway, LedgerStore, Organisation, Place
+from proofs.errors import KeyError_
+from proofs.identifiers import check_identifier, check_name
+from proofs.keys import PublicKey
 
 __all__ = [
     "Principal",

@@ -19,28 +19,29 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from proofs.errors import KeyError_, ProofsError
-from proofs.keys import SigningKey
-from proofs.keystore import save_signing_key
-from proofs.note import NoteVerifier
-from proofs.policy import Group, Policy, Witness
-
-from .app import INGESTOR, create_app, open_signer
-from .auth import (
+from anchor.auth import (
     add_organisation,
     enroll_gateway,
     issue_token,
     register_place,
     revoke_gateway,
 )
-from .checkpoints import sign_checkpoint
-from .config import AnchorConfig, load_config
-from .errors import ConfigError, LedgerCorrupt
-from .registry import Attest, attester
-from .sd_notify import notify, watchdog_loop
-from .store import ROLES
-from .store_sqlite import SqliteLedger
-from .verify_ledger import ProgressBar, verify_ledger
+from anchor.config import AnchorConfig, load_config
+from anchor.consortium.checkpoints import sign_checkpoint
+from anchor.errors import ConfigError, LedgerCorrupt
+from anchor.http.app import create_app, open_signer
+from anchor.http.keys import INGESTOR
+from anchor.ledger.audit import ProgressBar, verify_ledger
+from anchor.ledger.model import ROLES
+from anchor.ledger.ports import LedgerStore
+from anchor.ledger.registry import Attest, attester
+from anchor.sd_notify import notify, watchdog_loop
+from anchor.storage import open_store
+from proofs.errors import KeyError_, ProofsError
+from proofs.keys import SigningKey
+from proofs.keystore import save_signing_key
+from proofs.note import NoteVerifier
+from proofs.policy import Group, Policy, Witness
 
 __all__ = ["consortium_policy", "init_node", "main"]
 
@@ -74,7 +75,7 @@ def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
             save_signing_key(SigningKey.generate(), path)
     signer = open_signer(config)
     fresh = not config.db_file.exists()
-    store = SqliteLedger(config.db_file)
+    store = open_store(config)
     if fresh:
         # SQLite gives the -wal and -shm files the mode of the database file.
         config.db_file.chmod(0o600)
@@ -210,7 +211,7 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
             config = load_config(args.config, listen_port=args.port)
         asyncio.run(_serve(config))
         return EXIT_OK
-    store = SqliteLedger(config.db_file)
+    store = open_store(config)
     try:
         return _admin(args, config, store)
     finally:
@@ -222,7 +223,7 @@ def _attest(config: AnchorConfig) -> Attest:
     return attester(open_signer(config).log_key)
 
 
-def _admin(args: argparse.Namespace, config: AnchorConfig, store: SqliteLedger) -> int:
+def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -> int:
     cmd, action = args.command, getattr(args, "action", None)
     now = _now_ms()
     if cmd == "org" and action == "add":

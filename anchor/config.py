@@ -20,7 +20,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from anchor.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "AnchorConfig", "load_config"]
 

@@ -3,7 +3,7 @@
 Every refusal the service makes is an :class:`AnchorError` with a stable,
 kebab-case ``code`` (never renamed once published: gateways count refusals by
 it), the HTTP status it maps to, a short title and a human sentence.
-``anchor.problems`` turns them into RFC 9457 problem responses.
+``anchor.http.problems`` turns them into RFC 9457 problem responses.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "foreign-read-point": (403, "Read point not in the gateway's enrolment"),
     "implausible-value": (422, "Implausible value"),
     # the ledger could not commit: nothing was stored, send the same bytes again
-    # after Retry-After (anchor/storage_health.py)
+    # after Retry-After (anchor/storage/health.py)
     "disk-full": (503, "Ledger disk full"),
     "storage-unavailable": (503, "Ledger storage unavailable"),
     "ledger-busy": (503, "Ledger busy"),

@@ -86,7 +86,7 @@ def make_node(root: Path, **settings: Any) -> Node:
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.storage.sqlite.store import SqliteLedger
 
     port = free_port()
     values = {
@@ -241,10 +241,10 @@ def build_chains(
 
 
 def enroll_keys(node: Node, chains: Sequence[tuple[str, str, list[bytes]]], asset: str) -> None:
-    from anchor.app import open_signer
     from anchor.auth import enroll_gateway, register_place
-    from anchor.registry import attester
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.http.app import open_signer
+    from anchor.ledger.registry import attester
+    from anchor.storage.sqlite.store import SqliteLedger
 
     store = SqliteLedger(node.config.db_file)
     attest = attester(open_signer(node.config).log_key)

@@ -235,8 +235,8 @@ def _entry(i: int) -> bytes:
 
 def fill_log(db: Path, leaves: int, chunk: int = 5000) -> None:
     """``leaves`` manifests appended through the store's own API (evicted: no records)."""
-    from anchor.store import NewBatch
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.ledger.model import NewBatch
+    from anchor.storage.sqlite.store import SqliteLedger
     from proofs.merkle import leaf_hash
 
     store = SqliteLedger(db)
@@ -269,8 +269,8 @@ def fill_log(db: Path, leaves: int, chunk: int = 5000) -> None:
 def proofs_vs_pymerkle(leaves: int, proofs: int, repeats: int) -> dict[str, float]:
     from pymerkle import InmemoryTree
 
-    from anchor import log
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.ledger import tree as log
+    from anchor.storage.sqlite.store import SqliteLedger
     from proofs.merkle import leaf_hash, verify_inclusion
 
     sample = random.Random(leaves).sample(range(leaves), proofs)

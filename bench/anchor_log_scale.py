@@ -42,8 +42,8 @@ def prefill(db: Path, start: int, readings: int, chunk_batches: int = 50) -> flo
 
     Returns readings/s.
     """
-    from anchor.store import NewBatch, NewRecord
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.ledger.model import NewBatch, NewRecord
+    from anchor.storage.sqlite.store import SqliteLedger
     from proofs.merkle import leaf_hash
 
     sim = ac.GatewaySim("prefill-gw", "truck-07")

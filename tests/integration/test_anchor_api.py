@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from anchor.app import STORE, create_app
-from anchor.store_sqlite import SqliteLedger
+from anchor.http.app import create_app
+from anchor.http.keys import STORE
+from anchor.storage.sqlite.store import SqliteLedger
 from proofs.merkle import verify_consistency, verify_inclusion
 from proofs.note import Checkpoint, NoteVerifier, SignedNote
 from proofs.receipt import verify_receipt

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from anchor.app import create_app
 from anchor.cli import main
 from anchor.config import load_config
+from anchor.http.app import create_app
 from proofs.policy import parse_policy
 from support.batches import GatewaySim, Node, auth, make_node
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anchor.store_sqlite import SqliteLedger
+from anchor.storage.sqlite.store import SqliteLedger
 from proofs.receipt import verify_receipt
 from support.anchor_process import call, start_anchor, verify_ledger, write_config
 from support.batches import make_node

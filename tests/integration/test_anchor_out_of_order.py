@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from anchor.app import STORE, create_app
 from anchor.cli import main as anchor_main
-from anchor.store import NewBatch, NewRecord
-from anchor.store_sqlite import SqliteLedger
+from anchor.http.app import create_app
+from anchor.http.keys import STORE
+from anchor.ledger.model import NewBatch, NewRecord
+from anchor.storage.sqlite.store import SqliteLedger
 from proofs.receipt import verify_receipt
 from proofs.records import Manifest, Reading
 from support.batches import GatewaySim, Node, auth, make_node

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from anchor.app import VERIFIER, create_app
+from anchor.http.app import create_app
+from anchor.http.keys import VERIFIER
 from proofs.receipt import verify_receipt
 from support.batches import auth, make_node
 

@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anchor.app import STORE, create_app
 from anchor.auth import enroll_gateway, issue_token
 from anchor.errors import PROBLEM_TITLES
-from anchor.store_sqlite import SqliteLedger
+from anchor.http.app import create_app
+from anchor.http.keys import STORE
+from anchor.storage.sqlite.store import SqliteLedger
 from proofs.keys import SigningKey
 from proofs.records import ZERO_HASH, Manifest, sign
 from support.batches import T0, GatewaySim, Node, auth, body, make_node

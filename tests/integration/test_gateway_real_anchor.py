@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from anchor.app import create_app
 from anchor.cli import main as anchor_main
+from anchor.http.app import create_app
 from gateway.daemon import run_gateway
 from gateway.observations import Measurement, Sink
 from gateway.spool import read_spool_report

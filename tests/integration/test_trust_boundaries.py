@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from anchor.auth import add_organisation, register_place
-from anchor.store_sqlite import SqliteLedger
+from anchor.storage.sqlite.store import SqliteLedger
 from support.anchor_process import AnchorProcess, call
 from support.batches import (
     T0,

@@ -188,8 +188,8 @@ def register_and_enroll(
 
 def node_attester(config: Any) -> Any:
     """The registry attester of an initialised node (what its CLI signs rows with)."""
-    from anchor.app import open_signer
-    from anchor.registry import attester
+    from anchor.http.app import open_signer
+    from anchor.ledger.registry import attester
 
     return attester(open_signer(config).log_key)
 
@@ -200,7 +200,7 @@ def make_node(
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.storage.sqlite.store import SqliteLedger
 
     config = load_config(None, env={}, data_dir=str(tmp / "anchor"), **overrides)
     log_vkey, _ = init_node(config)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anchor.provenance_store import GatewayInfo, MemoryProvenanceSource
+from anchor.provenance.source import GatewayInfo
 from proofs.keys import SigningKey
 from proofs.merkle import MerkleTree
 from proofs.note import ALG_COSIGNATURE_V1, NoteSigner
@@ -33,6 +33,7 @@ from proofs.records import (
     new_salt,
     sign,
 )
+from support.memory_source import MemoryProvenanceSource
 
 GTIN = "09506000134352"
 LOT = "LOT-2026-11A"
@@ -236,7 +237,7 @@ def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.store_sqlite import SqliteLedger
+    from anchor.storage.sqlite.store import SqliteLedger
     from support.batches import node_attester, register_and_enroll
 
     config = load_config(None, env={}, data_dir=str(data_dir), checkpoint_interval_s=0.5)

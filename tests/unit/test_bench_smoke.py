@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from anchor.ingest import parse_ingest_body
-from anchor.store_sqlite import SqliteLedger
+from anchor.ingest.parse import parse_ingest_body
+from anchor.storage.sqlite.store import SqliteLedger
 from bench import anchor_common, anchor_ingest_query, anchor_log_scale, gateway_vs_thingsboard
 from gateway.config import load_config
 from gateway.source_factory import create_source

@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from anchor.problems import problem_middleware
-from anchor.provenance import ProvenanceConfig, answer_for_subject
-from anchor.provenance_store import MemoryProvenanceSource
-from anchor.web import Caller, render_consumer_page, setup_web
+from anchor.http.pages import Caller, render_consumer_page, setup_web
+from anchor.http.problems import problem_middleware
+from anchor.provenance.answer import ProvenanceConfig, answer_for_subject
+from support.memory_source import MemoryProvenanceSource
 from support.provenance_fixtures import GTIN, LOT, MIN, T0, Journey, standard_journey
 
 HTML = {"Accept": "text/html"}
@@ -86,7 +86,7 @@ CASES = {
 def test_the_consumer_page_is_bounded_whatever_the_values(case: str) -> None:
     source = _journey(CASES[case])
     config = ProvenanceConfig()
-    from anchor.provenance import Subject
+    from anchor.provenance.answer import Subject
 
     tracemalloc.start()
     try:
@@ -147,7 +147,7 @@ async def test_far_future_times_are_shown_not_crashed_on(huge_client: TestClient
 
 
 def test_chart_ticks_are_few_and_nice_for_any_span() -> None:
-    from anchor.web import _ticks
+    from anchor.http.pages import _ticks
 
     for lo, hi in [
         (0.0, 10.0),
@@ -165,7 +165,7 @@ def test_chart_ticks_are_few_and_nice_for_any_span() -> None:
 def test_many_excursions_draw_a_bounded_chart_and_list() -> None:
     source = _journey(_flapping)
     config = ProvenanceConfig()
-    from anchor.provenance import Subject
+    from anchor.provenance.answer import Subject
 
     answer = answer_for_subject(source, Subject.for_lot(GTIN, LOT), config, T0 + 600 * MIN)
     assert len(answer.excursions()) > 500

@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from anchor.auth import enroll_gateway
-from anchor.checkpoints import CheckpointSigner, InProcessMember, sign_checkpoint
-from anchor.store import Checkpoint, NewBatch
-from anchor.store_sqlite import SqliteLedger
+from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember, sign_checkpoint
+from anchor.ledger.model import Checkpoint, NewBatch
+from anchor.storage.sqlite.store import SqliteLedger
 from proofs.keys import SigningKey
 from proofs.note import Checkpoint as CheckpointText
 from proofs.note import NoteVerifier, SignedNote

@@ -9,7 +9,7 @@ import pytest
 from anchor.auth import authenticate, issue_token, require_role
 from anchor.config import AnchorConfig, load_config
 from anchor.errors import AnchorError, ConfigError
-from anchor.store_sqlite import SqliteLedger
+from anchor.storage.sqlite.store import SqliteLedger
 
 
 def test_toml_then_env_overrides(tmp_path: Path) -> None:
@@ -140,8 +140,8 @@ def test_organisation_names_are_clean(store: SqliteLedger) -> None:
 
 
 def test_cold_chain_ranges_from_config_reach_the_provenance_answer() -> None:
-    from anchor.app import create_app
-    from anchor.web import PROVENANCE_CONFIG
+    from anchor.http.app import create_app
+    from anchor.http.pages import PROVENANCE_CONFIG
 
     cfg = load_config(
         env={"COLDTRAIL_ANCHOR_COLD_RANGE_BY_GTIN": "09506000134352:2:8, 09501101530003::-18"},

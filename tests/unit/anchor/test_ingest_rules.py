@@ -7,8 +7,9 @@ import json
 import pytest
 
 from anchor.errors import AnchorError
-from anchor.ingest import check_chain, link_of, parse_ingest_body
-from anchor.store import ChainLink
+from anchor.ingest.parse import parse_ingest_body
+from anchor.ledger.chain import check_chain, link_of
+from anchor.ledger.model import ChainLink
 from proofs.records import Manifest
 from support.batches import GatewaySim
 
@@ -166,8 +167,8 @@ def test_parse_refuses_unsigned_extra_fields() -> None:
 
 def test_check_scope_names_only_the_gateways_own_places() -> None:
     from anchor.errors import AnchorError
-    from anchor.ingest import check_scope
-    from anchor.store import Gateway, NewRecord, ScanEvent
+    from anchor.ledger.chain import check_scope
+    from anchor.ledger.model import Gateway, NewRecord, ScanEvent
 
     gw = Gateway("gw-1", "acme", "k", "id", "truck-07", 0, places=frozenset({"truck-07", "d-1"}))
 

@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anchor import log
+from anchor.ledger import tree as log
 from proofs.merkle import (
     EMPTY_ROOT,
     MerkleTree,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anchor.provenance import (
+from anchor.provenance.answer import (
     ColdChainRange,
     ProvenanceConfig,
     ProvenanceError,
@@ -24,7 +24,7 @@ from anchor.provenance import (
     gs1_check_digit_ok,
     parse_gtin,
 )
-from anchor.provenance_store import ReadingPoint
+from anchor.provenance.source import ReadingPoint
 from proofs.bundle import verify_bundle
 from proofs.errors import VerificationError
 from proofs.records import ClockEvidence, Scan, new_salt

@@ -13,8 +13,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from anchor.config import load_config
 from anchor.errors import ConfigError
+from anchor.http.limits import BoundedCache, Overloaded, PublicGate, PublicLimits, TokenBuckets
 from anchor.metrics import AnchorMetrics
-from anchor.public import BoundedCache, Overloaded, PublicGate, PublicLimits, TokenBuckets
 
 
 def test_a_bucket_allows_its_burst_then_paces_to_its_rate() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from anchor.metrics import AnchorMetrics
-from anchor.storage_health import CAUSES, StorageHealth, classify_commit_failure
+from anchor.storage.health import CAUSES, StorageHealth, classify_commit_failure
 
 
 def _db(tmp_path: Path) -> Path:

@@ -10,10 +10,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from anchor.problems import problem_middleware
-from anchor.provenance_store import MemoryProvenanceSource
-from anchor.web import CONTENT_SECURITY_POLICY, Caller, setup_web
+from anchor.http.pages import CONTENT_SECURITY_POLICY, Caller, setup_web
+from anchor.http.problems import problem_middleware
 from proofs.bundle import verify_bundle
+from support.memory_source import MemoryProvenanceSource
 from support.provenance_fixtures import GTIN, LOT, MIN, SSCC, T0, Journey, standard_journey
 
 HTML = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
@@ -285,17 +285,17 @@ async def test_concurrent_queries_for_one_lot_share_one_computation(
 ) -> None:
     import asyncio
 
-    import anchor.web
+    import anchor.http.pages
 
     calls = 0
-    real = anchor.web.answer_for_subject
+    real = anchor.http.pages.answer_for_subject
 
     def counting(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         return real(*args)
 
-    monkeypatch.setattr(anchor.web, "answer_for_subject", counting)
+    monkeypatch.setattr(anchor.http.pages, "answer_for_subject", counting)
     client = await aiohttp_client(_app(source))
     url = f"/v1/provenance?gtin={GTIN}&lot={LOT}"
     responses = await asyncio.gather(*(client.get(url) for _ in range(20)))

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from anchor.app import create_app
-from anchor.provenance import ProvenanceConfig, Subject, answer_for_subject
+from anchor.http.app import create_app
+from anchor.provenance.answer import ProvenanceConfig, Subject, answer_for_subject
 from proofs.bundle import verify_bundle
 from support.provenance_fixtures import (
     GTIN,

@@ -1,4 +1,4 @@
-"""anchor/static/verify.js run by Node: its JCS equals proofs' RFC 8785 bytes, and its
+"""anchor/http/static/verify.js run by Node: its JCS equals proofs' RFC 8785 bytes, and its
 bundle check accepts what ``verify_bundle`` accepts and refuses a flipped bit."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from anchor.provenance import ProvenanceConfig, Subject, answer_for_subject, assemble_bundle
+from anchor.provenance.answer import ProvenanceConfig, Subject, answer_for_subject, assemble_bundle
 from proofs.canonical import canonical_json
 from support.provenance_fixtures import GTIN, LOT, T0, standard_journey
 
-VERIFY_JS = Path(__file__).resolve().parents[3] / "anchor" / "static" / "verify.js"
+VERIFY_JS = Path(__file__).resolve().parents[3] / "anchor" / "http" / "static" / "verify.js"
 NODE = shutil.which("node")
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")

@@ -16,8 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import AnchorError
-from .metrics import AnchorMetrics
+from anchor.errors import AnchorError
+from anchor.metrics import AnchorMetrics
 
 __all__ = ["CAUSES", "CommitFault", "StorageHealth", "classify_commit_failure"]
 

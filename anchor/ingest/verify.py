@@ -17,15 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from anchor.errors import AnchorError
+from anchor.ledger.model import NewRecord, ScanEvent
 from proofs.canonical import canonical_json
 from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import leaf_hash
 from proofs.plausibility import implausible
 from proofs.records import Gap, Reading, Scan, record_from_dict, verify
-
-from .errors import AnchorError
-from .store import NewRecord, ScanEvent
 
 __all__ = ["BatchVerifier", "VerifiedRecords", "new_record", "verify_chunk"]
 

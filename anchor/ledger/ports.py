@@ -1,7 +1,7 @@
 """The ledger store interface: what ingest writes and what queries read.
 
 :class:`LedgerStore` is the one I/O edge of the ledger. The embedded default is
-:class:`anchor.store_sqlite.SqliteLedger` (WAL, ``synchronous=FULL``); a
+:class:`anchor.storage.sqlite.store.SqliteLedger` (WAL, ``synchronous=FULL``); a
 PostgreSQL store implements the same methods (docs/adr/0301). Every method is
 synchronous and blocking: the service calls reads from a thread pool and all
 writes from one writer thread, which is also where NATS-ordered batches will be
@@ -18,7 +18,7 @@ Reading rows back:
 - manifests by log leaf index (:meth:`batch`), by gateway (:meth:`batches_by_gateway`);
 - checkpoints ("blocks") by height (:meth:`checkpoint`), the latest, the first
   one covering a leaf (:meth:`checkpoint_covering`);
-- log nodes (:meth:`get_node`) for :mod:`anchor.log` proofs.
+- log nodes (:meth:`get_node`) for :mod:`anchor.ledger.tree` proofs.
 
 Times are ms since the Unix epoch; ranges are ``[t_from, t_to)``.
 """
@@ -27,228 +27,26 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+
+from anchor.ledger.model import (
+    ApiToken,
+    ChainLink,
+    Checkpoint,
+    Gateway,
+    GatewayHead,
+    NewBatch,
+    Organisation,
+    Place,
+    ScanEvent,
+    StoredBatch,
+    StoredRecord,
+)
 
 __all__ = [
-    "PLACE_KINDS",
-    "ROLES",
-    "ApiToken",
-    "ChainLink",
-    "Checkpoint",
-    "Gateway",
-    "GatewayHead",
     "LedgerStore",
     "LedgerTx",
-    "NewBatch",
-    "NewRecord",
-    "Organisation",
-    "Place",
-    "ScanEvent",
-    "StoredBatch",
-    "StoredRecord",
 ]
-
-ROLES = frozenset({"gateway", "operator", "auditor"})
-
-
-@dataclass(frozen=True, slots=True)
-class Organisation:
-    id: str
-    name: str
-    created_at: int
-
-
-PLACE_KINDS = frozenset({"asset", "read-point"})
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """An asset (truck, cold room, line) or a read point (dock door), owned by one
-    organisation. Records name places; only the owner's gateways may (docs/adr/0311)."""
-
-    id: str
-    org_id: str
-    kind: str  # "asset" or "read-point"
-    name: str
-    registered_at: int
-    attestation: str = ""  # the log key's signature over its statement (anchor.registry)
-
-
-@dataclass(frozen=True, slots=True)
-class Gateway:
-    id: str
-    org_id: str
-    public_key: str  # base64 of the raw 32-byte Ed25519 key
-    key_id: str  # proofs.keys.key_id_of, what manifests name in ``key``
-    asset: str | None  # its home: the holder of records that name no asset
-    enrolled_at: int
-    revoked_at: int | None = None  # compromised from (the earliest revocation time given)
-    revoked_reason: str = ""
-    # The places its records may name (its organisation's, chosen at enrolment).
-    places: frozenset[str] = frozenset()
-    # Batches accepted at or after this were refused by ingest: the earliest
-    # max(revocation time, time the revocation was recorded) of its revocations.
-    refused_from: int | None = None
-    attestation: str = ""  # the log key's signature over the enrolment (anchor.registry)
-
-    def revoked_by(self, t_ms: int) -> bool:
-        """Whether the key is revoked at ``t_ms`` (a revocation may be dated ahead)."""
-        return self.revoked_at is not None and self.revoked_at <= t_ms
-
-    def compromised_batch(self, accepted_at: int) -> bool:
-        """A batch accepted after the compromise time but before the revocation was
-        recorded: logged and kept (the log is append-only), but flagged everywhere."""
-        return self.revoked_by(accepted_at) and not self.refused_at(accepted_at)
-
-    def refused_at(self, accepted_at: int) -> bool:
-        """Whether ingest had to refuse a batch accepted at ``accepted_at``."""
-        return self.refused_from is not None and self.refused_from <= accepted_at
-
-    def may_name(self, place: str) -> bool:
-        return place in self.places
-
-
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    id: str  # public part of the token, safe to log
-    org_id: str
-    role: str
-    token_hash: bytes  # SHA-256 of the secret; the secret itself is never stored
-    created_at: int
-    revoked_at: int | None = None
-    label: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayHead:
-    """The stored batch of a gateway with the highest ``batch_seq``.
-
-    Batches may arrive out of order (docs/adr/0310), so lower batch_seqs may still
-    be missing: this is the top of the chain, not a contiguous prefix.
-    """
-
-    gw: str
-    batch_seq: int
-    manifest_hash: str
-    last_seq: int
-    leaf_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChainLink:
-    """A batch as its chain neighbours see it: what the chain and seq checks compare."""
-
-    gw: str
-    batch_seq: int
-    manifest_hash: str
-    prev: str
-    first_seq: int
-    last_seq: int
-    records_evicted: bool
-    leaf_index: int  # -1 for a batch that is not stored (yet)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBatch:
-    leaf_index: int
-    gw: str
-    batch_seq: int
-    manifest_hash: str
-    manifest_json: bytes  # canonical signed manifest: the log leaf's data
-    first_seq: int
-    last_seq: int
-    count: int
-    root: str
-    opened: int
-    closed: int
-    records_evicted: bool
-    accepted_at: int
-    receipt_json: bytes | None  # the signed receipt exactly as first returned
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    gw: str
-    seq: int
-    type: str
-    src: str
-    asset: str | None
-    t: int
-    batch_leaf: int  # leaf index of the batch's manifest in the log
-    batch_index: int  # position in the batch (seq - first_seq)
-    json: bytes  # canonical signed record (its leaf hash is over these bytes)
-    q: str | None = None
-    val: float | None = None
-    unit: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScanEvent:
-    """A scan record's custody facts, indexed by its GS1 keys."""
-
-    gw: str
-    seq: int
-    t: int
-    src: str
-    asset: str | None
-    rp: str
-    step: str
-    gtin: str | None
-    lot: str | None
-    sscc: str | None
-    serial: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A signed checkpoint, shown to people as a block."""
-
-    height: int  # 0 is the empty log
-    size: int
-    root: bytes
-    note: str  # the signed note: log signature and cosignatures
-    signed_at: int
-    cosignatures: int
-    final: bool  # the quorum policy is met
-    entries: int  # leaves added since the previous checkpoint
-
-    @property
-    def hash_hex(self) -> str:
-        return self.root.hex()
-
-
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    gw: str
-    seq: int
-    type: str
-    src: str
-    asset: str | None
-    t: int
-    json: bytes
-    q: str | None = None
-    val: float | None = None
-    unit: str | None = None
-    scan: ScanEvent | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewBatch:
-    gw: str
-    batch_seq: int
-    manifest_hash: str
-    manifest_json: bytes
-    leaf_hash: bytes
-    first_seq: int
-    last_seq: int
-    count: int
-    root: str
-    opened: int
-    closed: int
-    records_evicted: bool
-    accepted_at: int
-    records: Sequence[NewRecord] = field(default_factory=tuple)
 
 
 class LedgerTx(abc.ABC):

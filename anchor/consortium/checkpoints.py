@@ -18,6 +18,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from anchor.errors import LedgerCorrupt
+from anchor.ledger import tree as log
+from anchor.ledger.model import Checkpoint
+from anchor.ledger.ports import LedgerTx
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
 from proofs.merkle import leaf_hash, verify_consistency
@@ -32,10 +36,6 @@ from proofs.note import (
 )
 from proofs.note import Checkpoint as CheckpointText
 from proofs.records import manifest_from_json, verify
-
-from . import log
-from .errors import LedgerCorrupt
-from .store import Checkpoint, LedgerTx
 
 _log = logging.getLogger("coldtrail.anchor.checkpoints")
 

@@ -20,24 +20,24 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from anchor.auth import authenticate
+from anchor.config import AnchorConfig
+from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember
+from anchor.errors import AnchorError
+from anchor.http.keys import CONFIG, INGESTOR, METRICS, OPENAPI, SIGNER, STARTED_AT, STORE, VERIFIER
+from anchor.http.limits import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
+from anchor.http.openapi import openapi_document
+from anchor.http.pages import setup_web
+from anchor.http.problems import problem_middleware
+from anchor.ingest.pipeline import Ingestor
+from anchor.ingest.verify import BatchVerifier
+from anchor.ledger import tree as log
+from anchor.ledger.model import Checkpoint, StoredBatch
+from anchor.metrics import AnchorMetrics
+from anchor.provenance.answer import ColdChainRange, ProvenanceConfig
+from anchor.storage import open_store
 from proofs.identifiers import is_identifier
 from proofs.keystore import load_signing_key
-
-from . import log
-from .auth import authenticate
-from .batch_verify import BatchVerifier
-from .checkpoints import CheckpointSigner, InProcessMember
-from .config import AnchorConfig
-from .errors import AnchorError
-from .ingest import Ingestor
-from .metrics import AnchorMetrics
-from .openapi import openapi_document
-from .problems import problem_middleware
-from .provenance import ColdChainRange, ProvenanceConfig
-from .public import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
-from .store import Checkpoint, LedgerStore, StoredBatch
-from .store_sqlite import SqliteLedger
-from .web import setup_web
 
 __all__ = [
     "CONFIG",
@@ -53,16 +53,6 @@ __all__ = [
     "open_signer",
 ]
 
-CONFIG = web.AppKey("config", AnchorConfig)
-STORE = web.AppKey("store", LedgerStore)
-SIGNER = web.AppKey("signer", CheckpointSigner)
-METRICS = web.AppKey("metrics", AnchorMetrics)
-VERIFIER = web.AppKey("verifier", BatchVerifier)
-INGESTOR = web.AppKey("ingestor", Ingestor)
-STARTED_AT = web.AppKey("started_at", float)
-# The OpenAPI document this app serves; route modules added to the app (anchor/web.py)
-# add their own paths to it in their setup function, so /openapi.json covers them too.
-OPENAPI = web.AppKey("openapi", dict)
 
 _log = logging.getLogger("coldtrail.anchor")
 _JSON = "application/json"
@@ -138,7 +128,7 @@ def _wants_json(request: web.Request) -> bool:
 
 
 async def _public(request: web.Request, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-    """Public reads run in the public pool (anchor.public), never beside ingest and health."""
+    """Public reads run in the public pool (anchor.http.limits), never beside ingest and health."""
     return await request.app[PUBLIC_GATE].run(functools.partial(fn, *args, **kw))
 
 
@@ -397,7 +387,7 @@ async def _public_gate_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await asyncio.to_thread(SqliteLedger, app[CONFIG].db_file)
+    store = await asyncio.to_thread(open_store, app[CONFIG])
     app[STORE] = store
     yield
     store.close()
@@ -509,7 +499,7 @@ def create_app(config: AnchorConfig) -> web.Application:
     app.router.add_routes(ROUTES)
     default_range = ColdChainRange(config.cold_range_low_c, config.cold_range_high_c)
     ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
-    # provenance pages, API, bundles, explorer (anchor/web.py)
+    # provenance pages, API, bundles, explorer (anchor/http/pages.py)
     setup_web(app, config=ProvenanceConfig(default_range=default_range, range_by_gtin=ranges))
-    document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.public)
+    document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     return app

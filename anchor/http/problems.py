@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .errors import PROBLEM_TITLES, AnchorError
+from anchor.errors import PROBLEM_TITLES, AnchorError
 
 __all__ = ["PROBLEM_BASE", "PROBLEM_CONTENT_TYPE", "problem_middleware", "problem_response"]
 

@@ -1,6 +1,6 @@
-"""The ledger store seen as a :class:`~anchor.provenance_store.ProvenanceSource`.
+"""The ledger store seen as a :class:`~anchor.provenance.source.ProvenanceSource`.
 
-Most queries go through the ledger's own :class:`~anchor.store.LedgerStore`
+Most queries go through the ledger's own :class:`~anchor.ledger.ports.LedgerStore`
 methods. Readings are the exception: a lot with 100k readings must come back as
 light rows *with their clock evidence* (for clock-jump detection), which the
 store's ``StoredRecord`` does not carry, so this module reads them with its own
@@ -16,11 +16,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from proofs.merkle import leaf_hash
-from proofs.records import Gap, Manifest, Reading, Scan, manifest_from_json, record_from_json
-
-from . import log
-from .provenance_store import (
+from anchor.ledger import tree as log
+from anchor.ledger.model import Checkpoint, Gateway, StoredBatch
+from anchor.ledger.ports import LedgerStore
+from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
     GatewayInfo,
@@ -31,8 +30,9 @@ from .provenance_store import (
     ScanQuery,
     holder_of,
 )
-from .store import Checkpoint, Gateway, LedgerStore, StoredBatch
-from .store_sqlite import SqliteLedger
+from anchor.storage.sqlite.store import SqliteLedger
+from proofs.merkle import leaf_hash
+from proofs.records import Gap, Manifest, Reading, Scan, manifest_from_json, record_from_json
 
 __all__ = ["LedgerProvenanceSource"]
 

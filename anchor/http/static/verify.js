@@ -111,7 +111,7 @@ async function webCryptoBackend() {
 }
 
 // Plain-HTTP pages (a phone on the LAN) have no WebCrypto: fall back to the vendored,
-// pinned pure-JS implementations served by the anchor itself (anchor/static/vendor/,
+// pinned pure-JS implementations served by the anchor itself (anchor/http/static/vendor/,
 // docs/adr/0403). Strict RFC 8032 verification (zip215: false), as OpenSSL does.
 export async function pureJsBackend() {
   try {

@@ -26,6 +26,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from anchor.consortium.checkpoints import CheckpointSigner
+from anchor.errors import AnchorError, LedgerCorrupt
+from anchor.ingest.verify import new_record
+from anchor.ledger import tree as log
+from anchor.ledger.chain import before_first, check_apart, check_link, check_scope
+from anchor.ledger.model import ChainLink, NewRecord, StoredRecord
+from anchor.ledger.ports import LedgerStore
+from anchor.ledger.registry import (
+    Revocation,
+    enrolment_statement,
+    place_statement,
+    revocation_statement,
+    verify_attestation,
+)
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency
@@ -33,20 +47,6 @@ from proofs.note import Checkpoint as CheckpointText
 from proofs.note import SignedNote
 from proofs.receipt import verify_receipt
 from proofs.records import Gap, Reading, Scan, manifest_from_json, record_from_json, verify
-
-from . import log
-from .batch_verify import new_record
-from .checkpoints import CheckpointSigner
-from .errors import AnchorError, LedgerCorrupt
-from .ingest import before_first, check_apart, check_link, check_scope
-from .registry import (
-    Revocation,
-    enrolment_statement,
-    place_statement,
-    revocation_statement,
-    verify_attestation,
-)
-from .store import ChainLink, LedgerStore, NewRecord, StoredRecord
 
 __all__ = ["FlaggedBatch", "LedgerReport", "ProgressBar", "verify_ledger"]
 

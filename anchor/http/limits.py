@@ -30,10 +30,10 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .auth import parse_token
-from .errors import AnchorError
-from .metrics import AnchorMetrics
-from .problems import problem_response
+from anchor.auth import parse_token
+from anchor.errors import AnchorError
+from anchor.http.problems import problem_response
+from anchor.metrics import AnchorMetrics
 
 __all__ = [
     "PUBLIC_GATE",

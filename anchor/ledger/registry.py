@@ -15,11 +15,10 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from anchor.ledger.model import Gateway, Place
 from proofs.canonical import canonical_json
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
-
-from .store import Gateway, Place
 
 __all__ = [
     "REGISTRY_DOMAIN",

@@ -35,11 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
-from proofs.identifiers import is_identifier
-from proofs.records import Scan
-
-from .metrics import AnchorMetrics
-from .provenance import (
+from anchor.http.limits import PUBLIC_GATE, BoundedCache, PublicGate, PublicLimits
+from anchor.metrics import AnchorMetrics
+from anchor.provenance.answer import (
     ProvenanceAnswer,
     ProvenanceConfig,
     ProvenanceError,
@@ -49,7 +47,7 @@ from .provenance import (
     assemble_bundle,
     chart_points,
 )
-from .provenance_store import (
+from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
     GatewayInfo,
@@ -58,7 +56,8 @@ from .provenance_store import (
     ReadingQuery,
     holder_of,
 )
-from .public import PUBLIC_GATE, BoundedCache, PublicGate, PublicLimits
+from proofs.identifiers import is_identifier
+from proofs.records import Scan
 
 __all__ = [
     "CALLER_RESOLVER",
@@ -745,19 +744,19 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
     """Adapt the app factory's ledger store, signer and token auth once they are open.
 
     Runs after the factory's own cleanup contexts (``setup_web`` is called after
-    they are registered); imported here because ``anchor.app`` imports this module.
+    they are registered); imported here because ``anchor.http.app`` imports this module.
     """
-    from .app import SIGNER, STORE
-    from .auth import authenticate
-    from .provenance_sqlite import LedgerProvenanceSource
-    from .provenance_store import LogTrust
+    from anchor.auth import authenticate
+    from anchor.http.keys import SIGNER, STORE
+    from anchor.provenance.source import LogTrust
+    from anchor.storage import provenance_source
 
     store = app[STORE]
     signer = app[SIGNER]
     trust = LogTrust(
         signer.log_vkey, tuple(signer.member_vkeys), signer.policy.threshold, signer.log_key.sign
     )
-    source = await asyncio.to_thread(LedgerProvenanceSource, store, trust)
+    source = await asyncio.to_thread(provenance_source, store, trust)
     app[PROVENANCE_SOURCE] = source
 
     gate = app[PUBLIC_GATE]
@@ -790,7 +789,7 @@ def _default_gate(app: web.Application) -> Callable[[web.Application], AsyncIter
 
 def _extend_openapi(app: web.Application) -> None:
     """Add these routes and problem codes to the document the app serves at /openapi.json."""
-    from .app import OPENAPI  # anchor.app imports this module: import at call time
+    from anchor.http.keys import OPENAPI  # anchor.app imports this module: import at call time
 
     doc = app.get(OPENAPI)
     if doc is None:
@@ -1261,7 +1260,7 @@ def render_org(org_id: str, name: str, gateways: Sequence[GatewayInfo]) -> str:
 
 
 def openapi_paths() -> dict[str, Any]:
-    """OpenAPI 3.1 path items of these routes, for ``anchor.openapi`` to merge into
+    """OpenAPI 3.1 path items of these routes, for ``anchor.http.openapi`` to merge into
     ``/openapi.json`` (refers to its ``#/components/schemas/Problem``)."""
     problem_ref = {
         "content": {

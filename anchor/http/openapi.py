@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .errors import PROBLEM_TITLES
+from anchor.errors import PROBLEM_TITLES
 
 __all__ = ["openapi_document"]
 

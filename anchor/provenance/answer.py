@@ -1,7 +1,7 @@
 """Provenance answers: custody from scans, readings joined to it, verdicts and proof bundles.
 
-Pure logic over a :class:`~anchor.provenance_store.ProvenanceSource`: no sockets,
-no HTML. ``anchor.web`` turns the answers into pages and JSON.
+Pure logic over a :class:`~anchor.provenance.source.ProvenanceSource`: no sockets,
+no HTML. ``anchor.http.pages`` turns the answers into pages and JSON.
 
 How an answer is built (docs/provenance.md has the long version):
 
@@ -30,11 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from proofs.bundle import BatchProof, build_bundle
-from proofs.merkle import MerkleTree
-from proofs.records import Gap, Reading, Scan
-
-from .provenance_store import (
+from anchor.provenance.source import (
     BatchInfo,
     ProvenanceSource,
     ReadingPoint,
@@ -42,6 +38,9 @@ from .provenance_store import (
     ScanQuery,
     holder_of,
 )
+from proofs.bundle import BatchProof, build_bundle
+from proofs.merkle import MerkleTree
+from proofs.records import Gap, Reading, Scan
 
 __all__ = [
     "ANOMALY_KINDS",

@@ -1,0 +1,1 @@
+"""Checkpoints and the members who cosign them (C2SP tlog-cosignature)."""

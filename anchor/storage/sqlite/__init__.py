@@ -1,0 +1,1 @@
+"""The embedded SQLite driver (WAL, ``synchronous=FULL``); its schema is ``schema.sql``."""

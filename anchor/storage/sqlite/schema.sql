@@ -1,0 +1,66 @@
+-- The embedded ledger's schema (SQLite, WAL). Read by anchor/storage/sqlite/store.py,
+-- every statement is idempotent (IF NOT EXISTS). SCHEMA_VERSION in store.py counts
+-- its versions, and store.py migrates older ledgers in place.
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS organisations (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gateways (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    public_key TEXT NOT NULL, key_id TEXT NOT NULL, asset TEXT,
+    enrolled_at INTEGER NOT NULL, revoked_at INTEGER, revoked_reason TEXT NOT NULL DEFAULT '',
+    places TEXT NOT NULL DEFAULT '[]', refused_from INTEGER,
+    attestation TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS gateways_org ON gateways(org_id);
+CREATE UNIQUE INDEX IF NOT EXISTS gateways_public_key ON gateways(public_key);
+CREATE TABLE IF NOT EXISTS places (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    kind TEXT NOT NULL CHECK (kind IN ('asset', 'read-point')),
+    name TEXT NOT NULL, registered_at INTEGER NOT NULL,
+    attestation TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS places_org ON places(org_id);
+CREATE TABLE IF NOT EXISTS revocations (
+    gw TEXT NOT NULL REFERENCES gateways(id), at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    attestation TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    role TEXT NOT NULL CHECK (role IN ('gateway', 'operator', 'auditor')),
+    token_hash BLOB NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER,
+    label TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS batches (
+    leaf_index INTEGER PRIMARY KEY,
+    gw TEXT NOT NULL, batch_seq INTEGER NOT NULL,
+    manifest_hash TEXT NOT NULL, manifest_json BLOB NOT NULL,
+    first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, count INTEGER NOT NULL,
+    root TEXT NOT NULL, opened INTEGER NOT NULL, closed INTEGER NOT NULL,
+    records_evicted INTEGER NOT NULL, accepted_at INTEGER NOT NULL, receipt_json BLOB,
+    UNIQUE (gw, batch_seq));
+CREATE TABLE IF NOT EXISTS records (
+    gw TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, src TEXT NOT NULL,
+    asset TEXT, t INTEGER NOT NULL, batch_leaf INTEGER NOT NULL, batch_index INTEGER NOT NULL,
+    q TEXT, val REAL, unit TEXT, json BLOB NOT NULL,
+    PRIMARY KEY (gw, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_asset_t ON records(asset, t);
+CREATE INDEX IF NOT EXISTS records_src_t ON records(src, t);
+CREATE INDEX IF NOT EXISTS records_batch ON records(batch_leaf, batch_index);
+CREATE INDEX IF NOT EXISTS provenance_records_gw_t ON records(gw, t);
+CREATE TABLE IF NOT EXISTS scans (
+    gw TEXT NOT NULL, seq INTEGER NOT NULL, t INTEGER NOT NULL, src TEXT NOT NULL,
+    asset TEXT, rp TEXT NOT NULL, step TEXT NOT NULL,
+    gtin TEXT, lot TEXT, sscc TEXT, serial TEXT,
+    PRIMARY KEY (gw, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS scans_gtin_lot ON scans(gtin, lot, t);
+CREATE INDEX IF NOT EXISTS scans_lot ON scans(lot, t);
+CREATE INDEX IF NOT EXISTS scans_sscc ON scans(sscc, t);
+CREATE INDEX IF NOT EXISTS scans_serial ON scans(serial, t);
+CREATE TABLE IF NOT EXISTS log_nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    height INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL,
+    signed_at INTEGER NOT NULL, cosignatures INTEGER NOT NULL, final INTEGER NOT NULL,
+    entries INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints(size);
