@@ -8,6 +8,8 @@ it), the HTTP status it maps to, a short title and a human sentence.
 
 from __future__ import annotations
 
+from proofs.errors import CodedError
+
 __all__ = [
     "PROBLEM_TITLES",
     "AnchorError",
@@ -53,20 +55,31 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "rate-limited": (429, "Too many requests"),
     "busy": (429, "Busy"),
     "internal": (500, "Internal error"),
+    # provenance queries, Digital Link pages and the explorer
+    "bad-gtin": (400, "Bad GTIN"),
+    "bad-lot": (400, "Bad lot"),
+    "bad-serial": (400, "Bad serial"),
+    "bad-sscc": (400, "Bad SSCC"),
+    "path-traversal": (400, "Path traversal"),
+    "bad-cursor": (400, "Bad cursor"),
+    "bad-digital-link": (404, "Not a Digital Link"),
+    "no-proof-yet": (404, "No proof yet"),
 }
 
 
-class AnchorError(Exception):
+class AnchorError(CodedError):
     """A refusal with a stable code; ``status`` and ``title`` come from the code.
 
+    The one error family of the service (on ``proofs``' :class:`CodedError`, as the
+    gateway's is): ingest, the ledger, provenance queries and pages all raise it, and
+    :mod:`anchor.http.problems` is the one place it becomes an RFC 9457 response.
     ``retry_after_s`` (a transient 503) becomes the response's ``Retry-After``.
     """
 
     def __init__(self, code: str, detail: str, *, retry_after_s: int | None = None) -> None:
         if code not in PROBLEM_TITLES:
             raise ValueError(f"unknown problem code {code!r}")  # a programming error
-        super().__init__(detail)
-        self.code = code
+        super().__init__(detail, code=code)
         self.detail = detail
         self.retry_after_s = retry_after_s
         self.status, self.title = PROBLEM_TITLES[code]

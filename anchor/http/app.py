@@ -28,6 +28,7 @@ from anchor.http.keys import CONFIG, INGESTOR, METRICS, OPENAPI, SIGNER, STARTED
 from anchor.http.limits import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
 from anchor.http.openapi import openapi_document
 from anchor.http.pages import setup_web
+from anchor.http.params import json_response, path_int, query_int
 from anchor.http.problems import problem_middleware
 from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
@@ -98,30 +99,6 @@ def batch_json(b: StoredBatch) -> dict[str, Any]:
     }
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data).encode(), content_type=_JSON, charset=None
-    )
-
-
-def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        if default is None:
-            raise AnchorError("bad-parameter", f"query parameter '{name}' is required")
-        return default
-    if not raw.isdigit() or len(raw) > 18:
-        raise AnchorError("bad-parameter", f"'{name}' must be a non-negative integer")
-    return int(raw)
-
-
-def _path_int(request: web.Request, name: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise AnchorError("bad-parameter", f"'{name}' must be a non-negative integer")
-    return int(raw)
-
-
 def _wants_json(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return request.query.get("format") == "json" or (_JSON in accept and "text/plain" not in accept)
@@ -168,7 +145,7 @@ async def post_batch(request: web.Request) -> web.Response:
 async def get_log_info(request: web.Request) -> web.Response:
     signer = request.app[SIGNER]
     size = await _public(request, request.app[STORE].log_size)
-    return _json(
+    return json_response(
         {
             "origin": signer.origin,
             "log_vkey": signer.log_vkey,
@@ -185,35 +162,35 @@ async def get_latest_checkpoint(request: web.Request) -> web.Response:
     if cp is None:
         raise AnchorError("not-found", "no checkpoint has been signed yet")
     if _wants_json(request):
-        return _json(block_json(cp))
+        return json_response(block_json(cp))
     return web.Response(text=cp.note, content_type="text/plain", charset="utf-8")
 
 
 async def get_blocks(request: web.Request) -> web.Response:
-    limit = min(_int_param(request, "limit", 20), _MAX_PAGE)
+    limit = min(query_int(request, "limit", 20), _MAX_PAGE)
     before = request.query.get("before")
-    before_height = None if before is None else _int_param(request, "before")
+    before_height = None if before is None else query_int(request, "before")
     blocks = await _public(
         request, request.app[STORE].checkpoints, limit=limit, before_height=before_height
     )
-    return _json({"blocks": [block_json(b, with_note=False) for b in blocks]})
+    return json_response({"blocks": [block_json(b, with_note=False) for b in blocks]})
 
 
 async def get_block(request: web.Request) -> web.Response:
-    height = _path_int(request, "height")
+    height = path_int(request, "height")
     cp = await _public(request, request.app[STORE].checkpoint, height)
     if cp is None:
         raise AnchorError("not-found", f"no block at height {height}")
-    return _json(block_json(cp))
+    return json_response(block_json(cp))
 
 
 async def get_inclusion(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    leaf = _int_param(request, "leaf")
+    leaf = query_int(request, "leaf")
     size_given = request.query.get("size")
 
     def work() -> dict[str, Any]:
-        size = store.log_size() if size_given is None else _int_param(request, "size")
+        size = store.log_size() if size_given is None else query_int(request, "size")
         if size > store.log_size():
             raise AnchorError("bad-parameter", f"the log has fewer than {size} leaves")
         if leaf >= size:
@@ -227,13 +204,13 @@ async def get_inclusion(request: web.Request) -> web.Response:
             "proof": [base64.b64encode(p).decode() for p in proof],
         }
 
-    return _json(await _public(request, work))
+    return json_response(await _public(request, work))
 
 
 async def get_consistency(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    old = _int_param(request, "from")
-    new = _int_param(request, "to")
+    old = query_int(request, "from")
+    new = query_int(request, "to")
 
     def work() -> dict[str, Any]:
         if old > new:
@@ -249,30 +226,30 @@ async def get_consistency(request: web.Request) -> web.Response:
             "proof": [base64.b64encode(p).decode() for p in proof],
         }
 
-    return _json(await _public(request, work))
+    return json_response(await _public(request, work))
 
 
 async def get_leaf(request: web.Request) -> web.Response:
-    index = _path_int(request, "index")
+    index = path_int(request, "index")
     batch = await _public(request, request.app[STORE].batch, index)
     if batch is None:
         raise AnchorError("not-found", f"no log leaf {index}")
-    return _json(batch_json(batch))
+    return json_response(batch_json(batch))
 
 
 async def get_gateway_batches(request: web.Request) -> web.Response:
     store = request.app[STORE]
     gw = request.match_info["gw"]
-    limit = min(_int_param(request, "limit", 50), _MAX_PAGE)
+    limit = min(query_int(request, "limit", 50), _MAX_PAGE)
     before = request.query.get("before")
-    before_seq = None if before is None else _int_param(request, "before")
+    before_seq = None if before is None else query_int(request, "before")
     gateway = await _public(request, store.gateway, gw)
     if gateway is None:
         raise AnchorError("not-found", f"no gateway {gw}")
     batches = await _public(
         request, store.batches_by_gateway, gw, limit=limit, before_batch_seq=before_seq
     )
-    return _json(
+    return json_response(
         {
             "gateway": {
                 "id": gateway.id,
@@ -297,7 +274,7 @@ async def get_places(request: web.Request) -> web.Response:
     if org is not None and not is_identifier(org):
         raise AnchorError("bad-parameter", "'org' is an organisation id")
     after = request.query.get("after", "")
-    limit = min(_int_param(request, "limit", 100), _MAX_PAGE)
+    limit = min(query_int(request, "limit", 100), _MAX_PAGE)
     places = await asyncio.to_thread(store.places, org)
     gateways = await asyncio.to_thread(store.gateways, org)
     page = [p for p in places if p.id > after][: limit + 1]
@@ -312,7 +289,9 @@ async def get_places(request: web.Request) -> web.Response:
         }
         for p in page[:limit]
     ]
-    return _json({"places": items, "next": page[limit - 1].id if len(page) > limit else None})
+    return json_response(
+        {"places": items, "next": page[limit - 1].id if len(page) > limit else None}
+    )
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -346,7 +325,7 @@ async def get_health(request: web.Request) -> web.Response:
     }
     if causes:
         body["cause"] = causes[0]
-    return _json(body, status=503 if causes else 200)
+    return json_response(body, status=503 if causes else 200)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -356,7 +335,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_openapi(request: web.Request) -> web.Response:
-    return _json(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 ROUTES = [

@@ -35,12 +35,14 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.http.limits import PUBLIC_GATE, BoundedCache, PublicGate, PublicLimits
+from anchor.errors import AnchorError
+from anchor.http.limits import PUBLIC_GATE, BoundedCache, Overloaded, PublicGate, PublicLimits
+from anchor.http.params import int_param, json_response
+from anchor.http.problems import problem_response
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import (
     ProvenanceAnswer,
     ProvenanceConfig,
-    ProvenanceError,
     Subject,
     answer_for_readings,
     answer_for_subject,
@@ -63,7 +65,6 @@ __all__ = [
     "CALLER_RESOLVER",
     "CONTENT_SECURITY_POLICY",
     "PROVENANCE_CONFIG",
-    "PROVENANCE_PROBLEMS",
     "PROVENANCE_SOURCE",
     "Caller",
     "esc",
@@ -107,9 +108,7 @@ CallerResolver = Callable[[web.Request], Awaitable[Caller]]
 
 async def _public_only(request: web.Request) -> Caller:
     if request.headers.get("Authorization"):
-        raise ProvenanceError(
-            "this anchor has no token store configured", code="unauthenticated", status=401
-        )
+        raise AnchorError("unauthenticated", "this anchor has no token store configured")
     return Caller()
 
 
@@ -194,67 +193,22 @@ def _html(text: str, status: int = 200) -> web.Response:
     )
 
 
-def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(),
-        status=status,
-        content_type="application/json",
-        headers={"Vary": "Accept", **(headers or {})},
-    )
-
-
-def problem(status: int, code: str, title: str, detail: str, path: str) -> web.Response:
-    body = {
-        "type": PROBLEM_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "instance": path,
-    }
-    return web.Response(
-        body=json.dumps(body).encode(),
-        status=status,
-        content_type="application/problem+json",
-        headers={"Cache-Control": "no-store"},
-    )
-
-
-_TITLES = {
-    400: "Bad parameter",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    404: "Not found",
-}
-# The stable problem codes these routes add to anchor.errors.PROBLEM_TITLES' own
-# (code -> (HTTP status, title)); /openapi.json should list them too.
-PROVENANCE_PROBLEMS: dict[str, tuple[int, str]] = {
-    "bad-gtin": (400, "Bad GTIN"),
-    "bad-lot": (400, "Bad lot"),
-    "bad-serial": (400, "Bad serial"),
-    "bad-sscc": (400, "Bad SSCC"),
-    "path-traversal": (400, "Path traversal"),
-    "bad-cursor": (400, "Bad cursor"),
-    "bad-parameter": (400, "Bad parameter"),
-    "bad-digital-link": (404, "Not a Digital Link"),
-    "not-found": (404, "Not found"),
-    "no-proof-yet": (404, "No proof yet"),
-    "unauthenticated": (401, "Unauthenticated"),
-    "forbidden": (403, "Forbidden"),
-}
+_STATUS_TEXT = {400: "Bad parameter", 401: "Unauthenticated", 403: "Forbidden", 404: "Not found"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _problems(handler: Handler) -> Handler:
-    """Turn :class:`ProvenanceError` into an RFC 9457 response for this module's handlers."""
+    """Render :class:`AnchorError` for these handlers even on an app without the problem
+    middleware (tests mount them alone); the one renderer is anchor.http.problems."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ProvenanceError as e:
-            status, title = PROVENANCE_PROBLEMS.get(e.code, (e.status, "Refused"))
-            return problem(status, e.code, title, e.message, request.path)
+        except Overloaded:
+            raise  # the public gate counts it and answers 429 with its Retry-After
+        except AnchorError as e:
+            return problem_response(e.code, e.detail, request.path, retry_after_s=e.retry_after_s)
 
     return wrapped
 
@@ -266,7 +220,7 @@ def wants_html(request: web.Request) -> bool:
     if fmt == "html":
         return True
     if fmt is not None:
-        raise ProvenanceError("format is json or html", code="bad-parameter")
+        raise AnchorError("bad-parameter", "format is json or html")
     accept = request.headers.get("Accept", "")
     return "text/html" in accept or "application/xhtml+xml" in accept
 
@@ -281,29 +235,18 @@ def _time_param(text: str, name: str) -> int:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as e:
-        raise ProvenanceError(
-            f"'{name}' is milliseconds since 1970 or an ISO 8601 time", code="bad-parameter"
+        raise AnchorError(
+            "bad-parameter", f"'{name}' is milliseconds since 1970 or an ISO 8601 time"
         ) from e
     if parsed.tzinfo is None:
-        raise ProvenanceError(f"'{name}' needs a time zone (e.g. Z)", code="bad-parameter")
+        raise AnchorError("bad-parameter", f"'{name}' needs a time zone (e.g. Z)")
     return int(parsed.timestamp() * 1000)
-
-
-def _int_param(text: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 16):
-        raise ProvenanceError(f"'{name}' is a whole number", code="bad-parameter")
-    value = int(text)
-    if not lo <= value <= hi:
-        raise ProvenanceError(f"'{name}' must be between {lo} and {hi}", code="bad-parameter")
-    return value
 
 
 def _id_param(text: str, name: str) -> str:
     if not is_identifier(text) or ".." in text.split("/"):
-        raise ProvenanceError(
-            f"'{name}' is 1-128 characters of letters, digits and ._:/@-", code="bad-parameter"
+        raise AnchorError(
+            "bad-parameter", f"'{name}' is 1-128 characters of letters, digits and ._:/@-"
         )
     return text
 
@@ -321,17 +264,15 @@ class Selector:
 def parse_selector(query: Any) -> Selector:
     unknown = set(query) - _PARAMS
     if unknown:
-        raise ProvenanceError(
-            f"unknown parameter(s): {', '.join(sorted(unknown))}", code="bad-parameter"
-        )
+        raise AnchorError("bad-parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}")
     for name in _PARAMS:
         if len(query.getall(name, [])) > 1:
-            raise ProvenanceError(f"'{name}' is given more than once", code="bad-parameter")
+            raise AnchorError("bad-parameter", f"'{name}' is given more than once")
     given = {k for k in _SELECTORS if k in query}
     t_from = _time_param(query["from"], "from") if "from" in query else 0
     t_to = _time_param(query["to"], "to") if "to" in query else 2**53 - 1
     if t_to <= t_from:
-        raise ProvenanceError("'to' must be after 'from'", code="bad-parameter")
+        raise AnchorError("bad-parameter", "'to' must be after 'from'")
     if given == {"gtin", "lot"}:
         return Selector(Subject.for_lot(query["gtin"], query["lot"]), None)
     if given == {"gtin", "serial"}:
@@ -348,9 +289,9 @@ def parse_selector(query: Any) -> Selector:
         gw = _id_param(query["gateway"], "gateway")
         src = _id_param(query["sensor"], "sensor")
         return Selector(None, ReadingQuery(gw=gw, src=src, t_from=t_from, t_to=t_to))
-    raise ProvenanceError(
+    raise AnchorError(
+        "bad-parameter",
         "give gtin+lot, gtin+serial, sscc, gateway or sensor (with optional from/to)",
-        code="bad-parameter",
     )
 
 
@@ -377,11 +318,9 @@ def _decode_cursor(text: str) -> tuple[int, str, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         t, gw, seq = json.loads(raw)
     except (ValueError, binascii.Error, TypeError) as e:
-        raise ProvenanceError(
-            "'cursor' is not a cursor this API returned", code="bad-cursor"
-        ) from e
+        raise AnchorError("bad-cursor", "'cursor' is not a cursor this API returned") from e
     if not (isinstance(t, int) and isinstance(gw, str) and isinstance(seq, int)):
-        raise ProvenanceError("'cursor' is not a cursor this API returned", code="bad-cursor")
+        raise AnchorError("bad-cursor", "'cursor' is not a cursor this API returned")
     return t, gw, seq
 
 
@@ -517,29 +456,28 @@ class _Web:
         return await self._digital_link(request, Subject.for_sscc(request.match_info["sscc"]))
 
     async def bad_link(self, request: web.Request) -> web.StreamResponse:
-        raise ProvenanceError(
+        raise AnchorError(
+            "bad-digital-link",
             "a GS1 Digital Link here is /01/{gtin}/10/{lot}, /01/{gtin}/21/{serial} or /00/{sscc}",
-            code="bad-digital-link",
-            status=404,
         )
 
     async def _digital_link(self, request: web.Request, subject: Subject) -> web.StreamResponse:
         unknown = set(request.query) - {"format", "limit", "cursor"}
         if unknown:
-            raise ProvenanceError(
-                f"unknown parameter(s): {', '.join(sorted(unknown))}", code="bad-parameter"
+            raise AnchorError(
+                "bad-parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}"
             )
         as_html = wants_html(request)
         caller = await self.caller(request)
         try:
             answer = await self._answer(subject)
-        except ProvenanceError as e:
+        except AnchorError as e:
             if as_html and e.code == "not-found":  # a person scanned a code we know nothing of
                 return _html(render_unknown(subject), status=404)
             raise
         if as_html:
             return _html(await self._run(render_consumer_page, self.source, self.config, answer))
-        return _json(await self._run(self._answer_json, answer, caller, request.query))
+        return json_response(await self._run(self._answer_json, answer, caller, request.query))
 
     async def _answer(self, subject: Subject) -> ProvenanceAnswer:
         key = (subject, await self._version())
@@ -572,11 +510,7 @@ class _Web:
                 del self._computing[key]
             self._answers.put(key, answer, _answer_bytes(answer))
         if not answer.intervals and not answer.loose_scans:
-            raise ProvenanceError(
-                f"no scan on this ledger names {subject.digital_link()}",
-                code="not-found",
-                status=404,
-            )
+            raise AnchorError("not-found", f"no scan on this ledger names {subject.digital_link()}")
         return answer
 
     def _answer_json(self, answer: ProvenanceAnswer, caller: Caller, query: Any) -> dict[str, Any]:
@@ -587,12 +521,16 @@ class _Web:
             "page": link_path(answer.subject),
             "bundle": f"/v1/provenance/bundle?{params}",
         }
-        limit = _int_param(
-            query.get("limit"), "limit", self.config.raw_page_default, 1, self.config.raw_page_max
+        limit = int_param(
+            query.get("limit"),
+            "limit",
+            default=self.config.raw_page_default,
+            lo=1,
+            hi=self.config.raw_page_max,
         )
         gateways = {gw: self.source.gateway(gw) for gw in {p.gw for p in answer.all_points}}
         visible = [p for p in answer.all_points if caller.may_see_raw(gateways.get(p.gw))]
-        offset = _int_param(query.get("cursor"), "cursor", 0, 0, len(visible))
+        offset = int_param(query.get("cursor"), "cursor", default=0, lo=0, hi=len(visible))
         doc["access"] = "raw" if visible else "aggregates"
         if visible:
             page = visible[offset : offset + limit]
@@ -609,13 +547,13 @@ class _Web:
         caller = await self.caller(request)
         if selector.subject is not None:
             if "from" in request.query or "to" in request.query:
-                raise ProvenanceError(
-                    "from/to apply to gateway and sensor queries", code="bad-parameter"
-                )
+                raise AnchorError("bad-parameter", "from/to apply to gateway and sensor queries")
             answer = await self._answer(selector.subject)
-            return _json(await self._run(self._answer_json, answer, caller, request.query))
+            return json_response(await self._run(self._answer_json, answer, caller, request.query))
         assert selector.readings is not None
-        return _json(await self._run(self._readings_json, selector.readings, caller, request.query))
+        return json_response(
+            await self._run(self._readings_json, selector.readings, caller, request.query)
+        )
 
     def _readings_json(self, rq: ReadingQuery, caller: Caller, query: Any) -> dict[str, Any]:
         checked = self.config.default_range
@@ -632,12 +570,12 @@ class _Web:
         entitled = caller.role == "auditor" or (rq.gw is not None and caller.may_see_raw(gateway))
         doc["access"] = "raw" if entitled else "aggregates"
         if entitled:
-            limit = _int_param(
+            limit = int_param(
                 query.get("limit"),
                 "limit",
-                self.config.raw_page_default,
-                1,
-                self.config.raw_page_max,
+                default=self.config.raw_page_default,
+                lo=1,
+                hi=self.config.raw_page_max,
             )
             after = _decode_cursor(query["cursor"]) if "cursor" in query else None
             page_query = ReadingQuery(
@@ -673,11 +611,10 @@ class _Web:
             # A window's bundle proves raw readings: only for those who may see them.
             gateway = await self._run(self.source.gateway, rq.gw) if rq.gw else None
             if not (caller.role == "auditor" or (gateway and caller.may_see_raw(gateway))):
-                raise ProvenanceError(
+                raise AnchorError(
+                    "forbidden",
                     "bundles of a gateway's readings are for its organisation and auditors;"
                     " the public gets bundles by lot, serial or SSCC",
-                    code="forbidden",
-                    status=403,
                 )
             # The first readings of the window: page through it with from/to.
             points = await self._run(
@@ -688,13 +625,12 @@ class _Web:
             name = selector.readings.gw or selector.readings.src or "readings"
         result = await self._run(assemble_bundle, self.source, keys, subject_doc)
         if result.bundle is None:
-            raise ProvenanceError(
+            raise AnchorError(
+                "no-proof-yet",
                 "none of these records is in a signed checkpoint yet; try again shortly",
-                code="no-proof-yet",
-                status=404,
             )
         filename = "coldtrail-bundle-" + re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + ".json"
-        return _json(
+        return json_response(
             result.bundle,
             headers={
                 "Content-Disposition": f'attachment; filename="{filename}"',
@@ -706,16 +642,18 @@ class _Web:
     # -- explorer
     async def explorer(self, request: web.Request) -> web.StreamResponse:
         before = request.query.get("before")
-        before_height = _int_param(before, "before", 0, 0, _MAX_HEIGHT) if before else None
+        before_height = (
+            int_param(before, "before", default=0, lo=0, hi=_MAX_HEIGHT) if before else None
+        )
         blocks = await self._run(self.source.latest_blocks, 21, before_height)
         return _html(render_blocks(blocks[:20], more=len(blocks) > 20))
 
     async def explorer_block(self, request: web.Request) -> web.StreamResponse:
-        height = _int_param(request.match_info["height"], "height", 0, 0, _MAX_HEIGHT)
-        offset = _int_param(request.query.get("offset"), "offset", 0, 0, _MAX_HEIGHT)
+        height = int_param(request.match_info["height"], "height", default=0, lo=0, hi=_MAX_HEIGHT)
+        offset = int_param(request.query.get("offset"), "offset", default=0, lo=0, hi=_MAX_HEIGHT)
         block = await self._run(self.source.block, height)
         if block is None:
-            raise ProvenanceError(f"no block at height {height}", code="not-found", status=404)
+            raise AnchorError("not-found", f"no block at height {height}")
         first = block.tree_size - block.entries
         start = first + offset
         end = min(block.tree_size, start + 100)
@@ -724,10 +662,10 @@ class _Web:
 
     async def explorer_gateway(self, request: web.Request) -> web.StreamResponse:
         gw = _id_param(request.match_info["gw"], "gateway")
-        offset = _int_param(request.query.get("offset"), "offset", 0, 0, _MAX_HEIGHT)
+        offset = int_param(request.query.get("offset"), "offset", default=0, lo=0, hi=_MAX_HEIGHT)
         gateway = await self._run(self.source.gateway, gw)
         if gateway is None:
-            raise ProvenanceError(f"no gateway {gw!r}", code="not-found", status=404)
+            raise AnchorError("not-found", f"no gateway {gw!r}")
         batches = await self._run(self.source.gateway_batches, gw, offset, 51)
         return _html(render_gateway(gateway, batches[:50], offset, more=len(batches) > 50))
 
@@ -735,7 +673,7 @@ class _Web:
         org_id = _id_param(request.match_info["org"], "organisation")
         org = await self._run(self.source.org, org_id)
         if org is None:
-            raise ProvenanceError(f"no organisation {org_id!r}", code="not-found", status=404)
+            raise AnchorError("not-found", f"no organisation {org_id!r}")
         gateways = await self._run(self.source.org_gateways, org_id, 0, 500)
         return _html(render_org(org.id, org.name, gateways))
 
@@ -795,8 +733,6 @@ def _extend_openapi(app: web.Application) -> None:
     if doc is None:
         return
     doc["paths"].update(openapi_paths())
-    code = doc["components"]["schemas"]["Problem"]["properties"]["code"]
-    code["enum"] = sorted(set(code["enum"]) | set(PROVENANCE_PROBLEMS))
 
 
 def setup_web(
@@ -1269,7 +1205,9 @@ def openapi_paths() -> dict[str, Any]:
     }
 
     def problems(*statuses: int) -> dict[str, Any]:
-        return {str(s): {"description": _TITLES.get(s, "Refused"), **problem_ref} for s in statuses}
+        return {
+            str(s): {"description": _STATUS_TEXT.get(s, "Refused"), **problem_ref} for s in statuses
+        }
 
     def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {

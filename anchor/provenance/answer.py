@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from anchor.errors import AnchorError
 from anchor.provenance.source import (
     BatchInfo,
     ProvenanceSource,
@@ -51,7 +52,6 @@ __all__ = [
     "Excursion",
     "ProvenanceAnswer",
     "ProvenanceConfig",
-    "ProvenanceError",
     "QuantityStats",
     "SilentPeriod",
     "Subject",
@@ -78,16 +78,6 @@ ANOMALY_KINDS = ("unsynced-clock", "implausible-wall-clock", "clock-jump")
 _CSET82 = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}")
 
 
-class ProvenanceError(Exception):
-    """A query the anchor refuses; ``code`` is stable, ``status`` the HTTP status."""
-
-    def __init__(self, message: str, *, code: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-
-
 # --- GS1 identifiers ------------------------------------------------------------
 
 
@@ -103,31 +93,29 @@ def gs1_check_digit_ok(digits: str) -> bool:
 def parse_gtin(text: str) -> str:
     """A GTIN-8/12/13/14 with a valid check digit, returned as GTIN-14 (as scans carry it)."""
     if not (text.isascii() and text.isdigit() and len(text) in (8, 12, 13, 14)):
-        raise ProvenanceError("a GTIN is 8, 12, 13 or 14 digits", code="bad-gtin", status=400)
+        raise AnchorError("bad-gtin", "a GTIN is 8, 12, 13 or 14 digits")
     if not gs1_check_digit_ok(text):
-        raise ProvenanceError("the GTIN's check digit is wrong", code="bad-gtin")
+        raise AnchorError("bad-gtin", "the GTIN's check digit is wrong")
     return text.rjust(14, "0")
 
 
 def parse_sscc(text: str) -> str:
     if not (text.isascii() and text.isdigit() and len(text) == 18):
-        raise ProvenanceError("an SSCC is 18 digits", code="bad-sscc")
+        raise AnchorError("bad-sscc", "an SSCC is 18 digits")
     if not gs1_check_digit_ok(text):
-        raise ProvenanceError("the SSCC's check digit is wrong", code="bad-sscc")
+        raise AnchorError("bad-sscc", "the SSCC's check digit is wrong")
     return text
 
 
 def parse_gs1_text(text: str, what: str) -> str:
     """A lot or serial: 1-20 characters of GS1 CSET 82, and never a path dot-segment."""
     if not _CSET82.fullmatch(text):
-        raise ProvenanceError(
-            f"a {what} is 1-20 characters of the GS1 character set 82", code=f"bad-{what}"
-        )
+        raise AnchorError(f"bad-{what}", f"a {what} is 1-20 characters of the GS1 character set 82")
     # CSET 82 allows '.' and '/', so "../.." is a syntactically valid lot; it is
     # refused because no real lot looks like a path and it is what traversal probes send.
     if any(seg in ("", ".", "..") for seg in text.split("/")):
-        raise ProvenanceError(
-            f"a {what} must not contain empty, '.' or '..' path segments", code="path-traversal"
+        raise AnchorError(
+            "path-traversal", f"a {what} must not contain empty, '.' or '..' path segments"
         )
     return text
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anchor.errors import AnchorError
 from anchor.provenance.answer import (
     ColdChainRange,
     ProvenanceConfig,
-    ProvenanceError,
     Subject,
     analyse_series,
     answer_for_subject,
@@ -70,14 +70,14 @@ def _point(
 def test_gtin_check_digit_and_padding() -> None:
     assert gs1_check_digit_ok(GTIN)
     assert parse_gtin("9506000134352") == GTIN  # GTIN-13 padded to 14 as scans carry it
-    with pytest.raises(ProvenanceError) as e:
+    with pytest.raises(AnchorError) as e:
         parse_gtin("09506000134353")
     assert e.value.code == "bad-gtin"
 
 
 @pytest.mark.parametrize("lot", ["..", "../etc", "a/../b", "a//b", "x" * 21, "lot\n", "lot space"])
 def test_lot_refuses_traversal_and_garbage(lot: str) -> None:
-    with pytest.raises(ProvenanceError) as e:
+    with pytest.raises(AnchorError) as e:
         Subject.for_lot(GTIN, lot)
     assert e.value.code in {"bad-lot", "path-traversal"}
 
