@@ -11,18 +11,22 @@ DURATION ?= 0
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,postgres]'
 	@touch $(STAMP)
 
 # System packages the tests run for real: mosquitto (MQTT broker), chromium (browser
-# tests), openssl (the bench's physical limit). Installed with apt-get when we are root;
-# otherwise a sentence that says what to install.
-SYSTEM_BINS := mosquitto:mosquitto chromium:chromium openssl:openssl
+# tests), openssl (the bench's physical limit), postgresql (initdb + pg_ctl: the tests'
+# own throwaway clusters, ADR 0312). Installed with apt-get when we are root; otherwise a
+# sentence that says what to install. Debian keeps initdb off PATH, in
+# /usr/lib/postgresql/<version>/bin, so that is looked at too. The package may create and
+# start a cluster of its own on port 5432: the tests never use it, and nothing here stops it.
+SYSTEM_BINS := mosquitto:mosquitto chromium:chromium openssl:openssl initdb:postgresql
 system-deps:
 	@missing=""; \
 	for pair in $(SYSTEM_BINS); do \
 	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+	  command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] \
+	    || compgen -G "/usr/lib/postgresql/*/bin/$$bin" >/dev/null || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
