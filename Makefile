@@ -11,7 +11,7 @@ DURATION ?= 0
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench,postgres]'
+	$(PY) -m pip install --quiet -e '.[all,test,bench]'
 	@touch $(STAMP)
 
 # System packages the tests run for real: mosquitto (MQTT broker), chromium (browser

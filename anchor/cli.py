@@ -28,7 +28,7 @@ from anchor.auth import (
     revoke_gateway,
 )
 from anchor.config import AnchorConfig, load_config
-from anchor.consortium.checkpoints import sign_checkpoint
+from anchor.consortium.checkpoints import gather_cosignatures, sign_checkpoint
 from anchor.errors import ConfigError, LedgerCorrupt
 from anchor.http.app import create_app, open_signer
 from anchor.http.keys import INGESTOR
@@ -83,6 +83,7 @@ def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
     try:
         with store.transaction() as tx:
             sign_checkpoint(tx, signer)
+        gather_cosignatures(store, signer)
     finally:
         store.close()
     return signer.log_vkey, signer.member_vkeys
@@ -288,6 +289,7 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
         signer = open_signer(config)
         with store.transaction() as tx:
             cp = sign_checkpoint(tx, signer)
+        cp = gather_cosignatures(store, signer) or cp  # after the commit, never inside it
         print(cp.note, end="")
         print(f"height {cp.height}, size {cp.size}, final {cp.final}", file=sys.stderr)
     elif cmd == "verify-ledger":

@@ -1,14 +1,17 @@
 """Checkpoints ("blocks"): C2SP tlog-checkpoints signed by the node key and
 cosigned by consortium members under a quorum policy.
 
-A checkpoint is signed inside the write transaction that appended the leaves it
-covers, so the stored log never has a receipt-less acknowledged batch and a
-checkpoint is never ahead of its leaves. A member cosigns (tlog-cosignature/v1)
+A checkpoint is signed by the log key after the transaction that appended its
+leaves has committed, in a short transaction of its own that also stores the
+receipts (:func:`sign_checkpoint`); nothing is acknowledged before both commit,
+and a batch committed without its receipt gets one when it is sent again.
+Cosignatures are gathered after that, outside any write transaction
+(:func:`gather_cosignatures`): a slow or remote member never holds the ledger's
+write lock (CONVENTIONS 14, docs/adr/0303). A member cosigns (tlog-cosignature/v1)
 only after it has checked, for itself, that the new tree is consistent with the
-last tree it cosigned and that every new leaf is a manifest signed by an
-enrolled gateway key. Members sit behind the :class:`Cosigner` interface so a
-remote member (over NATS or HTTP) replaces the in-process one without touching
-the log (docs/adr/0303).
+last tree it cosigned and that every new leaf is a manifest signed by an enrolled
+gateway key. Members sit behind the :class:`Cosigner` interface so a remote member
+replaces the in-process one without touching the log.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from anchor.errors import LedgerCorrupt
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint
-from anchor.ledger.ports import LedgerTx
+from anchor.ledger.ports import LedgerStore, LedgerTx
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
 from proofs.merkle import leaf_hash, verify_consistency
@@ -39,11 +42,16 @@ from proofs.records import manifest_from_json, verify
 
 _log = logging.getLogger("coldtrail.anchor.checkpoints")
 
+# What a member reviews through: a write transaction or the store itself.
+Reads = LedgerTx | LedgerStore
+
 __all__ = [
     "CheckpointSigner",
     "Cosigner",
     "InProcessMember",
     "QuorumPolicy",
+    "Reads",
+    "gather_cosignatures",
     "sign_checkpoint",
 ]
 
@@ -84,7 +92,7 @@ class Cosigner(abc.ABC):
 
     @abc.abstractmethod
     def review_and_cosign(
-        self, tx: LedgerTx, previous: Checkpoint | None, checkpoint_text: str, now_s: int
+        self, tx: Reads, previous: Checkpoint | None, checkpoint_text: str, now_s: int
     ) -> NoteSignature:
         """Check the entries since ``previous`` and return a cosignature, or raise."""
 
@@ -99,7 +107,7 @@ class InProcessMember(Cosigner):
     def verifier(self) -> NoteVerifier:
         return self._signer.verifier
 
-    def _last_cosigned(self, tx: LedgerTx, latest: Checkpoint | None) -> Checkpoint | None:
+    def _last_cosigned(self, tx: Reads, latest: Checkpoint | None) -> Checkpoint | None:
         """The newest checkpoint this member cosigned (normally ``latest`` itself)."""
         verifier = self.verifier
         cp = latest
@@ -113,7 +121,7 @@ class InProcessMember(Cosigner):
         return None
 
     def review_and_cosign(
-        self, tx: LedgerTx, previous: Checkpoint | None, checkpoint_text: str, now_s: int
+        self, tx: Reads, previous: Checkpoint | None, checkpoint_text: str, now_s: int
     ) -> NoteSignature:
         # Review from what *this member* last cosigned, so entries in a checkpoint it
         # refused are reviewed before it cosigns anything that contains them.
@@ -167,7 +175,9 @@ class CheckpointSigner:
 def sign_checkpoint(
     tx: LedgerTx, signer: CheckpointSigner, now_ms: int | None = None
 ) -> Checkpoint:
-    """Sign a checkpoint of the current log inside ``tx``; reuse the latest if it is current."""
+    """Log-sign a checkpoint of the current log in ``tx`` (reuse the latest if it is
+    current). It carries no cosignature yet: :func:`gather_cosignatures` asks the
+    members once this has committed."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     size = tx.log_size()
     latest = tx.latest_checkpoint()
@@ -176,16 +186,44 @@ def sign_checkpoint(
     root = log.root_at(size, tx.get_node)
     text = CheckpointText(signer.origin, size, root).to_text()
     note = SignedNote.sign(text, signer._note_signer)
-    cosigned = 0
+    final = signer.policy.threshold == 0
+    return tx.add_checkpoint(size, root, note.to_text(), now_ms, 0, final)
+
+
+def gather_cosignatures(
+    store: LedgerStore, signer: CheckpointSigner, now_ms: int | None = None
+) -> Checkpoint | None:
+    """Ask each member that has not cosigned the latest checkpoint to review and cosign
+    it, outside any write transaction; store what they signed in a short one.
+
+    A member that refuses leaves the checkpoint unfinalised, never unsigned: the log
+    signature alone already commits the node to the tree. Called after every commit
+    that signed a checkpoint and on the checkpoint interval, so a member that was
+    down or refused is asked again.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    latest = store.latest_checkpoint()
+    if latest is None:
+        return None
+    note = SignedNote.parse(latest.note)
+    have = set(signer.policy.cosigners_of(note))
+    previous = store.checkpoint(latest.height - 1) if latest.height > 0 else None
+    added = 0
     for member in signer.members:
-        # A member that refuses leaves the checkpoint unfinalised, never unsigned:
-        # the log signature alone already commits the node to this tree.
+        if member.verifier.name in have:
+            continue
         try:
-            sig = member.review_and_cosign(tx, latest, text, now_ms // 1000)
+            sig = member.review_and_cosign(store, previous, note.text, now_ms // 1000)
         except (ProofsError, LedgerCorrupt, KeyError) as e:
-            _log.warning("member %s refused to cosign size %d: %s", member.verifier.name, size, e)
+            _log.warning(
+                "member %s refused to cosign size %d: %s", member.verifier.name, latest.size, e
+            )
             continue
         note = note.with_signature(sig)
-        cosigned += 1
-    final = cosigned >= signer.policy.threshold
-    return tx.add_checkpoint(size, root, note.to_text(), now_ms, cosigned, final)
+        added += 1
+    if not added:
+        return latest
+    cosigners = signer.policy.cosigners_of(note)
+    final = len(cosigners) >= signer.policy.threshold
+    with store.transaction() as tx:
+        return tx.set_cosignatures(latest.height, note.to_text(), len(cosigners), final)

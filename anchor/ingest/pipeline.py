@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anchor.auth import Principal, require_role
-from anchor.consortium.checkpoints import CheckpointSigner, sign_checkpoint
+from anchor.consortium.checkpoints import CheckpointSigner, gather_cosignatures, sign_checkpoint
 from anchor.errors import AnchorError
 from anchor.ingest.parse import parse_ingest_body
 from anchor.ingest.verify import BatchVerifier
@@ -280,7 +280,15 @@ class Ingestor:
     def _commit_group(
         self, group: list[_Pending]
     ) -> tuple[list[IngestOutcome | AnchorError], bool]:
-        """Commit ``group`` in one transaction; the outcome of each, and whether it wrote."""
+        """Commit ``group``; the outcome of each, and whether it wrote.
+
+        Three steps, none holding the next: the appends commit in one transaction (one
+        fsync for the group); a short second one signs the checkpoint with the log key
+        and stores the receipts; then the members are asked to cosign, outside any
+        write transaction (:func:`gather_cosignatures`). Nothing is acknowledged
+        before the second commit; a batch whose receipt a crash took is receipted
+        when it is sent again.
+        """
         results: list[IngestOutcome | AnchorError | tuple[int, bool]] = []
         with self.store.transaction() as tx:
             for p in group:
@@ -289,21 +297,32 @@ class Ingestor:
                         results.append(self._apply(tx, p))
                 except AnchorError as e:
                     results.append(e)
-            checkpoint: Checkpoint | None = None
-            out: list[IngestOutcome | AnchorError] = []
-            for r in results:
-                if isinstance(r, AnchorError | IngestOutcome):
-                    out.append(r)
-                    continue
-                if checkpoint is None:
-                    checkpoint = sign_checkpoint(tx, self.signer)
-                    self.metrics.checkpoints_signed.inc()
-                leaf_index, created = r
-                out.append(self._receipt(tx, leaf_index, created, checkpoint))
+        out: list[IngestOutcome | AnchorError] = [
+            r if isinstance(r, AnchorError | IngestOutcome) else _NOT_YET for r in results
+        ]
+        pending = [(i, r) for i, r in enumerate(results) if isinstance(r, tuple)]
+        if not pending:
+            return out, False
+        with self.store.transaction() as tx:
+            checkpoint = sign_checkpoint(tx, self.signer)
+            for i, (leaf_index, created) in pending:
+                out[i] = self._receipt(tx, leaf_index, created, checkpoint)
             size = tx.log_size()
+        self.metrics.checkpoints_signed.inc()
         self.metrics.log_size.set(size)
-        # Every append is receipted under the group's checkpoint: no checkpoint, no write.
-        return out, checkpoint is not None
+        self._cosign()
+        return out, True
+
+    def _cosign(self) -> None:
+        """Gather the members' cosignatures of the latest checkpoint (after its commit).
+
+        A failure here never fails the batches: they are committed and receipted; the
+        checkpoint stays unfinalised until the next round asks again.
+        """
+        try:
+            gather_cosignatures(self.store, self.signer)
+        except Exception:
+            _log.exception("gathering cosignatures failed; the next checkpoint asks again")
 
     def _apply(self, tx: LedgerTx, p: _Pending) -> IngestOutcome | tuple[int, bool]:
         """Append ``p`` (or find it) inside the transaction.
@@ -375,10 +394,17 @@ class Ingestor:
             if before is None or cp.height != before.height:
                 self.metrics.checkpoints_signed.inc()
                 self.storage.committed()
-            return cp
+            # Also asks a member again that was down or refused last time.
+            self._cosign()
+            latest = self.store.latest_checkpoint()
+            return latest if latest is not None and latest.height == cp.height else cp
 
         result: Checkpoint = await self.run_in_writer(work)
         return result
+
+
+# The outcome of a batch appended in the first transaction, until its receipt is made.
+_NOT_YET = AnchorError("commit-failed", "the batch was appended but not yet receipted")
 
 
 def _merkle_root(leaf_hashes: list[bytes]) -> bytes:

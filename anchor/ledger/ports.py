@@ -96,6 +96,13 @@ class LedgerTx(abc.ABC):
     ) -> Checkpoint: ...
 
     @abc.abstractmethod
+    def set_cosignatures(
+        self, height: int, note: str, cosignatures: int, final: bool
+    ) -> Checkpoint:
+        """Store the note of checkpoint ``height`` with the cosignatures gathered after
+        it was committed (the same text and log signature, more signature lines)."""
+
+    @abc.abstractmethod
     def set_receipt(self, leaf_index: int, receipt_json: bytes) -> bytes:
         """Store a receipt unless one is stored already; return the stored one."""
 

@@ -149,11 +149,16 @@ def test_stop_copes_with_a_postmaster_killed_by_sigkill() -> None:
         data_dir = cluster.data_dir.resolve()
         directory, port = cluster.directory, cluster.port
         assert port is not None
-        with psycopg.connect(cluster.dsn) as conn:  # a backend too, not only the postmaster
+        # A backend too, not only the postmaster. Autocommit: leaving the block must not
+        # try to COMMIT on a backend the dead postmaster is taking down with it.
+        conn = psycopg.connect(cluster.dsn, autocommit=True)
+        try:
             conn.execute("SELECT 1")
             processes = processes_in(data_dir)
             assert cluster.pid in processes and len(processes) > 2
             os.kill(cluster.pid, signal.SIGKILL)
+        finally:
+            conn.close()
         cluster.stop()
         assert not any(is_running(p) for p in processes)
         assert not directory.exists()

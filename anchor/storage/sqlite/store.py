@@ -313,6 +313,18 @@ class _SqliteTx(_Reads, LedgerTx):
         )
         return Checkpoint(height, size, root, note, signed_at, cosignatures, final, entries)
 
+    def set_cosignatures(
+        self, height: int, note: str, cosignatures: int, final: bool
+    ) -> Checkpoint:
+        self._c.execute(
+            "UPDATE checkpoints SET note = ?, cosignatures = ?, final = ? WHERE height = ?",
+            (note, cosignatures, int(final), height),
+        )
+        cp = self.checkpoint(height)
+        if cp is None:
+            raise KeyError(f"no checkpoint at height {height}")
+        return cp
+
     def set_receipt(self, leaf_index: int, receipt_json: bytes) -> bytes:
         self._c.execute(
             "UPDATE batches SET receipt_json = ? WHERE leaf_index = ? AND receipt_json IS NULL",

@@ -7,7 +7,12 @@ import uuid
 import pytest
 
 from anchor.auth import enroll_gateway
-from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember, sign_checkpoint
+from anchor.consortium.checkpoints import (
+    CheckpointSigner,
+    InProcessMember,
+    gather_cosignatures,
+    sign_checkpoint,
+)
 from anchor.ledger.model import Checkpoint, NewBatch
 from anchor.storage.sqlite.store import SqliteLedger
 from proofs.keys import SigningKey
@@ -41,8 +46,10 @@ def _append(store: SqliteLedger, sim: GatewaySim) -> None:
 
 
 def _sign(store: SqliteLedger, signer: CheckpointSigner) -> Checkpoint:
+    """Log-sign in a write transaction, then gather cosignatures after it committed."""
     with store.transaction() as tx:
-        return sign_checkpoint(tx, signer, now_ms=1_000)
+        cp = sign_checkpoint(tx, signer, now_ms=1_000)
+    return gather_cosignatures(store, signer, now_ms=1_000) or cp
 
 
 def test_genesis_then_blocks_and_no_empty_blocks(
@@ -93,3 +100,34 @@ def test_quorum_policy_counts_only_valid_member_cosignatures(
     other = NoteVerifier("test/member", 0x04, SigningKey.generate().public_key)
     assert not signer.policy.cosigners_of(SignedNote(note.text, note.signatures[:1]))
     assert other.key_id != signer.policy.members[0].key_id
+
+
+def test_members_review_after_the_commit_never_inside_a_write_transaction(
+    store: SqliteLedger,
+) -> None:
+    """The log key signs in the write transaction; a member (which may be slow or
+    remote) is asked only once that has committed, holding no write lock."""
+    seen: list[bool] = []
+
+    class WatchingMember(InProcessMember):
+        def review_and_cosign(self, tx, previous, checkpoint_text, now_s):  # type: ignore[no-untyped-def]
+            seen.append(store._write_lock.locked())
+            return super().review_and_cosign(tx, previous, checkpoint_text, now_s)
+
+    member = WatchingMember("test/member", SigningKey.generate())
+    signer = CheckpointSigner("test/log", SigningKey.generate(), [member], threshold=1)
+    sim = GatewaySim()
+    enroll_gateway(store, sim.gw, "acme", sim.public_key_b64, None, 0)
+    _append(store, sim)
+    with store.transaction() as tx:
+        logged = sign_checkpoint(tx, signer, now_ms=1_000)
+    assert seen == []  # no member asked inside the transaction
+    assert (logged.cosignatures, logged.final) == (0, False)
+    cosigned = gather_cosignatures(store, signer, now_ms=2_000)
+    assert seen == [False]
+    assert cosigned is not None
+    assert (cosigned.height, cosigned.cosignatures, cosigned.final) == (logged.height, 1, True)
+    assert store.checkpoint(logged.height) == cosigned
+    # Asked again, a member that has cosigned is not asked twice.
+    assert gather_cosignatures(store, signer, now_ms=3_000) == cosigned
+    assert seen == [False]
