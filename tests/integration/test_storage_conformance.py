@@ -367,6 +367,18 @@ def test_checkpoints(store: LedgerStore) -> None:
     assert store.checkpoint_covering(3) == c2
     assert store.checkpoint_covering(3, final_only=True) is None
     assert store.checkpoint_covering(5) is None
+    with store.transaction() as tx:
+        c2 = tx.set_cosignatures(2, "five, cosigned", 1, True)
+        with pytest.raises(KeyError):
+            tx.set_cosignatures(9, "none", 1, True)
+    assert (c2.height, c2.size, c2.note, c2.cosignatures, c2.final) == (
+        2,
+        5,
+        "five, cosigned",
+        1,
+        True,
+    )
+    assert store.latest_checkpoint(final_only=True) == c2 == store.checkpoint(2)
     assert store.checkpoints() == [c2, c1, c0]
     assert store.checkpoints(limit=1, before_height=2) == [c1]
     assert list(store.checkpoints_ascending()) == [c0, c1, c2]

@@ -250,6 +250,18 @@ class _PostgresTx(_Reads, LedgerTx):
         )
         return Checkpoint(height, size, root, note, signed_at, cosignatures, final, entries)
 
+    def set_cosignatures(
+        self, height: int, note: str, cosignatures: int, final: bool
+    ) -> Checkpoint:
+        self._c.execute(
+            b"UPDATE checkpoints SET note = %s, cosignatures = %s, final = %s WHERE height = %s",
+            (note, cosignatures, final, height),
+        )
+        cp = self.checkpoint(height)
+        if cp is None:
+            raise KeyError(f"no checkpoint at height {height}")
+        return cp
+
     def set_receipt(self, leaf_index: int, receipt_json: bytes) -> bytes:
         self._c.execute(
             b"UPDATE batches SET receipt_json = %s WHERE leaf_index = %s AND receipt_json IS NULL",
