@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -36,7 +37,7 @@ from anchor.ledger.model import ROLES
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import Attest, attester
 from anchor.sd_notify import notify, watchdog_loop
-from anchor.storage import open_store
+from anchor.storage import describe_store, open_store
 from proofs.errors import KeyError_, ProofsError
 from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
@@ -74,7 +75,7 @@ def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
         if not path.exists():
             save_signing_key(SigningKey.generate(), path)
     signer = open_signer(config)
-    fresh = not config.db_file.exists()
+    fresh = not config.store and not config.db_file.exists()
     store = open_store(config)
     if fresh:
         # SQLite gives the -wal and -shm files the mode of the database file.
@@ -110,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         default=os.environ.get("COLDTRAIL_ANCHOR_CONFIG"),
         help="TOML config (default: $COLDTRAIL_ANCHOR_CONFIG, else built-in defaults)",
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        help="the ledger: a postgresql:// URL (overrides the config's store; default: the"
+        " SQLite file at db_path)",
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create the node key, member key and ledger; print vkeys")
@@ -197,7 +204,7 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
         print(f"log vkey:      {log_vkey}")
         for v in member_vkeys:
             print(f"cosigner vkey: {v}")
-        print(f"ledger:        {config.db_file}")
+        print(f"ledger:        {describe_store(config)}")
         print("verify with:   coldtrail-anchor policy > policy.txt")
         print("               coldtrail-verify BUNDLE --policy policy.txt")
         return EXIT_OK
@@ -209,7 +216,7 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
             level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         if args.port is not None:
-            config = load_config(args.config, listen_port=args.port)
+            config = dataclasses.replace(config, listen_port=args.port)
         asyncio.run(_serve(config))
         return EXIT_OK
     store = open_store(config)
@@ -336,13 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return EXIT_USAGE if e.code else EXIT_OK
+    overrides = {} if args.store is None else {"store": args.store}
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, **overrides)
     except ConfigError as e:
         print(f"coldtrail-anchor: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return _run(args, config)
+    except ConfigError as e:  # e.g. a PostgreSQL store without its driver installed
+        print(f"coldtrail-anchor: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (ValueError, KeyError_, ProofsError) as e:
         print(f"coldtrail-anchor: {e}", file=sys.stderr)
         return EXIT_REFUSED

@@ -33,6 +33,9 @@ class AnchorConfig:
     data_dir: Path = Path("var/anchor")
     # The ledger database; relative paths are under data_dir.
     db_path: Path = Path("ledger.sqlite3")
+    # Empty: the embedded SQLite file at db_path. A postgresql:// URL: that database
+    # (docs/postgresql.md); db_path is then unused.
+    store: str = ""
     node_key_path: Path = Path("keys/node.key")
     cosigner_key_path: Path = Path("keys/member.key")
     # C2SP origin line of the log and the note key name of the log key.
@@ -84,6 +87,12 @@ class AnchorConfig:
             value = getattr(self, name)
             if not _NAME.fullmatch(value) or "+" in value:
                 raise ConfigError(f"{name} must be 1-128 of letters, digits and ._/- ({value!r})")
+        if self.store and not self.store.strip().lower().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                "store must be empty (the SQLite file at db_path) or a postgresql:// URL"
+            )
         if self.log_origin == self.member_name:
             raise ConfigError("log_origin and member_name must differ (C2SP key names)")
         if self.quorum < 0 or self.quorum > 1:

@@ -1,7 +1,8 @@
 """Ledger commit failures: what caused them, what the client is told, what health says.
 
 A commit that fails (the disk is full, the disk errs, the file turned read-only,
-another process holds the lock) rolls the whole transaction back, so nothing is
+another process holds the lock; on PostgreSQL the same causes by SQLSTATE, and a lost
+connection) rolls the whole transaction back, so nothing is
 half-written; the batches in it were not acknowledged. The client is told so with
 a coded ``503`` and ``Retry-After``: the same bytes are welcome again later, and
 a gateway retries them with backoff (docs/adr/0207). ``/healthz`` reports the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +48,12 @@ _SENTENCES = {
 
 def classify_commit_failure(exc: BaseException) -> str:
     """The cause (one of :data:`CAUSES`) of an exception out of a ledger commit."""
+    if "psycopg" in sys.modules:  # only a loaded driver can have raised its errors
+        from anchor.storage.postgres.errors import classify_postgres_failure
+
+        cause = classify_postgres_failure(exc)
+        if cause is not None:
+            return cause
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         primary = None if code is None else code & 0xFF

@@ -200,12 +200,13 @@ def make_node(
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.storage.sqlite.store import SqliteLedger
+    from anchor.storage import open_store
 
+    # overrides may name the store (store="postgresql://..."); the default is SQLite.
     config = load_config(None, env={}, data_dir=str(tmp / "anchor"), **overrides)
     log_vkey, _ = init_node(config)
     gateway = gateway or GatewaySim()
-    store = SqliteLedger(config.db_file)
+    store = open_store(config)
     try:
         store.add_organisation(org, org.title(), T0)
         register_and_enroll(
