@@ -55,23 +55,21 @@ from anchor.ledger.model import (
 )
 from anchor.ledger.ports import LedgerStore, LedgerTx
 from anchor.storage.dsn import redact_dsn
-
-# The row shapes are the SQLite driver's: one mapping from rows to values for both.
-from anchor.storage.sqlite.store import (
-    _BATCH_COLS,
-    _CP_COLS,
-    _GW_COLS,
-    _LINK_COLS,
-    _PLACE_COLS,
-    _RECORD_COLS,
-    _SCAN_COLS,
-    _TOKEN_COLS,
-    _batch,
-    _checkpoint,
-    _gateway,
-    _link,
-    _record,
-    _token,
+from anchor.storage.rows import (
+    BATCH_COLS,
+    CP_COLS,
+    GW_COLS,
+    LINK_COLS,
+    PLACE_COLS,
+    RECORD_COLS,
+    SCAN_COLS,
+    TOKEN_COLS,
+    batch_row,
+    checkpoint_row,
+    gateway_row,
+    link_row,
+    record_row,
+    token_row,
 )
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
@@ -87,7 +85,7 @@ MIGRATE_LOCK_KEY = int.from_bytes(b"ctmigr01", "big") - 2**63
 LOCK_TIMEOUT = "30s"  # a writer waits this long for another process's transaction
 _PAGE = 1000  # rows per round trip when iterating the whole log
 
-# _RECORD_COLS in PostgreSQL types, for COPY.
+# RECORD_COLS in PostgreSQL types, for COPY.
 _RECORD_TYPES = [*("text", "int8", "text", "text", "text", "int8", "int8", "int8", "bytea")]
 _RECORD_TYPES += ["text", "float8", "text"]
 
@@ -124,25 +122,28 @@ class _Reads:
 
     def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
         row = self._one(
-            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq = %s",
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq = %s",
             (gw, batch_seq),
         )
-        return None if row is None else _batch(row)
+        return None if row is None else batch_row(row)
 
     def chain_neighbours(
         self, gw: str, batch_seq: int
     ) -> tuple[ChainLink | None, ChainLink | None]:
         lower = self._one(
-            f"SELECT {_LINK_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
             " ORDER BY batch_seq DESC LIMIT 1",
             (gw, batch_seq),
         )
         higher = self._one(
-            f"SELECT {_LINK_COLS} FROM batches WHERE gw = %s AND batch_seq > %s"
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = %s AND batch_seq > %s"
             " ORDER BY batch_seq LIMIT 1",
             (gw, batch_seq),
         )
-        return (None if lower is None else _link(lower), None if higher is None else _link(higher))
+        return (
+            None if lower is None else link_row(lower),
+            None if higher is None else link_row(higher),
+        )
 
     def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
         rows = self._all(
@@ -166,12 +167,12 @@ class _Reads:
         return out
 
     def batch(self, leaf_index: int) -> StoredBatch | None:
-        row = self._one(f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index = %s", (leaf_index,))
-        return None if row is None else _batch(row)
+        row = self._one(f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index = %s", (leaf_index,))
+        return None if row is None else batch_row(row)
 
     def gateway(self, gw: str) -> Gateway | None:
-        row = self._one(f"SELECT {_GW_COLS} FROM gateways WHERE id = %s", (gw,))
-        return None if row is None else _gateway(row)
+        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE id = %s", (gw,))
+        return None if row is None else gateway_row(row)
 
     def log_size(self) -> int:
         row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
@@ -184,13 +185,13 @@ class _Reads:
         return bytes(row[0])
 
     def checkpoint(self, height: int) -> Checkpoint | None:
-        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints WHERE height = %s", (height,))
-        return None if row is None else _checkpoint(row)
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints WHERE height = %s", (height,))
+        return None if row is None else checkpoint_row(row)
 
     def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
         where = "WHERE final" if final_only else ""
-        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
-        return None if row is None else _checkpoint(row)
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
+        return None if row is None else checkpoint_row(row)
 
 
 class _PostgresTx(_Reads, LedgerTx):
@@ -198,7 +199,7 @@ class _PostgresTx(_Reads, LedgerTx):
         c = self._c
         leaf_index = self.log_size()  # dense: the write lock is held since BEGIN
         c.execute(
-            f"INSERT INTO batches ({_BATCH_COLS}) VALUES ({_marks(13)}, NULL)".encode(),
+            f"INSERT INTO batches ({BATCH_COLS}) VALUES ({_marks(13)}, NULL)".encode(),
             (
                 leaf_index,
                 batch.gw,
@@ -217,7 +218,7 @@ class _PostgresTx(_Reads, LedgerTx):
         )
         if batch.records:
             # COPY: one round trip for a batch of thousands of records.
-            with c.cursor().copy(f"COPY records ({_RECORD_COLS}) FROM STDIN".encode()) as copy:
+            with c.cursor().copy(f"COPY records ({RECORD_COLS}) FROM STDIN".encode()) as copy:
                 copy.set_types(_RECORD_TYPES)
                 for i, r in enumerate(batch.records):
                     row = (r.gw, r.seq, r.type, r.src, r.asset, r.t, leaf_index, i, r.json)
@@ -230,7 +231,7 @@ class _PostgresTx(_Reads, LedgerTx):
         with c.cursor() as cur:
             if scans:
                 cur.executemany(
-                    f"INSERT INTO scans ({_SCAN_COLS}) VALUES ({_marks(11)})".encode(), scans
+                    f"INSERT INTO scans ({SCAN_COLS}) VALUES ({_marks(11)})".encode(), scans
                 )
             cur.executemany(
                 b"INSERT INTO log_nodes (level, idx, hash) VALUES (%s, %s, %s)",
@@ -245,7 +246,7 @@ class _PostgresTx(_Reads, LedgerTx):
         height = 0 if latest is None else latest.height + 1
         entries = size - (0 if latest is None else latest.size)
         self._c.execute(
-            f"INSERT INTO checkpoints ({_CP_COLS}) VALUES ({_marks(8)})".encode(),
+            f"INSERT INTO checkpoints ({CP_COLS}) VALUES ({_marks(8)})".encode(),
             (height, size, root, note, signed_at, cosignatures, final, entries),
         )
         return Checkpoint(height, size, root, note, signed_at, cosignatures, final, entries)
@@ -417,7 +418,7 @@ class PostgresLedger(LedgerStore):
                     " a key is enrolled at most once, ever: generate a new key"
                 )
             tx._c.execute(
-                f"INSERT INTO gateways ({_GW_COLS}) VALUES ({_marks(11)})".encode(),
+                f"INSERT INTO gateways ({GW_COLS}) VALUES ({_marks(11)})".encode(),
                 (
                     gateway.id,
                     gateway.org_id,
@@ -464,7 +465,7 @@ class PostgresLedger(LedgerStore):
             raise ValueError(f"no organisation {place.org_id!r}")
         try:
             self._write(
-                f"INSERT INTO places ({_PLACE_COLS}) VALUES ({_marks(6)})",
+                f"INSERT INTO places ({PLACE_COLS}) VALUES ({_marks(6)})",
                 (
                     place.id,
                     place.org_id,
@@ -481,11 +482,11 @@ class PostgresLedger(LedgerStore):
         return place
 
     def place(self, place_id: str) -> Place | None:
-        row = self._reads()._one(f"SELECT {_PLACE_COLS} FROM places WHERE id = %s", (place_id,))
+        row = self._reads()._one(f"SELECT {PLACE_COLS} FROM places WHERE id = %s", (place_id,))
         return None if row is None else Place(*row)
 
     def places(self, org_id: str | None = None) -> list[Place]:
-        query = f"SELECT {_PLACE_COLS} FROM places"
+        query = f"SELECT {PLACE_COLS} FROM places"
         args: tuple[Any, ...] = ()
         if org_id is not None:
             query, args = query + " WHERE org_id = %s", (org_id,)
@@ -500,15 +501,15 @@ class PostgresLedger(LedgerStore):
 
     def gateway_by_key(self, public_key: str) -> Gateway | None:
         row = self._reads()._one(
-            f"SELECT {_GW_COLS} FROM gateways WHERE public_key = %s", (public_key,)
+            f"SELECT {GW_COLS} FROM gateways WHERE public_key = %s", (public_key,)
         )
-        return None if row is None else _gateway(row)
+        return None if row is None else gateway_row(row)
 
     def add_token(self, token: ApiToken) -> ApiToken:
         if self.organisation(token.org_id) is None:
             raise ValueError(f"no organisation {token.org_id!r}")
         self._write(
-            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES ({_marks(7)})",
+            f"INSERT INTO tokens ({TOKEN_COLS}) VALUES ({_marks(7)})",
             (
                 token.id,
                 token.org_id,
@@ -548,23 +549,23 @@ class PostgresLedger(LedgerStore):
 
     def gateways(self, org_id: str | None = None) -> list[Gateway]:
         if org_id is None:
-            rows = self._reads()._all(f"SELECT {_GW_COLS} FROM gateways ORDER BY id")
+            rows = self._reads()._all(f"SELECT {GW_COLS} FROM gateways ORDER BY id")
         else:
             rows = self._reads()._all(
-                f"SELECT {_GW_COLS} FROM gateways WHERE org_id = %s ORDER BY id", (org_id,)
+                f"SELECT {GW_COLS} FROM gateways WHERE org_id = %s ORDER BY id", (org_id,)
             )
-        return [_gateway(r) for r in rows]
+        return [gateway_row(r) for r in rows]
 
     def token(self, token_id: str) -> ApiToken | None:
-        row = self._reads()._one(f"SELECT {_TOKEN_COLS} FROM tokens WHERE id = %s", (token_id,))
-        return None if row is None else _token(row)
+        row = self._reads()._one(f"SELECT {TOKEN_COLS} FROM tokens WHERE id = %s", (token_id,))
+        return None if row is None else token_row(row)
 
     def tokens(self, org_id: str | None = None) -> list[ApiToken]:
-        query = f"SELECT {_TOKEN_COLS} FROM tokens"
+        query = f"SELECT {TOKEN_COLS} FROM tokens"
         args: tuple[Any, ...] = ()
         if org_id is not None:
             query, args = query + " WHERE org_id = %s", (org_id,)
-        return [_token(r) for r in self._reads()._all(query + " ORDER BY created_at, id", args)]
+        return [token_row(r) for r in self._reads()._all(query + " ORDER BY created_at, id", args)]
 
     # --- log --------------------------------------------------------------------
 
@@ -592,12 +593,12 @@ class PostgresLedger(LedgerStore):
 
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[StoredBatch]:
         return self._pages(
-            f"SELECT {_BATCH_COLS}, leaf_index FROM batches WHERE leaf_index >= %s"
+            f"SELECT {BATCH_COLS}, leaf_index FROM batches WHERE leaf_index >= %s"
             " AND leaf_index < %s ORDER BY leaf_index LIMIT %s",
             (),
             start,
             2**62 if stop is None else stop,
-            _batch,
+            batch_row,
         )
 
     def batches_by_gateway(
@@ -605,20 +606,20 @@ class PostgresLedger(LedgerStore):
     ) -> list[StoredBatch]:
         before = 2**62 if before_batch_seq is None else before_batch_seq
         rows = self._reads()._all(
-            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
             " ORDER BY batch_seq DESC LIMIT %s OFFSET %s",
             (gw, before, limit, max(offset, 0)),
         )
-        return [_batch(r) for r in rows]
+        return [batch_row(r) for r in rows]
 
     def gateway_links(self, gw: str) -> Iterator[ChainLink]:
         return self._pages(
-            f"SELECT {_LINK_COLS}, batch_seq FROM batches WHERE gw = %s AND batch_seq >= %s"
+            f"SELECT {LINK_COLS}, batch_seq FROM batches WHERE gw = %s AND batch_seq >= %s"
             " AND batch_seq < %s ORDER BY batch_seq LIMIT %s",
             (gw,),
             -(2**62),
             2**62,
-            _link,
+            link_row,
         )
 
     def gateway_head(self, gw: str) -> GatewayHead | None:
@@ -645,43 +646,43 @@ class PostgresLedger(LedgerStore):
     ) -> Checkpoint | None:
         final = "AND final" if final_only else ""
         row = self._reads()._one(
-            f"SELECT {_CP_COLS} FROM checkpoints WHERE size > %s {final} ORDER BY height LIMIT 1",
+            f"SELECT {CP_COLS} FROM checkpoints WHERE size > %s {final} ORDER BY height LIMIT 1",
             (leaf_index,),
         )
-        return None if row is None else _checkpoint(row)
+        return None if row is None else checkpoint_row(row)
 
     def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
         before = 2**62 if before_height is None else before_height
         rows = self._reads()._all(
-            f"SELECT {_CP_COLS} FROM checkpoints WHERE height < %s ORDER BY height DESC LIMIT %s",
+            f"SELECT {CP_COLS} FROM checkpoints WHERE height < %s ORDER BY height DESC LIMIT %s",
             (before, limit),
         )
-        return [_checkpoint(r) for r in rows]
+        return [checkpoint_row(r) for r in rows]
 
     def checkpoints_ascending(self) -> Iterator[Checkpoint]:
         return self._pages(
-            f"SELECT {_CP_COLS}, height FROM checkpoints WHERE height >= %s AND height < %s"
+            f"SELECT {CP_COLS}, height FROM checkpoints WHERE height >= %s AND height < %s"
             " ORDER BY height LIMIT %s",
             (),
             0,
             2**62,
-            _checkpoint,
+            checkpoint_row,
         )
 
     # --- records ----------------------------------------------------------------
 
     def record(self, gw: str, seq: int) -> StoredRecord | None:
         row = self._reads()._one(
-            f"SELECT {_RECORD_COLS} FROM records WHERE gw = %s AND seq = %s", (gw, seq)
+            f"SELECT {RECORD_COLS} FROM records WHERE gw = %s AND seq = %s", (gw, seq)
         )
-        return None if row is None else _record(row)
+        return None if row is None else record_row(row)
 
     def batch_records(self, leaf_index: int) -> list[StoredRecord]:
         rows = self._reads()._all(
-            f"SELECT {_RECORD_COLS} FROM records WHERE batch_leaf = %s ORDER BY batch_index",
+            f"SELECT {RECORD_COLS} FROM records WHERE batch_leaf = %s ORDER BY batch_index",
             (leaf_index,),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_asset(
         self,
@@ -693,7 +694,7 @@ class PostgresLedger(LedgerStore):
         q: str | None = None,
         limit: int = 10_000,
     ) -> list[StoredRecord]:
-        query = f"SELECT {_RECORD_COLS} FROM records WHERE asset = %s AND t >= %s AND t < %s"
+        query = f"SELECT {RECORD_COLS} FROM records WHERE asset = %s AND t >= %s AND t < %s"
         args: list[Any] = [asset, t_from, t_to]
         if type is not None:
             query += " AND type = %s"
@@ -702,28 +703,28 @@ class PostgresLedger(LedgerStore):
             query += " AND q = %s"
             args.append(q)
         rows = self._reads()._all(query + " ORDER BY t, gw, seq LIMIT %s", (*args, limit))
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_src(
         self, src: str, t_from: int, t_to: int, *, limit: int = 10_000
     ) -> list[StoredRecord]:
         rows = self._reads()._all(
-            f"SELECT {_RECORD_COLS} FROM records WHERE src = %s AND t >= %s AND t < %s"
+            f"SELECT {RECORD_COLS} FROM records WHERE src = %s AND t >= %s AND t < %s"
             " ORDER BY t, gw, seq LIMIT %s",
             (src, t_from, t_to, limit),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_gateway(
         self, gw: str, seq_from: int = 0, seq_to: int | None = None, *, limit: int = 10_000
     ) -> list[StoredRecord]:
         seq_to = 2**62 if seq_to is None else seq_to
         rows = self._reads()._all(
-            f"SELECT {_RECORD_COLS} FROM records WHERE gw = %s AND seq >= %s AND seq < %s"
+            f"SELECT {RECORD_COLS} FROM records WHERE gw = %s AND seq >= %s AND seq < %s"
             " ORDER BY seq LIMIT %s",
             (gw, seq_from, seq_to, limit),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def scans(
         self,
@@ -742,7 +743,7 @@ class PostgresLedger(LedgerStore):
             raise ValueError("scans() needs at least one of gtin, lot, sscc, serial")
         where = " AND ".join(f"{k} = %s" for k in given)
         rows = self._reads()._all(
-            f"SELECT {_SCAN_COLS} FROM scans WHERE {where} AND t >= %s AND t < %s"
+            f"SELECT {SCAN_COLS} FROM scans WHERE {where} AND t >= %s AND t < %s"
             " ORDER BY t, gw, seq LIMIT %s",
             (*given.values(), t_from, t_to, limit),
         )
@@ -750,7 +751,7 @@ class PostgresLedger(LedgerStore):
 
     def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
         row = self._reads()._one(
-            f"SELECT {_SCAN_COLS} FROM scans WHERE gw = %s AND seq = %s", (gw, seq)
+            f"SELECT {SCAN_COLS} FROM scans WHERE gw = %s AND seq = %s", (gw, seq)
         )
         return None if row is None else ScanEvent(*row)
 

@@ -36,121 +36,29 @@ from anchor.ledger.model import (
     StoredRecord,
 )
 from anchor.ledger.ports import LedgerStore, LedgerTx
+from anchor.storage.rows import (
+    BATCH_COLS,
+    CP_COLS,
+    GW_COLS,
+    LINK_COLS,
+    PLACE_COLS,
+    RECORD_COLS,
+    SCAN_COLS,
+    TOKEN_COLS,
+    as_bytes,
+    batch_row,
+    checkpoint_row,
+    gateway_row,
+    link_row,
+    record_row,
+    token_row,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
 SCHEMA_VERSION = 2
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-
-_BATCH_COLS = (
-    "leaf_index, gw, batch_seq, manifest_hash, manifest_json, first_seq, last_seq, count, root,"
-    " opened, closed, records_evicted, accepted_at, receipt_json"
-)
-_RECORD_COLS = "gw, seq, type, src, asset, t, batch_leaf, batch_index, json, q, val, unit"
-_SCAN_COLS = "gw, seq, t, src, asset, rp, step, gtin, lot, sscc, serial"
-_CP_COLS = "height, size, root, note, signed_at, cosignatures, final, entries"
-_GW_COLS = (
-    "id, org_id, public_key, key_id, asset, enrolled_at, revoked_at, revoked_reason, places,"
-    " refused_from, attestation"
-)
-_PLACE_COLS = "id, org_id, kind, name, registered_at, attestation"
-_TOKEN_COLS = "id, org_id, role, token_hash, created_at, revoked_at, label"  # noqa: S105
-
-
-def _bytes(value: Any) -> bytes:
-    # A hand-edited row may hold TEXT where BLOB was written; read it, so that
-    # verify-ledger names the damage instead of crashing on it.
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def _batch(row: Any) -> StoredBatch:
-    return StoredBatch(
-        leaf_index=row[0],
-        gw=row[1],
-        batch_seq=row[2],
-        manifest_hash=row[3],
-        manifest_json=_bytes(row[4]),
-        first_seq=row[5],
-        last_seq=row[6],
-        count=row[7],
-        root=row[8],
-        opened=row[9],
-        closed=row[10],
-        records_evicted=bool(row[11]),
-        accepted_at=row[12],
-        receipt_json=None if row[13] is None else _bytes(row[13]),
-    )
-
-
-_LINK_COLS = "gw, batch_seq, manifest_hash, manifest_json, first_seq, last_seq, records_evicted,"
-_LINK_COLS += " leaf_index"
-
-
-def _link(row: Any) -> ChainLink:
-    try:
-        prev = json.loads(_bytes(row[3]))["prev"]
-    except (ValueError, KeyError, TypeError):
-        prev = ""  # a damaged row: it links to nothing, so every check against it fails
-    if not isinstance(prev, str):
-        prev = ""
-    return ChainLink(row[0], row[1], row[2], prev, row[4], row[5], bool(row[6]), row[7])
-
-
-def _record(row: Any) -> StoredRecord:
-    return StoredRecord(
-        gw=row[0],
-        seq=row[1],
-        type=row[2],
-        src=row[3],
-        asset=row[4],
-        t=row[5],
-        batch_leaf=row[6],
-        batch_index=row[7],
-        json=_bytes(row[8]),
-        q=row[9],
-        val=row[10],
-        unit=row[11],
-    )
-
-
-def _checkpoint(row: Any) -> Checkpoint:
-    return Checkpoint(
-        height=row[0],
-        size=row[1],
-        root=_bytes(row[2]),
-        note=row[3],
-        signed_at=row[4],
-        cosignatures=row[5],
-        final=bool(row[6]),
-        entries=row[7],
-    )
-
-
-def _gateway(row: Any) -> Gateway:
-    try:
-        places = json.loads(row[8])
-    except (ValueError, TypeError):
-        places = []  # a damaged row names no place: every record naming one is refused
-    if not isinstance(places, list):
-        places = []
-    return Gateway(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        places=frozenset(p for p in places if isinstance(p, str)),
-        refused_from=row[9],
-        attestation=row[10],
-    )
-
-
-def _token(row: Any) -> ApiToken:
-    return ApiToken(row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6])
 
 
 class _Reads:
@@ -172,25 +80,28 @@ class _Reads:
 
     def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
         row = self._one(
-            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
         )
-        return None if row is None else _batch(row)
+        return None if row is None else batch_row(row)
 
     def chain_neighbours(
         self, gw: str, batch_seq: int
     ) -> tuple[ChainLink | None, ChainLink | None]:
         # Both are one step on the UNIQUE (gw, batch_seq) index.
         lower = self._one(
-            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
             " ORDER BY batch_seq DESC LIMIT 1",
             (gw, batch_seq),
         )
         higher = self._one(
-            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? AND batch_seq > ?"
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq > ?"
             " ORDER BY batch_seq LIMIT 1",
             (gw, batch_seq),
         )
-        return (None if lower is None else _link(lower), None if higher is None else _link(higher))
+        return (
+            None if lower is None else link_row(lower),
+            None if higher is None else link_row(higher),
+        )
 
     def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
         rows = self._c.execute(
@@ -201,7 +112,7 @@ class _Reads:
         out: list[tuple[int, int]] = []
         for (raw,) in rows:
             try:
-                doc = json.loads(_bytes(raw))
+                doc = json.loads(as_bytes(raw))
             except ValueError:
                 continue
             lost_from, lost_to = doc.get("lost_from"), doc.get("lost_to")
@@ -214,12 +125,12 @@ class _Reads:
         return out
 
     def batch(self, leaf_index: int) -> StoredBatch | None:
-        row = self._one(f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
-        return None if row is None else _batch(row)
+        row = self._one(f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
+        return None if row is None else batch_row(row)
 
     def gateway(self, gw: str) -> Gateway | None:
-        row = self._one(f"SELECT {_GW_COLS} FROM gateways WHERE id = ?", (gw,))
-        return None if row is None else _gateway(row)
+        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE id = ?", (gw,))
+        return None if row is None else gateway_row(row)
 
     def log_size(self) -> int:
         row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
@@ -232,13 +143,13 @@ class _Reads:
         return bytes(row[0])
 
     def checkpoint(self, height: int) -> Checkpoint | None:
-        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints WHERE height = ?", (height,))
-        return None if row is None else _checkpoint(row)
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints WHERE height = ?", (height,))
+        return None if row is None else checkpoint_row(row)
 
     def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
         where = "WHERE final = 1" if final_only else ""
-        row = self._one(f"SELECT {_CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
-        return None if row is None else _checkpoint(row)
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
+        return None if row is None else checkpoint_row(row)
 
 
 class _SqliteTx(_Reads, LedgerTx):
@@ -250,7 +161,7 @@ class _SqliteTx(_Reads, LedgerTx):
         c = self._c
         leaf_index = self.log_size()
         c.execute(
-            f"INSERT INTO batches ({_BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+            f"INSERT INTO batches ({BATCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
             (
                 leaf_index,
                 batch.gw,
@@ -268,7 +179,7 @@ class _SqliteTx(_Reads, LedgerTx):
             ),
         )
         c.executemany(
-            f"INSERT INTO records ({_RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO records ({RECORD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 (
                     r.gw,
@@ -288,7 +199,7 @@ class _SqliteTx(_Reads, LedgerTx):
             ),
         )
         c.executemany(
-            f"INSERT INTO scans ({_SCAN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO scans ({SCAN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 (s.gw, s.seq, s.t, s.src, s.asset, s.rp, s.step, s.gtin, s.lot, s.sscc, s.serial)
                 for r in batch.records
@@ -308,7 +219,7 @@ class _SqliteTx(_Reads, LedgerTx):
         height = 0 if latest is None else latest.height + 1
         entries = size - (0 if latest is None else latest.size)
         self._c.execute(
-            f"INSERT INTO checkpoints ({_CP_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO checkpoints ({CP_COLS}) VALUES (?,?,?,?,?,?,?,?)",
             (height, size, root, note, signed_at, cosignatures, int(final), entries),
         )
         return Checkpoint(height, size, root, note, signed_at, cosignatures, final, entries)
@@ -484,7 +395,7 @@ class SqliteLedger(LedgerStore):
                     " a key is enrolled at most once, ever: generate a new key"
                 )
             tx._c.execute(
-                f"INSERT INTO gateways ({_GW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO gateways ({GW_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     gateway.id,
                     gateway.org_id,
@@ -531,7 +442,7 @@ class SqliteLedger(LedgerStore):
             raise ValueError(f"no organisation {place.org_id!r}")
         try:
             self._write(
-                f"INSERT INTO places ({_PLACE_COLS}) VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO places ({PLACE_COLS}) VALUES (?,?,?,?,?,?)",
                 (
                     place.id,
                     place.org_id,
@@ -548,11 +459,11 @@ class SqliteLedger(LedgerStore):
         return place
 
     def place(self, place_id: str) -> Place | None:
-        row = self._reads()._one(f"SELECT {_PLACE_COLS} FROM places WHERE id = ?", (place_id,))
+        row = self._reads()._one(f"SELECT {PLACE_COLS} FROM places WHERE id = ?", (place_id,))
         return None if row is None else Place(*row)
 
     def places(self, org_id: str | None = None) -> list[Place]:
-        sql = f"SELECT {_PLACE_COLS} FROM places"
+        sql = f"SELECT {PLACE_COLS} FROM places"
         args: tuple[Any, ...] = ()
         if org_id is not None:
             sql, args = sql + " WHERE org_id = ?", (org_id,)
@@ -567,15 +478,15 @@ class SqliteLedger(LedgerStore):
 
     def gateway_by_key(self, public_key: str) -> Gateway | None:
         row = self._reads()._one(
-            f"SELECT {_GW_COLS} FROM gateways WHERE public_key = ?", (public_key,)
+            f"SELECT {GW_COLS} FROM gateways WHERE public_key = ?", (public_key,)
         )
-        return None if row is None else _gateway(row)
+        return None if row is None else gateway_row(row)
 
     def add_token(self, token: ApiToken) -> ApiToken:
         if self.organisation(token.org_id) is None:
             raise ValueError(f"no organisation {token.org_id!r}")
         self._write(
-            f"INSERT INTO tokens ({_TOKEN_COLS}) VALUES (?,?,?,?,?,?,?)",
+            f"INSERT INTO tokens ({TOKEN_COLS}) VALUES (?,?,?,?,?,?,?)",
             (
                 token.id,
                 token.org_id,
@@ -614,23 +525,23 @@ class SqliteLedger(LedgerStore):
 
     def gateways(self, org_id: str | None = None) -> list[Gateway]:
         if org_id is None:
-            rows = self._conn().execute(f"SELECT {_GW_COLS} FROM gateways ORDER BY id")
+            rows = self._conn().execute(f"SELECT {GW_COLS} FROM gateways ORDER BY id")
         else:
             rows = self._conn().execute(
-                f"SELECT {_GW_COLS} FROM gateways WHERE org_id = ? ORDER BY id", (org_id,)
+                f"SELECT {GW_COLS} FROM gateways WHERE org_id = ? ORDER BY id", (org_id,)
             )
-        return [_gateway(r) for r in rows]
+        return [gateway_row(r) for r in rows]
 
     def token(self, token_id: str) -> ApiToken | None:
-        row = self._reads()._one(f"SELECT {_TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,))
-        return None if row is None else _token(row)
+        row = self._reads()._one(f"SELECT {TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,))
+        return None if row is None else token_row(row)
 
     def tokens(self, org_id: str | None = None) -> list[ApiToken]:
-        sql = f"SELECT {_TOKEN_COLS} FROM tokens"
+        sql = f"SELECT {TOKEN_COLS} FROM tokens"
         args: tuple[Any, ...] = ()
         if org_id is not None:
             sql, args = sql + " WHERE org_id = ?", (org_id,)
-        return [_token(r) for r in self._conn().execute(sql + " ORDER BY created_at, id", args)]
+        return [token_row(r) for r in self._conn().execute(sql + " ORDER BY created_at, id", args)]
 
     # --- log --------------------------------------------------------------------
 
@@ -658,30 +569,30 @@ class SqliteLedger(LedgerStore):
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[StoredBatch]:
         stop = 2**62 if stop is None else stop
         rows = self._conn().execute(
-            f"SELECT {_BATCH_COLS} FROM batches WHERE leaf_index >= ? AND leaf_index < ?"
+            f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index >= ? AND leaf_index < ?"
             " ORDER BY leaf_index",
             (start, stop),
         )
         for row in rows:
-            yield _batch(row)
+            yield batch_row(row)
 
     def batches_by_gateway(
         self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
     ) -> list[StoredBatch]:
         before = 2**62 if before_batch_seq is None else before_batch_seq
         rows = self._conn().execute(
-            f"SELECT {_BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
             " ORDER BY batch_seq DESC LIMIT ? OFFSET ?",
             (gw, before, limit, max(offset, 0)),
         )
-        return [_batch(r) for r in rows]
+        return [batch_row(r) for r in rows]
 
     def gateway_links(self, gw: str) -> Iterator[ChainLink]:
         rows = self._conn().execute(
-            f"SELECT {_LINK_COLS} FROM batches WHERE gw = ? ORDER BY batch_seq", (gw,)
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? ORDER BY batch_seq", (gw,)
         )
         for row in rows:
-            yield _link(row)
+            yield link_row(row)
 
     def gateway_head(self, gw: str) -> GatewayHead | None:
         return self._reads().gateway_head(gw)
@@ -707,37 +618,37 @@ class SqliteLedger(LedgerStore):
     ) -> Checkpoint | None:
         final = "AND final = 1" if final_only else ""
         row = self._reads()._one(
-            f"SELECT {_CP_COLS} FROM checkpoints WHERE size > ? {final} ORDER BY height LIMIT 1",
+            f"SELECT {CP_COLS} FROM checkpoints WHERE size > ? {final} ORDER BY height LIMIT 1",
             (leaf_index,),
         )
-        return None if row is None else _checkpoint(row)
+        return None if row is None else checkpoint_row(row)
 
     def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
         before = 2**62 if before_height is None else before_height
         rows = self._conn().execute(
-            f"SELECT {_CP_COLS} FROM checkpoints WHERE height < ? ORDER BY height DESC LIMIT ?",
+            f"SELECT {CP_COLS} FROM checkpoints WHERE height < ? ORDER BY height DESC LIMIT ?",
             (before, limit),
         )
-        return [_checkpoint(r) for r in rows]
+        return [checkpoint_row(r) for r in rows]
 
     def checkpoints_ascending(self) -> Iterator[Checkpoint]:
-        for row in self._conn().execute(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY height"):
-            yield _checkpoint(row)
+        for row in self._conn().execute(f"SELECT {CP_COLS} FROM checkpoints ORDER BY height"):
+            yield checkpoint_row(row)
 
     # --- records ----------------------------------------------------------------
 
     def record(self, gw: str, seq: int) -> StoredRecord | None:
         row = self._reads()._one(
-            f"SELECT {_RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq)
+            f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq)
         )
-        return None if row is None else _record(row)
+        return None if row is None else record_row(row)
 
     def batch_records(self, leaf_index: int) -> list[StoredRecord]:
         rows = self._conn().execute(
-            f"SELECT {_RECORD_COLS} FROM records WHERE batch_leaf = ? ORDER BY batch_index",
+            f"SELECT {RECORD_COLS} FROM records WHERE batch_leaf = ? ORDER BY batch_index",
             (leaf_index,),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_asset(
         self,
@@ -749,7 +660,7 @@ class SqliteLedger(LedgerStore):
         q: str | None = None,
         limit: int = 10_000,
     ) -> list[StoredRecord]:
-        sql = f"SELECT {_RECORD_COLS} FROM records WHERE asset = ? AND t >= ? AND t < ?"
+        sql = f"SELECT {RECORD_COLS} FROM records WHERE asset = ? AND t >= ? AND t < ?"
         args: list[Any] = [asset, t_from, t_to]
         if type is not None:
             sql += " AND type = ?"
@@ -758,28 +669,28 @@ class SqliteLedger(LedgerStore):
             sql += " AND q = ?"
             args.append(q)
         rows = self._conn().execute(sql + " ORDER BY t, gw, seq LIMIT ?", (*args, limit))
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_src(
         self, src: str, t_from: int, t_to: int, *, limit: int = 10_000
     ) -> list[StoredRecord]:
         rows = self._conn().execute(
-            f"SELECT {_RECORD_COLS} FROM records WHERE src = ? AND t >= ? AND t < ?"
+            f"SELECT {RECORD_COLS} FROM records WHERE src = ? AND t >= ? AND t < ?"
             " ORDER BY t, gw, seq LIMIT ?",
             (src, t_from, t_to, limit),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def records_by_gateway(
         self, gw: str, seq_from: int = 0, seq_to: int | None = None, *, limit: int = 10_000
     ) -> list[StoredRecord]:
         seq_to = 2**62 if seq_to is None else seq_to
         rows = self._conn().execute(
-            f"SELECT {_RECORD_COLS} FROM records WHERE gw = ? AND seq >= ? AND seq < ?"
+            f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq >= ? AND seq < ?"
             " ORDER BY seq LIMIT ?",
             (gw, seq_from, seq_to, limit),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def scans(
         self,
@@ -798,7 +709,7 @@ class SqliteLedger(LedgerStore):
             raise ValueError("scans() needs at least one of gtin, lot, sscc, serial")
         where = " AND ".join(f"{k} = ?" for k in given)
         rows = self._conn().execute(
-            f"SELECT {_SCAN_COLS} FROM scans WHERE {where} AND t >= ? AND t < ?"
+            f"SELECT {SCAN_COLS} FROM scans WHERE {where} AND t >= ? AND t < ?"
             " ORDER BY t, gw, seq LIMIT ?",
             (*given.values(), t_from, t_to, limit),
         )
@@ -806,7 +717,7 @@ class SqliteLedger(LedgerStore):
 
     def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
         row = self._reads()._one(
-            f"SELECT {_SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq)
+            f"SELECT {SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq)
         )
         return None if row is None else ScanEvent(*row)
 
