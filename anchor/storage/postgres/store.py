@@ -49,9 +49,7 @@ from anchor.ledger.model import (
     NewBatch,
     Organisation,
     Place,
-    ScanEvent,
     StoredBatch,
-    StoredRecord,
 )
 from anchor.ledger.ports import LedgerStore, LedgerTx
 from anchor.storage.dsn import redact_dsn
@@ -68,9 +66,9 @@ from anchor.storage.rows import (
     checkpoint_row,
     gateway_row,
     link_row,
-    record_row,
     token_row,
 )
+from anchor.storage.sql_reads import SqlRecordReads
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
 
@@ -309,7 +307,7 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(LedgerStore):
+class PostgresLedger(SqlRecordReads, LedgerStore):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:
@@ -669,102 +667,13 @@ class PostgresLedger(LedgerStore):
             checkpoint_row,
         )
 
-    # --- records ----------------------------------------------------------------
+    # --- records: anchor.storage.sql_reads.SqlRecordReads -----------------------
 
-    def record(self, gw: str, seq: int) -> StoredRecord | None:
-        row = self._reads()._one(
-            f"SELECT {RECORD_COLS} FROM records WHERE gw = %s AND seq = %s", (gw, seq)
-        )
-        return None if row is None else record_row(row)
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._reads()._one(sql.replace("?", "%s"), args)  # the shared SQL has no other ?
 
-    def batch_records(self, leaf_index: int) -> list[StoredRecord]:
-        rows = self._reads()._all(
-            f"SELECT {RECORD_COLS} FROM records WHERE batch_leaf = %s ORDER BY batch_index",
-            (leaf_index,),
-        )
-        return [record_row(r) for r in rows]
-
-    def records_by_asset(
-        self,
-        asset: str,
-        t_from: int,
-        t_to: int,
-        *,
-        type: str | None = None,
-        q: str | None = None,
-        limit: int = 10_000,
-    ) -> list[StoredRecord]:
-        query = f"SELECT {RECORD_COLS} FROM records WHERE asset = %s AND t >= %s AND t < %s"
-        args: list[Any] = [asset, t_from, t_to]
-        if type is not None:
-            query += " AND type = %s"
-            args.append(type)
-        if q is not None:
-            query += " AND q = %s"
-            args.append(q)
-        rows = self._reads()._all(query + " ORDER BY t, gw, seq LIMIT %s", (*args, limit))
-        return [record_row(r) for r in rows]
-
-    def records_by_src(
-        self, src: str, t_from: int, t_to: int, *, limit: int = 10_000
-    ) -> list[StoredRecord]:
-        rows = self._reads()._all(
-            f"SELECT {RECORD_COLS} FROM records WHERE src = %s AND t >= %s AND t < %s"
-            " ORDER BY t, gw, seq LIMIT %s",
-            (src, t_from, t_to, limit),
-        )
-        return [record_row(r) for r in rows]
-
-    def records_by_gateway(
-        self, gw: str, seq_from: int = 0, seq_to: int | None = None, *, limit: int = 10_000
-    ) -> list[StoredRecord]:
-        seq_to = 2**62 if seq_to is None else seq_to
-        rows = self._reads()._all(
-            f"SELECT {RECORD_COLS} FROM records WHERE gw = %s AND seq >= %s AND seq < %s"
-            " ORDER BY seq LIMIT %s",
-            (gw, seq_from, seq_to, limit),
-        )
-        return [record_row(r) for r in rows]
-
-    def scans(
-        self,
-        *,
-        gtin: str | None = None,
-        lot: str | None = None,
-        sscc: str | None = None,
-        serial: str | None = None,
-        t_from: int = 0,
-        t_to: int = 2**62,
-        limit: int = 10_000,
-    ) -> list[ScanEvent]:
-        keys = {"gtin": gtin, "lot": lot, "sscc": sscc, "serial": serial}
-        given = {k: v for k, v in keys.items() if v is not None}
-        if not given:
-            raise ValueError("scans() needs at least one of gtin, lot, sscc, serial")
-        where = " AND ".join(f"{k} = %s" for k in given)
-        rows = self._reads()._all(
-            f"SELECT {SCAN_COLS} FROM scans WHERE {where} AND t >= %s AND t < %s"
-            " ORDER BY t, gw, seq LIMIT %s",
-            (*given.values(), t_from, t_to, limit),
-        )
-        return [ScanEvent(*r) for r in rows]
-
-    def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
-        row = self._reads()._one(
-            f"SELECT {SCAN_COLS} FROM scans WHERE gw = %s AND seq = %s", (gw, seq)
-        )
-        return None if row is None else ScanEvent(*row)
-
-    def reading_stats(
-        self, asset: str, t_from: int, t_to: int
-    ) -> list[tuple[str, str, int, float, float]]:
-        rows = self._reads()._all(
-            "SELECT q, unit, COUNT(*), MIN(val), MAX(val) FROM records"
-            " WHERE asset = %s AND t >= %s AND t < %s AND type = 'reading' GROUP BY q, unit"
-            " ORDER BY q",
-            (asset, t_from, t_to),
-        )
-        return [(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return self._reads()._all(sql.replace("?", "%s"), args)
 
     def change_counter(self) -> int:
         # One primary-key row, bumped in the same commit as the rows it guards (see the

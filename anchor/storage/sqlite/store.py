@@ -31,9 +31,7 @@ from anchor.ledger.model import (
     NewBatch,
     Organisation,
     Place,
-    ScanEvent,
     StoredBatch,
-    StoredRecord,
 )
 from anchor.ledger.ports import LedgerStore, LedgerTx
 from anchor.storage.rows import (
@@ -50,9 +48,9 @@ from anchor.storage.rows import (
     checkpoint_row,
     gateway_row,
     link_row,
-    record_row,
     token_row,
 )
+from anchor.storage.sql_reads import SqlRecordReads
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
@@ -275,7 +273,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(LedgerStore):
+class SqliteLedger(SqlRecordReads, LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -635,102 +633,13 @@ class SqliteLedger(LedgerStore):
         for row in self._conn().execute(f"SELECT {CP_COLS} FROM checkpoints ORDER BY height"):
             yield checkpoint_row(row)
 
-    # --- records ----------------------------------------------------------------
+    # --- records: anchor.storage.sql_reads.SqlRecordReads -----------------------
 
-    def record(self, gw: str, seq: int) -> StoredRecord | None:
-        row = self._reads()._one(
-            f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq)
-        )
-        return None if row is None else record_row(row)
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._conn().execute(sql, args).fetchone()
 
-    def batch_records(self, leaf_index: int) -> list[StoredRecord]:
-        rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE batch_leaf = ? ORDER BY batch_index",
-            (leaf_index,),
-        )
-        return [record_row(r) for r in rows]
-
-    def records_by_asset(
-        self,
-        asset: str,
-        t_from: int,
-        t_to: int,
-        *,
-        type: str | None = None,
-        q: str | None = None,
-        limit: int = 10_000,
-    ) -> list[StoredRecord]:
-        sql = f"SELECT {RECORD_COLS} FROM records WHERE asset = ? AND t >= ? AND t < ?"
-        args: list[Any] = [asset, t_from, t_to]
-        if type is not None:
-            sql += " AND type = ?"
-            args.append(type)
-        if q is not None:
-            sql += " AND q = ?"
-            args.append(q)
-        rows = self._conn().execute(sql + " ORDER BY t, gw, seq LIMIT ?", (*args, limit))
-        return [record_row(r) for r in rows]
-
-    def records_by_src(
-        self, src: str, t_from: int, t_to: int, *, limit: int = 10_000
-    ) -> list[StoredRecord]:
-        rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE src = ? AND t >= ? AND t < ?"
-            " ORDER BY t, gw, seq LIMIT ?",
-            (src, t_from, t_to, limit),
-        )
-        return [record_row(r) for r in rows]
-
-    def records_by_gateway(
-        self, gw: str, seq_from: int = 0, seq_to: int | None = None, *, limit: int = 10_000
-    ) -> list[StoredRecord]:
-        seq_to = 2**62 if seq_to is None else seq_to
-        rows = self._conn().execute(
-            f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq >= ? AND seq < ?"
-            " ORDER BY seq LIMIT ?",
-            (gw, seq_from, seq_to, limit),
-        )
-        return [record_row(r) for r in rows]
-
-    def scans(
-        self,
-        *,
-        gtin: str | None = None,
-        lot: str | None = None,
-        sscc: str | None = None,
-        serial: str | None = None,
-        t_from: int = 0,
-        t_to: int = 2**62,
-        limit: int = 10_000,
-    ) -> list[ScanEvent]:
-        keys = {"gtin": gtin, "lot": lot, "sscc": sscc, "serial": serial}
-        given = {k: v for k, v in keys.items() if v is not None}
-        if not given:
-            raise ValueError("scans() needs at least one of gtin, lot, sscc, serial")
-        where = " AND ".join(f"{k} = ?" for k in given)
-        rows = self._conn().execute(
-            f"SELECT {SCAN_COLS} FROM scans WHERE {where} AND t >= ? AND t < ?"
-            " ORDER BY t, gw, seq LIMIT ?",
-            (*given.values(), t_from, t_to, limit),
-        )
-        return [ScanEvent(*r) for r in rows]
-
-    def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
-        row = self._reads()._one(
-            f"SELECT {SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq)
-        )
-        return None if row is None else ScanEvent(*row)
-
-    def reading_stats(
-        self, asset: str, t_from: int, t_to: int
-    ) -> list[tuple[str, str, int, float, float]]:
-        rows = self._conn().execute(
-            "SELECT q, unit, COUNT(*), MIN(val), MAX(val) FROM records"
-            " WHERE asset = ? AND t >= ? AND t < ? AND type = 'reading' GROUP BY q, unit"
-            " ORDER BY q",
-            (asset, t_from, t_to),
-        )
-        return [(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return self._conn().execute(sql, args).fetchall()
 
     def change_counter(self) -> int:
         # PRAGMA data_version moves when another connection commits; it reads the
