@@ -18,6 +18,7 @@ BENCHES = {
     "gateway": "bench.gateway_vs_thingsboard",
     "anchor": "bench.anchor_ingest_query",
     "anchor-scale": "bench.anchor_log_scale",
+    "anchor-pg": "bench.anchor_postgres",
     "e2e": "bench.e2e_latency",
 }
 

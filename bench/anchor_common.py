@@ -86,7 +86,7 @@ def make_node(root: Path, **settings: Any) -> Node:
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.storage.sqlite.store import SqliteLedger
+    from anchor.storage import open_store
 
     port = free_port()
     values = {
@@ -100,7 +100,7 @@ def make_node(root: Path, **settings: Any) -> Node:
     config_path.write_text("\n".join(lines) + "\n")
     config = load_config(config_path, env={})
     init_node(config)
-    store = SqliteLedger(config.db_file)
+    store = open_store(config)
     try:
         store.add_organisation(ORG, "Bench", int(time.time() * 1000))
         token, _ = issue_token(store, ORG, "gateway", int(time.time() * 1000))
@@ -244,9 +244,9 @@ def enroll_keys(node: Node, chains: Sequence[tuple[str, str, list[bytes]]], asse
     from anchor.auth import enroll_gateway, register_place
     from anchor.http.app import open_signer
     from anchor.ledger.registry import attester
-    from anchor.storage.sqlite.store import SqliteLedger
+    from anchor.storage import open_store
 
-    store = SqliteLedger(node.config.db_file)
+    store = open_store(node.config)
     attest = attester(open_signer(node.config).log_key)
     places = ["dock-3", "urn:bench:dock-1"]
     try:
@@ -266,30 +266,34 @@ def enroll_keys(node: Node, chains: Sequence[tuple[str, str, list[bytes]]], asse
 
 
 async def post_chains(
-    url: str, token: str, chains: Sequence[Sequence[bytes]]
+    url: str | Sequence[str], token: str, chains: Sequence[Sequence[bytes]]
 ) -> tuple[float, list[dict[str, Any]]]:
-    """Post each chain's bodies in order, the chains concurrently; (seconds, receipts)."""
+    """Post each chain's bodies in order, the chains concurrently; (seconds, receipts).
+
+    Several ``url``s (workers): chain ``i`` goes to ``url[i % len(url)]``."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     receipts: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(headers=headers) as session:
 
-        async def one_chain(bodies: Sequence[bytes]) -> None:
+        urls = [url] if isinstance(url, str) else list(url)
+
+        async def one_chain(bodies: Sequence[bytes], base: str) -> None:
             for b in bodies:
-                async with session.post(f"{url}/v1/batches", data=b) as resp:
+                async with session.post(f"{base}/v1/batches", data=b) as resp:
                     text = await resp.read()
                     if resp.status not in (200, 201):
                         raise RuntimeError(f"ingest refused: HTTP {resp.status}: {text[:500]!r}")
                     receipts.append(json.loads(text))
 
         start = time.perf_counter()
-        await asyncio.gather(*(one_chain(c) for c in chains))
+        await asyncio.gather(*(one_chain(c, urls[i % len(urls)]) for i, c in enumerate(chains)))
         elapsed = time.perf_counter() - start
     return elapsed, receipts
 
 
 def post_chains_sync(
-    url: str, token: str, chains: Sequence[Sequence[bytes]]
+    url: str | Sequence[str], token: str, chains: Sequence[Sequence[bytes]]
 ) -> tuple[float, list[dict[str, Any]]]:
     return asyncio.run(post_chains(url, token, chains))

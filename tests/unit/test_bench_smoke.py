@@ -53,3 +53,9 @@ def test_scale_prefill_goes_through_the_store_api(tmp_path: Path) -> None:
         store.close()
     assert counts["records"] == 5000
     assert counts["batches"] == 5
+
+
+def test_the_postgresql_bench_measures_libsodiums_two_core_limit() -> None:
+    from bench import anchor_postgres
+
+    assert anchor_postgres._libsodium_verifies(0.05) > 0
