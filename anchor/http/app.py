@@ -440,15 +440,26 @@ def public_limits(config: AnchorConfig) -> PublicLimits:
     )
 
 
+CHANGE_COUNTER_TTL_S = 0.25
+
+
 def create_app(config: AnchorConfig) -> web.Application:
     metrics = AnchorMetrics()
 
+    # The store's change counter, read at most every CHANGE_COUNTER_TTL_S: on
+    # PostgreSQL it is a round trip, and this runs on the event loop for every public
+    # request. A change made elsewhere reaches cached answers within that time.
+    counter = {"value": -1, "at": float("-inf")}
+
     def ledger_version() -> tuple[int, int, int]:
         # The writer's figures from memory, and the store's change counter: a
-        # revocation or enrolment made with the CLI (another process) moves only the
-        # latter, and must reach every cached answer (docs/adr/0311).
+        # revocation or enrolment made with the CLI (another process), or a batch
+        # appended by another worker, moves only the latter (docs/adr/0311).
         store = app.get(STORE)
-        return (*metrics.ledger_version(), store.change_counter() if store else -1)
+        now = time.monotonic()
+        if store is not None and now - counter["at"] >= CHANGE_COUNTER_TTL_S:
+            counter["value"], counter["at"] = store.change_counter(), now
+        return (*metrics.ledger_version(), int(counter["value"]))
 
     gate = PublicGate(public_limits(config), metrics, ledger_version)
     # Public reads get their own pool, queue bound and per-client limits; the ledger
