@@ -125,12 +125,18 @@ def _readings_in_answer(doc: dict[str, Any]) -> int:
     return sum(int(s.get("count", 0)) for s in doc.get("stats", []))
 
 
-def provenance_latency(readings: int, cold_requests: int, warm_requests: int) -> dict[str, Any]:
+def provenance_latency(
+    readings: int, cold_requests: int, warm_requests: int, store: str = ""
+) -> dict[str, Any]:
+    """``store``: a PostgreSQL URL, or empty for the embedded SQLite ledger."""
     clients = 20
     lots = cold_requests
     with tempfile.TemporaryDirectory(prefix="anchor-prov-") as tmp:
         # One address asks everything here: the per-client limit would measure itself.
-        node = ac.make_node(Path(tmp), public_rate_per_s=1e6, public_burst_requests=10**6)
+        settings: dict[str, Any] = {"store": store} if store else {}
+        node = ac.make_node(
+            Path(tmp), public_rate_per_s=1e6, public_burst_requests=10**6, **settings
+        )
         pub, bodies = _lot_journey(readings, lots)
         ac.enroll_keys(node, [("truck-07-gw", pub, bodies)], "truck-07")
         with ac.serve(node):

@@ -24,9 +24,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from . import anchor_common as ac
 from ._harness import Table
+from .anchor_ingest_query import provenance_latency
 
 _TESTS = Path(__file__).resolve().parents[1] / "tests"
 
@@ -133,7 +135,12 @@ def run() -> list[Table]:
     sodium = statistics.median([libsodium_verify_limit() for _ in range(repeats)])
     limit = max(openssl, sodium)
     rows = []
+    readings, cold_n, warm_n = (2_000, 40, 200) if q else (10_000, 200, 1000)
+    latency: dict[str, dict[str, Any]] = {}
     with PostgresCluster() as cluster:
+        for name, store in (("SQLite", ""), ("PostgreSQL", cluster.create_database("prov"))):
+            print(f"  [anchor-pg] provenance on {name}: {readings:,} readings, 20 clients ...")
+            latency[name] = provenance_latency(readings, cold_n, warm_n, store)
         for name, store, n, chains in (
             ("SQLite, 1 worker", "", 1, 4),
             ("PostgreSQL, 1 worker", cluster.create_database("bench1"), 1, 4),
@@ -149,6 +156,23 @@ def run() -> list[Table]:
     for name, rate in rows:
         t.add(name, rate, limit, "/s", None)
     t.print("limit")
+
+    def pct(xs: list[float], p: float) -> float:
+        return sorted(xs)[min(len(xs) - 1, round(p * (len(xs) - 1)))] * 1000
+
+    lt = Table(
+        f"Anchor provenance on both drivers: a lot with {readings:,} readings, 20 clients,"
+        " ms (first column SQLite); ratio PostgreSQL / SQLite"
+    )
+    s, p = latency["SQLite"], latency["PostgreSQL"]
+    for kind in ("cold", "warm"):
+        for label, frac in (("p50", 0.5), ("p99", 0.99)):
+            a, b = pct(s[kind], frac), pct(p[kind], frac)
+            lt.rows.append((f"{kind} {label}", f"{a:,.0f} ms", f"{b:,.0f} ms", f"x{b / a:.2f}"))
+        lt.rows.append(
+            (f"{kind} answers/s", f"{s[kind + '_rps']:,.1f}", f"{p[kind + '_rps']:,.1f}", "")
+        )
+    lt.print("PostgreSQL")
     sqlite_rate = rows[0][1]
     print(
         "   notes: PostgreSQL / SQLite: "
@@ -157,4 +181,4 @@ def run() -> list[Table]:
         + ", ".join(f"{name} {rate / openssl:.2f}x" for name, rate in rows)
         + ". Two cores: three workers share them with PostgreSQL and the posting client."
     )
-    return [t]
+    return [t, lt]
