@@ -1,10 +1,12 @@
 # SQL text here is built only from the column-list constants of anchor.storage.rows
 # and fixed fragments; every value is a bound parameter.
 # ruff: noqa: S608
-"""The record and scan reads of the ledger port, written once for every SQL driver.
+"""The reads of the ledger port that every SQL driver runs alike, written once: the
+registry (organisations, places, gateways, tokens), batches by gateway, checkpoints,
+records and scans.
 
 The statements use ``?`` placeholders and nothing dialect-specific; a driver gives
-:class:`SqlRecordReads` two methods, ``_one`` and ``_all``, that run a statement on its
+:class:`SqlReads` two methods, ``_one`` and ``_all``, that run a statement on its
 connection (the PostgreSQL driver turns ``?`` into ``%s`` there).
 """
 
@@ -12,14 +14,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from anchor.ledger.model import ScanEvent, StoredRecord
-from anchor.storage.rows import RECORD_COLS, SCAN_COLS, record_row
+from anchor.ledger.model import (
+    ApiToken,
+    Checkpoint,
+    Gateway,
+    Organisation,
+    Place,
+    ScanEvent,
+    StoredBatch,
+    StoredRecord,
+)
+from anchor.storage.rows import (
+    BATCH_COLS,
+    CP_COLS,
+    GW_COLS,
+    PLACE_COLS,
+    RECORD_COLS,
+    SCAN_COLS,
+    TOKEN_COLS,
+    batch_row,
+    checkpoint_row,
+    gateway_row,
+    record_row,
+    token_row,
+)
 
-__all__ = ["SqlRecordReads"]
+__all__ = ["SqlReads"]
 
 
-class SqlRecordReads:
-    """Records by key, batch, asset, source and gateway; scans by GS1 key; reading stats."""
+class SqlReads:
+    """The registry, batches by gateway, checkpoints, records, scans and reading stats.
+
+    Streaming reads (whole-log walks) and reads a write transaction shares stay in
+    each driver."""
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         raise NotImplementedError
@@ -28,9 +55,7 @@ class SqlRecordReads:
         raise NotImplementedError
 
     def record(self, gw: str, seq: int) -> StoredRecord | None:
-        row = self._one(
-            f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq)
-        )
+        row = self._one(f"SELECT {RECORD_COLS} FROM records WHERE gw = ? AND seq = ?", (gw, seq))
         return None if row is None else record_row(row)
 
     def batch_records(self, leaf_index: int) -> list[StoredRecord]:
@@ -106,9 +131,7 @@ class SqlRecordReads:
         return [ScanEvent(*r) for r in rows]
 
     def scan_event(self, gw: str, seq: int) -> ScanEvent | None:
-        row = self._one(
-            f"SELECT {SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq)
-        )
+        row = self._one(f"SELECT {SCAN_COLS} FROM scans WHERE gw = ? AND seq = ?", (gw, seq))
         return None if row is None else ScanEvent(*row)
 
     def reading_stats(
@@ -122,3 +145,74 @@ class SqlRecordReads:
         )
         return [(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
 
+    def place(self, place_id: str) -> Place | None:
+        row = self._one(f"SELECT {PLACE_COLS} FROM places WHERE id = ?", (place_id,))
+        return None if row is None else Place(*row)
+
+    def places(self, org_id: str | None = None) -> list[Place]:
+        sql = f"SELECT {PLACE_COLS} FROM places"
+        args: tuple[Any, ...] = ()
+        if org_id is not None:
+            sql, args = sql + " WHERE org_id = ?", (org_id,)
+        return [Place(*r) for r in self._all(sql + " ORDER BY id", args)]
+
+    def gateway_by_key(self, public_key: str) -> Gateway | None:
+        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE public_key = ?", (public_key,))
+        return None if row is None else gateway_row(row)
+
+    def organisation(self, org_id: str) -> Organisation | None:
+        row = self._one("SELECT id, name, created_at FROM organisations WHERE id = ?", (org_id,))
+        return None if row is None else Organisation(*row)
+
+    def organisations(self) -> list[Organisation]:
+        rows = self._all("SELECT id, name, created_at FROM organisations ORDER BY id")
+        return [Organisation(*r) for r in rows]
+
+    def gateways(self, org_id: str | None = None) -> list[Gateway]:
+        if org_id is None:
+            rows = self._all(f"SELECT {GW_COLS} FROM gateways ORDER BY id")
+        else:
+            rows = self._all(
+                f"SELECT {GW_COLS} FROM gateways WHERE org_id = ? ORDER BY id", (org_id,)
+            )
+        return [gateway_row(r) for r in rows]
+
+    def token(self, token_id: str) -> ApiToken | None:
+        row = self._one(f"SELECT {TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,))
+        return None if row is None else token_row(row)
+
+    def tokens(self, org_id: str | None = None) -> list[ApiToken]:
+        sql = f"SELECT {TOKEN_COLS} FROM tokens"
+        args: tuple[Any, ...] = ()
+        if org_id is not None:
+            sql, args = sql + " WHERE org_id = ?", (org_id,)
+        return [token_row(r) for r in self._all(sql + " ORDER BY created_at, id", args)]
+
+    def batches_by_gateway(
+        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
+    ) -> list[StoredBatch]:
+        before = 2**62 if before_batch_seq is None else before_batch_seq
+        rows = self._all(
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            " ORDER BY batch_seq DESC LIMIT ? OFFSET ?",
+            (gw, before, limit, max(offset, 0)),
+        )
+        return [batch_row(r) for r in rows]
+
+    def checkpoint_covering(
+        self, leaf_index: int, *, final_only: bool = False
+    ) -> Checkpoint | None:
+        final = "AND final = ?" if final_only else ""
+        row = self._one(
+            f"SELECT {CP_COLS} FROM checkpoints WHERE size > ? {final} ORDER BY height LIMIT 1",
+            (leaf_index, True) if final_only else (leaf_index,),
+        )
+        return None if row is None else checkpoint_row(row)
+
+    def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
+        before = 2**62 if before_height is None else before_height
+        rows = self._all(
+            f"SELECT {CP_COLS} FROM checkpoints WHERE height < ? ORDER BY height DESC LIMIT ?",
+            (before, limit),
+        )
+        return [checkpoint_row(r) for r in rows]

@@ -22,9 +22,9 @@ import pytest
 
 from proofs.receipt import verify_receipt
 from proofs.records import Manifest
-from support.anchor_process import ANCHOR, call, get_json, post_batch, write_config
+from support.anchor_process import ANCHOR, call, get_json, post_batch, start_anchor_on, write_config
 from support.batches import T0, GatewaySim, make_node, node_attester, register_and_enroll
-from support.procs import free_port, stop_process, wait_for_port
+from support.procs import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +37,6 @@ def _with_password(dsn: str) -> str:
     scheme, rest = dsn.split("://", 1)
     user, host = rest.split("@", 1)
     return f"{scheme}://{user}:{PASSWORD}@{host}"
-
-
-def _serve(config_path: Path, dsn: str, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [*ANCHOR, "--config", str(config_path), "--store", dsn, "serve"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(port)},
-        )
-    wait_for_port(port, timeout_s=30, proc=proc)
-    return proc, port
 
 
 def _cli(config_path: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,9 +70,9 @@ def test_two_serve_processes_on_one_postgresql_ledger(tmp_path: Path, pg_dsn: st
     write_config(str(node.config.data_dir), config_path)
     procs = []
     try:
-        first, port_a = _serve(config_path, dsn, tmp_path / "anchor-a.log")
+        first, port_a = start_anchor_on(config_path, dsn, tmp_path / "anchor-a.log")
         procs.append(first)
-        second, port_b = _serve(config_path, dsn, tmp_path / "anchor-b.log")
+        second, port_b = start_anchor_on(config_path, dsn, tmp_path / "anchor-b.log")
         procs.append(second)
 
         receipts: list[tuple[Manifest, Any]] = []

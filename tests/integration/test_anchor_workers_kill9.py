@@ -21,28 +21,15 @@ from anchor.auth import issue_token
 from anchor.storage import open_store
 from proofs.receipt import verify_receipt
 from proofs.records import Manifest
-from support.anchor_process import ANCHOR, get_json, post_batch, write_config
+from support.anchor_process import ANCHOR, get_json, post_batch, start_anchor_on, write_config
 from support.batches import T0, GatewaySim, make_node, node_attester, register_and_enroll
-from support.procs import free_port, stop_process, wait_for_port
+from support.procs import stop_process
 
 pytestmark = pytest.mark.integration
 
 GATEWAYS = 6
 BATCHES = 10  # per gateway
 RECORDS = 20  # per batch
-
-
-def _serve(config_path: Path, dsn: str, log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [*ANCHOR, "--config", str(config_path), "--store", dsn, "serve"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(port)},
-        )
-    wait_for_port(port, timeout_s=30, proc=proc)
-    return proc, port
 
 
 def test_three_workers_one_killed_mid_ingest_store_every_batch_once(
@@ -62,7 +49,7 @@ def test_three_workers_one_killed_mid_ingest_store_every_batch_once(
         store.close()
     config_path = tmp_path / "anchor.toml"
     write_config(str(node.config.data_dir), config_path)
-    workers = [_serve(config_path, pg_dsn, tmp_path / f"worker-{i}.log") for i in range(3)]
+    workers = [start_anchor_on(config_path, pg_dsn, tmp_path / f"worker-{i}.log") for i in range(3)]
     ports = [port for _, port in workers]
     receipts: list[tuple[Manifest, Any]] = []
     failures: list[str] = []

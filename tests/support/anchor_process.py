@@ -72,6 +72,22 @@ def start_anchor(config_path: Path, port: int, log_path: Path) -> subprocess.Pop
     return proc
 
 
+def start_anchor_on(
+    config_path: Path, store: str, log_path: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``serve --store STORE`` (e.g. a PostgreSQL URL) on a free port: (process, port)."""
+    port = free_port()
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [*ANCHOR, "--config", str(config_path), "--store", store, "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLDTRAIL_ANCHOR_LISTEN_PORT": str(port)},
+        )
+    wait_for_port(port, timeout_s=30, proc=proc)
+    return proc, port
+
+
 def write_config(data_dir: str, path: Path) -> None:
     # These tests read every leaf and proof back from one address: the per-client
     # public limit is not what they test (tests/integration/test_public_limits.py is).

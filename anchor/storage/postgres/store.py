@@ -66,9 +66,8 @@ from anchor.storage.rows import (
     checkpoint_row,
     gateway_row,
     link_row,
-    token_row,
 )
-from anchor.storage.sql_reads import SqlRecordReads
+from anchor.storage.sql_reads import SqlReads
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
 
@@ -307,7 +306,7 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(SqlRecordReads, LedgerStore):
+class PostgresLedger(SqlReads, LedgerStore):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:
@@ -479,29 +478,12 @@ class PostgresLedger(SqlRecordReads, LedgerStore):
             raise ValueError(f"{place.id!r} is registered already{whose}") from e
         return place
 
-    def place(self, place_id: str) -> Place | None:
-        row = self._reads()._one(f"SELECT {PLACE_COLS} FROM places WHERE id = %s", (place_id,))
-        return None if row is None else Place(*row)
-
-    def places(self, org_id: str | None = None) -> list[Place]:
-        query = f"SELECT {PLACE_COLS} FROM places"
-        args: tuple[Any, ...] = ()
-        if org_id is not None:
-            query, args = query + " WHERE org_id = %s", (org_id,)
-        return [Place(*r) for r in self._reads()._all(query + " ORDER BY id", args)]
-
     def revocations(self) -> list[tuple[str, int, int, str, str]]:
         rows = self._reads()._all(
             "SELECT gw, at, recorded_at, reason, attestation FROM revocations"
             " ORDER BY gw, recorded_at, id"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-    def gateway_by_key(self, public_key: str) -> Gateway | None:
-        row = self._reads()._one(
-            f"SELECT {GW_COLS} FROM gateways WHERE public_key = %s", (public_key,)
-        )
-        return None if row is None else gateway_row(row)
 
     def add_token(self, token: ApiToken) -> ApiToken:
         if self.organisation(token.org_id) is None:
@@ -532,38 +514,8 @@ class PostgresLedger(SqlRecordReads, LedgerStore):
 
     # --- access ---------------------------------------------------------------
 
-    def organisation(self, org_id: str) -> Organisation | None:
-        row = self._reads()._one(
-            "SELECT id, name, created_at FROM organisations WHERE id = %s", (org_id,)
-        )
-        return None if row is None else Organisation(*row)
-
-    def organisations(self) -> list[Organisation]:
-        rows = self._reads()._all("SELECT id, name, created_at FROM organisations ORDER BY id")
-        return [Organisation(*r) for r in rows]
-
     def gateway(self, gw: str) -> Gateway | None:
         return self._reads().gateway(gw)
-
-    def gateways(self, org_id: str | None = None) -> list[Gateway]:
-        if org_id is None:
-            rows = self._reads()._all(f"SELECT {GW_COLS} FROM gateways ORDER BY id")
-        else:
-            rows = self._reads()._all(
-                f"SELECT {GW_COLS} FROM gateways WHERE org_id = %s ORDER BY id", (org_id,)
-            )
-        return [gateway_row(r) for r in rows]
-
-    def token(self, token_id: str) -> ApiToken | None:
-        row = self._reads()._one(f"SELECT {TOKEN_COLS} FROM tokens WHERE id = %s", (token_id,))
-        return None if row is None else token_row(row)
-
-    def tokens(self, org_id: str | None = None) -> list[ApiToken]:
-        query = f"SELECT {TOKEN_COLS} FROM tokens"
-        args: tuple[Any, ...] = ()
-        if org_id is not None:
-            query, args = query + " WHERE org_id = %s", (org_id,)
-        return [token_row(r) for r in self._reads()._all(query + " ORDER BY created_at, id", args)]
 
     # --- log --------------------------------------------------------------------
 
@@ -599,17 +551,6 @@ class PostgresLedger(SqlRecordReads, LedgerStore):
             batch_row,
         )
 
-    def batches_by_gateway(
-        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
-    ) -> list[StoredBatch]:
-        before = 2**62 if before_batch_seq is None else before_batch_seq
-        rows = self._reads()._all(
-            f"SELECT {BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
-            " ORDER BY batch_seq DESC LIMIT %s OFFSET %s",
-            (gw, before, limit, max(offset, 0)),
-        )
-        return [batch_row(r) for r in rows]
-
     def gateway_links(self, gw: str) -> Iterator[ChainLink]:
         return self._pages(
             f"SELECT {LINK_COLS}, batch_seq FROM batches WHERE gw = %s AND batch_seq >= %s"
@@ -639,24 +580,6 @@ class PostgresLedger(SqlRecordReads, LedgerStore):
     def checkpoint(self, height: int) -> Checkpoint | None:
         return self._reads().checkpoint(height)
 
-    def checkpoint_covering(
-        self, leaf_index: int, *, final_only: bool = False
-    ) -> Checkpoint | None:
-        final = "AND final" if final_only else ""
-        row = self._reads()._one(
-            f"SELECT {CP_COLS} FROM checkpoints WHERE size > %s {final} ORDER BY height LIMIT 1",
-            (leaf_index,),
-        )
-        return None if row is None else checkpoint_row(row)
-
-    def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
-        before = 2**62 if before_height is None else before_height
-        rows = self._reads()._all(
-            f"SELECT {CP_COLS} FROM checkpoints WHERE height < %s ORDER BY height DESC LIMIT %s",
-            (before, limit),
-        )
-        return [checkpoint_row(r) for r in rows]
-
     def checkpoints_ascending(self) -> Iterator[Checkpoint]:
         return self._pages(
             f"SELECT {CP_COLS}, height FROM checkpoints WHERE height >= %s AND height < %s"
@@ -667,7 +590,7 @@ class PostgresLedger(SqlRecordReads, LedgerStore):
             checkpoint_row,
         )
 
-    # --- records: anchor.storage.sql_reads.SqlRecordReads -----------------------
+    # --- records: anchor.storage.sql_reads.SqlReads -----------------------
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._reads()._one(sql.replace("?", "%s"), args)  # the shared SQL has no other ?

@@ -48,9 +48,8 @@ from anchor.storage.rows import (
     checkpoint_row,
     gateway_row,
     link_row,
-    token_row,
 )
-from anchor.storage.sql_reads import SqlRecordReads
+from anchor.storage.sql_reads import SqlReads
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
@@ -273,7 +272,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(SqlRecordReads, LedgerStore):
+class SqliteLedger(SqlReads, LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -456,29 +455,12 @@ class SqliteLedger(SqlRecordReads, LedgerStore):
             raise ValueError(f"{place.id!r} is registered already{whose}") from e
         return place
 
-    def place(self, place_id: str) -> Place | None:
-        row = self._reads()._one(f"SELECT {PLACE_COLS} FROM places WHERE id = ?", (place_id,))
-        return None if row is None else Place(*row)
-
-    def places(self, org_id: str | None = None) -> list[Place]:
-        sql = f"SELECT {PLACE_COLS} FROM places"
-        args: tuple[Any, ...] = ()
-        if org_id is not None:
-            sql, args = sql + " WHERE org_id = ?", (org_id,)
-        return [Place(*r) for r in self._conn().execute(sql + " ORDER BY id", args)]
-
     def revocations(self) -> list[tuple[str, int, int, str, str]]:
         rows = self._conn().execute(
             "SELECT gw, at, recorded_at, reason, attestation FROM revocations"
             " ORDER BY gw, recorded_at, rowid"
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-    def gateway_by_key(self, public_key: str) -> Gateway | None:
-        row = self._reads()._one(
-            f"SELECT {GW_COLS} FROM gateways WHERE public_key = ?", (public_key,)
-        )
-        return None if row is None else gateway_row(row)
 
     def add_token(self, token: ApiToken) -> ApiToken:
         if self.organisation(token.org_id) is None:
@@ -508,38 +490,8 @@ class SqliteLedger(SqlRecordReads, LedgerStore):
 
     # --- access ---------------------------------------------------------------
 
-    def organisation(self, org_id: str) -> Organisation | None:
-        row = self._reads()._one(
-            "SELECT id, name, created_at FROM organisations WHERE id = ?", (org_id,)
-        )
-        return None if row is None else Organisation(*row)
-
-    def organisations(self) -> list[Organisation]:
-        rows = self._conn().execute("SELECT id, name, created_at FROM organisations ORDER BY id")
-        return [Organisation(*r) for r in rows]
-
     def gateway(self, gw: str) -> Gateway | None:
         return self._reads().gateway(gw)
-
-    def gateways(self, org_id: str | None = None) -> list[Gateway]:
-        if org_id is None:
-            rows = self._conn().execute(f"SELECT {GW_COLS} FROM gateways ORDER BY id")
-        else:
-            rows = self._conn().execute(
-                f"SELECT {GW_COLS} FROM gateways WHERE org_id = ? ORDER BY id", (org_id,)
-            )
-        return [gateway_row(r) for r in rows]
-
-    def token(self, token_id: str) -> ApiToken | None:
-        row = self._reads()._one(f"SELECT {TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,))
-        return None if row is None else token_row(row)
-
-    def tokens(self, org_id: str | None = None) -> list[ApiToken]:
-        sql = f"SELECT {TOKEN_COLS} FROM tokens"
-        args: tuple[Any, ...] = ()
-        if org_id is not None:
-            sql, args = sql + " WHERE org_id = ?", (org_id,)
-        return [token_row(r) for r in self._conn().execute(sql + " ORDER BY created_at, id", args)]
 
     # --- log --------------------------------------------------------------------
 
@@ -574,17 +526,6 @@ class SqliteLedger(SqlRecordReads, LedgerStore):
         for row in rows:
             yield batch_row(row)
 
-    def batches_by_gateway(
-        self, gw: str, *, limit: int = 50, before_batch_seq: int | None = None, offset: int = 0
-    ) -> list[StoredBatch]:
-        before = 2**62 if before_batch_seq is None else before_batch_seq
-        rows = self._conn().execute(
-            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
-            " ORDER BY batch_seq DESC LIMIT ? OFFSET ?",
-            (gw, before, limit, max(offset, 0)),
-        )
-        return [batch_row(r) for r in rows]
-
     def gateway_links(self, gw: str) -> Iterator[ChainLink]:
         rows = self._conn().execute(
             f"SELECT {LINK_COLS} FROM batches WHERE gw = ? ORDER BY batch_seq", (gw,)
@@ -611,29 +552,11 @@ class SqliteLedger(SqlRecordReads, LedgerStore):
     def checkpoint(self, height: int) -> Checkpoint | None:
         return self._reads().checkpoint(height)
 
-    def checkpoint_covering(
-        self, leaf_index: int, *, final_only: bool = False
-    ) -> Checkpoint | None:
-        final = "AND final = 1" if final_only else ""
-        row = self._reads()._one(
-            f"SELECT {CP_COLS} FROM checkpoints WHERE size > ? {final} ORDER BY height LIMIT 1",
-            (leaf_index,),
-        )
-        return None if row is None else checkpoint_row(row)
-
-    def checkpoints(self, *, limit: int = 20, before_height: int | None = None) -> list[Checkpoint]:
-        before = 2**62 if before_height is None else before_height
-        rows = self._conn().execute(
-            f"SELECT {CP_COLS} FROM checkpoints WHERE height < ? ORDER BY height DESC LIMIT ?",
-            (before, limit),
-        )
-        return [checkpoint_row(r) for r in rows]
-
     def checkpoints_ascending(self) -> Iterator[Checkpoint]:
         for row in self._conn().execute(f"SELECT {CP_COLS} FROM checkpoints ORDER BY height"):
             yield checkpoint_row(row)
 
-    # --- records: anchor.storage.sql_reads.SqlRecordReads -----------------------
+    # --- records: anchor.storage.sql_reads.SqlReads -----------------------
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._conn().execute(sql, args).fetchone()
