@@ -65,6 +65,9 @@ class AnchorConfig:
     # Per-product ranges: "GTIN:LOW:HIGH" items separated by commas; an empty bound
     # means none, e.g. "09506000134352:2:8,09501101530003::-18" (frozen: at most -18).
     cold_range_by_gtin: str = ""
+    # Lot answers take whole hours that cannot change them from the ledger's reading
+    # rollups (docs/adr/0316); false reads every reading: the same answers, slower.
+    provenance_rollups: bool = True
     # Public reads (provenance, pages, explorer, log proofs; docs/anchor.md "Limits"):
     # per client, a token bucket of public_rate_per_s with bursts of public_burst_requests;
     # they run on public_workers threads of their own with at most public_queue_max waiting.

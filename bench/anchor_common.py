@@ -154,11 +154,13 @@ class GatewaySim:
     prev: str = ZERO_HASH
     t: int = 0
     step_ms: int = 60_000
+    probes: int = 20  # readings go round this many sensors, half temperature, half humidity
 
     def __post_init__(self) -> None:
         self.key = SigningKey.generate()
         if not self.t:
             self.t = int(time.time() * 1000) - 30 * DAY_MS
+        self._t0 = self.t  # the boot: the monotonic clock runs with the wall clock from here
 
     @property
     def public_key_b64(self) -> str:
@@ -172,7 +174,7 @@ class GatewaySim:
             "seq": self.seq,
             "src": src,
             "t": self.t,
-            "clk": ClockEvidence(mono_us=self.seq * 1_000_000, boot="bench", sync=True),
+            "clk": ClockEvidence(mono_us=(self.t - self._t0) * 1000, boot="bench", sync=True),
             "salt": new_salt(os.urandom(16)),
             "asset": self.asset,
         }
@@ -181,7 +183,8 @@ class GatewaySim:
         q, unit, val = ("temperature", "CEL", 4.0 + 2.5 * math.sin(i / 50.0))
         if i % 2:
             q, unit, val = "humidity", "P1", 55.0 + (i % 100) / 10
-        return sign(Reading(**self._common(f"probe-{i % 20}"), q=q, val=val, unit=unit), self.key)
+        src = f"probe-{i % self.probes}"
+        return sign(Reading(**self._common(src), q=q, val=val, unit=unit), self.key)
 
     def scan(self, lot: str, step: str) -> Scan:
         gs1 = {"01": GTIN, "10": lot}
@@ -276,7 +279,6 @@ async def post_chains(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     receipts: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(headers=headers) as session:
-
         urls = [url] if isinstance(url, str) else list(url)
 
         async def one_chain(bodies: Sequence[bytes], base: str) -> None:

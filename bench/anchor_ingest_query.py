@@ -7,8 +7,8 @@
     ``openssl speed -multi 2 ed25519`` verify on both cores, measured in the same run.
     Two batch sizes: 1000 records (the gateway's default batch) and 5000 records (at or
     above ``verify_parallel_min_records``, verified in worker processes).
-(b) Provenance query p50/p99: a lot with 10k readings (loading scan, 10k readings on the
-    truck, unloading scan) ingested through the same API; 20 concurrent aiohttp clients
+(b) Provenance query p50/p99: a lot with 10k readings over three holders (packhouse,
+    truck, cold room; four probes each) ingested through the same API; 20 concurrent aiohttp clients
     ask ``GET /v1/provenance?gtin=&lot=`` (public caller, JSON). "cold": every request names
     another lot with the same 10k-reading custody (the answer cache cannot help); "warm":
     all requests name one lot (the anchor caches answers per ledger version).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import statistics
 import tempfile
@@ -77,14 +78,39 @@ def ingest_rates(
 # --------------------------------------------------------------------------------------
 
 
-def _lot_journey(readings: int, lots: int) -> tuple[str, list[bytes]]:
-    """One truck gateway: every lot is loaded, ``readings`` readings, every lot unloaded."""
-    sim = ac.GatewaySim("truck-07-gw", "truck-07", step_ms=30_000)
-    recs: list[Any] = [sim.scan(f"LOT-{i:04d}", "loading") for i in range(lots)]
-    recs += [sim.reading(i) for i in range(readings)]
-    recs += [sim.scan(f"LOT-{i:04d}", "unloading") for i in range(lots)]
-    bodies = [sim.body(recs[i : i + 1000]) for i in range(0, len(recs), 1000)]
-    return sim.public_key_b64, bodies
+# The three holders of a bench lot: its gateway, asset, and the scan that opens custody.
+HOLDERS = (
+    ("packhouse-gw", "packhouse-1", "packing"),
+    ("truck-07-gw", "truck-07", "loading"),
+    ("coldroom-gw", "coldroom-3", "receiving"),
+)
+
+
+def _lot_journey(readings: int, lots: int) -> list[tuple[str, str, str, list[bytes]]]:
+    """Every lot packed at a packhouse, loaded on a truck, received in a cold room, with
+    ``readings`` readings over the three stays (four probes each: two temperature, two
+    humidity, every 30 s); ``(gw, asset, public key, bodies)`` per holder."""
+    chains = []
+    t = 0
+    for gw, asset, step in HOLDERS:
+        sim = ac.GatewaySim(gw, asset, step_ms=30_000, t=t, probes=4)
+        recs: list[Any] = [sim.scan(f"LOT-{i:04d}", step) for i in range(lots)]
+        recs += [sim.reading(i) for i in range(readings // len(HOLDERS))]
+        t = sim.t
+        bodies = [sim.body(recs[i : i + 1000]) for i in range(0, len(recs), 1000)]
+        chains.append((gw, asset, sim.public_key_b64, bodies))
+    return chains
+
+
+def _enroll_journey(node: ac.Node, chains: list[tuple[str, str, str, list[bytes]]]) -> None:
+    for gw, asset, pub, bodies in chains:
+        ac.enroll_keys(node, [(gw, pub, bodies)], asset)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _query_load(
@@ -126,33 +152,42 @@ def _readings_in_answer(doc: dict[str, Any]) -> int:
 
 
 def provenance_latency(
-    readings: int, cold_requests: int, warm_requests: int, store: str = ""
+    readings: int, cold_requests: int, warm_requests: int, store: str = "", rollups: bool = True
 ) -> dict[str, Any]:
-    """``store``: a PostgreSQL URL, or empty for the embedded SQLite ledger."""
+    """``store``: a PostgreSQL URL, or empty for the embedded SQLite ledger; ``rollups``
+    False: the anchor reads every reading for each answer (the reference path)."""
     clients = 20
     lots = cold_requests
     with tempfile.TemporaryDirectory(prefix="anchor-prov-") as tmp:
         # One address asks everything here: the per-client limit would measure itself.
         settings: dict[str, Any] = {"store": store} if store else {}
         node = ac.make_node(
-            Path(tmp), public_rate_per_s=1e6, public_burst_requests=10**6, **settings
+            Path(tmp),
+            public_rate_per_s=1e6,
+            public_burst_requests=10**6,
+            provenance_rollups=rollups,
+            **settings,
         )
-        pub, bodies = _lot_journey(readings, lots)
-        ac.enroll_keys(node, [("truck-07-gw", pub, bodies)], "truck-07")
-        with ac.serve(node):
-            ac.post_chains_sync(node.url, node.token, [bodies])
+        chains = _lot_journey(readings, lots)
+        _enroll_journey(node, chains)
+        with ac.serve(node) as proc:
+            ac.post_chains_sync(node.url, node.token, [bodies for *_, bodies in chains])
             q = f"/v1/provenance?gtin={ac.GTIN}&lot="
             cold_paths = [q + f"LOT-{i:04d}" for i in range(lots)]
+            cpu0 = _cpu_s(proc.pid)
             cold, cold_wall, sample = asyncio.run(_query_load(node.url, cold_paths, clients))
+            cpu1 = _cpu_s(proc.pid)
             warm_paths = [q + "LOT-0000"] * warm_requests
             warm, warm_wall, _ = asyncio.run(_query_load(node.url, warm_paths, clients))
     return {
         "clients": clients,
         "cold": cold,
         "cold_rps": len(cold) / cold_wall,
+        "cold_cpu_ms": (cpu1 - cpu0) * 1000 / max(1, len(cold)),
         "warm": warm,
         "warm_rps": len(warm) / warm_wall,
         "answer_readings": _readings_in_answer(sample[0]) if sample else 0,
+        "verdict": sample[0]["verdict"]["status"] if sample else "",
         "sample_keys": sorted(sample[0]) if sample else [],
     }
 
@@ -213,12 +248,12 @@ def isolation(readings: int, probes: int) -> dict[str, Any]:
     lots = 200
     with tempfile.TemporaryDirectory(prefix="anchor-iso-") as tmp:
         node = ac.make_node(Path(tmp), public_rate_per_s=1e6, public_burst_requests=10**6)
-        pub, bodies = _lot_journey(readings, lots)
-        ac.enroll_keys(node, [("truck-07-gw", pub, bodies)], "truck-07")
+        chains = _lot_journey(readings, lots)
+        _enroll_journey(node, chains)
         probe_chains = ac.build_chains(["iso-idle", "iso-load"], probes, 10, asset="dock-1")
         ac.enroll_keys(node, probe_chains, "dock-1")
         with ac.serve(node):
-            ac.post_chains_sync(node.url, node.token, [bodies])
+            ac.post_chains_sync(node.url, node.token, [bodies for *_, bodies in chains])
             q = f"/v1/provenance?gtin={ac.GTIN}&lot="
             paths = [q + f"LOT-{i:04d}" for i in range(lots)]
             idle = asyncio.run(

@@ -490,6 +490,13 @@ def create_app(config: AnchorConfig) -> web.Application:
     default_range = ColdChainRange(config.cold_range_low_c, config.cold_range_high_c)
     ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
     # provenance pages, API, bundles, explorer (anchor/http/pages.py)
-    setup_web(app, config=ProvenanceConfig(default_range=default_range, range_by_gtin=ranges))
+    setup_web(
+        app,
+        config=ProvenanceConfig(
+            default_range=default_range,
+            range_by_gtin=ranges,
+            use_rollups=config.provenance_rollups,
+        ),
+    )
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     return app

@@ -324,6 +324,24 @@ def _decode_cursor(text: str) -> tuple[int, str, int]:
     return t, gw, seq
 
 
+def _encode_lot_cursor(interval: int, p: ReadingPoint) -> str:
+    raw = json.dumps([interval, p.t, p.gw, p.seq], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_lot_cursor(text: str) -> tuple[int, tuple[int, str, int]]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        i, t, gw, seq = json.loads(raw)
+    except (ValueError, binascii.Error, TypeError) as e:
+        raise AnchorError("bad-cursor", "'cursor' is not a cursor this API returned") from e
+    if not (isinstance(i, int) and i >= 0 and isinstance(t, int) and isinstance(gw, str)):
+        raise AnchorError("bad-cursor", "'cursor' is not a cursor this API returned")
+    if not isinstance(seq, int):
+        raise AnchorError("bad-cursor", "'cursor' is not a cursor this API returned")
+    return i, (t, gw, seq)
+
+
 def _point_json(p: ReadingPoint) -> dict[str, Any]:
     return {
         "gw": p.gw,
@@ -528,18 +546,48 @@ class _Web:
             lo=1,
             hi=self.config.raw_page_max,
         )
-        gateways = {gw: self.source.gateway(gw) for gw in {p.gw for p in answer.all_points}}
-        visible = [p for p in answer.all_points if caller.may_see_raw(gateways.get(p.gw))]
-        offset = int_param(query.get("cursor"), "cursor", default=0, lo=0, hi=len(visible))
+        gws = {gw for ia in answer.intervals for gw in ia.counts}
+        visible = {gw for gw in gws if caller.may_see_raw(self.source.gateway(gw))}
         doc["access"] = "raw" if visible else "aggregates"
         if visible:
-            page = visible[offset : offset + limit]
+            cursor = _decode_lot_cursor(query["cursor"]) if "cursor" in query else (0, None)
+            page, more = self._lot_readings(answer, visible, cursor, limit)
             doc["readings"] = {
-                "items": [_point_json(p) for p in page],
-                "total": len(visible),
-                "next": str(offset + limit) if offset + limit < len(visible) else None,
+                "items": [_point_json(p) for _, p in page],
+                "total": sum(
+                    n for ia in answer.intervals for gw, n in ia.counts.items() if gw in visible
+                ),
+                "next": _encode_lot_cursor(*page[-1]) if more else None,
             }
         return doc
+
+    def _lot_readings(
+        self,
+        answer: ProvenanceAnswer,
+        visible: set[str],
+        cursor: tuple[int, tuple[int, str, int] | None],
+        limit: int,
+    ) -> tuple[list[tuple[int, ReadingPoint]], bool]:
+        """A page of the readings of the lot's custody intervals made by ``visible``
+        gateways, from the ledger (an answer keeps only a few readings per hour)."""
+        first, after = cursor
+        found: list[tuple[int, ReadingPoint]] = []
+        for i in range(first, len(answer.intervals)):
+            ia = answer.intervals[i]
+            while len(found) <= limit and visible & ia.counts.keys():
+                want = limit + 1 - len(found)
+                rq = ReadingQuery(
+                    asset=ia.custody.holder, t_from=ia.custody.start, t_to=ia.end, after=after
+                )
+                rows = self.source.readings(rq, want)
+                found.extend((i, p) for p in rows if p.gw in visible)
+                if len(rows) < want:
+                    break
+                after = (rows[-1].t, rows[-1].gw, rows[-1].seq)
+            after = None
+            if len(found) > limit:
+                return found[:limit], True
+        return found, False
 
     # -- API
     async def provenance(self, request: web.Request) -> web.StreamResponse:

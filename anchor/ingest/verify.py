@@ -59,6 +59,7 @@ def new_record(record: Reading | Scan | Gap, json_bytes: bytes) -> NewRecord:
             q=record.q,
             val=float(record.val),
             unit=record.unit,
+            clk=(record.clk.sync, record.clk.boot, record.clk.mono_us),
         )
     scan = None
     if isinstance(record, Scan):

@@ -18,6 +18,7 @@ from anchor.consortium.checkpoints import CheckpointSigner, gather_cosignatures,
 from anchor.errors import AnchorError
 from anchor.ledger import tree as log
 from anchor.ledger.chain import check_chain, load_neighbours
+from anchor.ledger.derived import update_rollups
 from anchor.ledger.model import Checkpoint, NewBatch
 from anchor.ledger.ports import LedgerStore, LedgerTx
 from anchor.metrics import AnchorMetrics
@@ -154,7 +155,9 @@ class LedgerApplier:
             higher_gaps,
             max_lookahead=self.max_batch_lookahead,
         )
-        return tx.append_batch(p.batch), True
+        leaf_index = tx.append_batch(p.batch)
+        update_rollups(tx, gateway.asset, p.batch.records)
+        return leaf_index, True
 
     def _receipt(
         self, tx: LedgerTx, leaf_index: int, created: bool, checkpoint: Checkpoint

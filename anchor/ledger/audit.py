@@ -40,6 +40,7 @@ from anchor.ledger.registry import (
     revocation_statement,
     verify_attestation,
 )
+from anchor.ledger.rollups import summarise
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency
@@ -173,6 +174,7 @@ def verify_ledger(
     batches_seen = 0
     scans_seen = 0
     flagged: list[FlaggedBatch] = []
+    rolled_up = 0  # readings made at a holder: what the rollups must count
     for index, batch in enumerate(store.batches()):
         where = f"log leaf {index} ({batch.gw} batch {batch.batch_seq})"
         if batch.leaf_index != index:
@@ -260,6 +262,9 @@ def verify_ledger(
                 raise _fail(where, "records do not reproduce the manifest root")
             records_seen += len(stored_records)
             scans_seen += sum(1 for d in derived if d.scan is not None)
+            rolled_up += sum(
+                1 for d in derived if d.type == "reading" and (d.asset or gateway.asset)
+            )
             try:
                 check_scope(gateway, derived)
             except AnchorError as e:
@@ -327,6 +332,8 @@ def verify_ledger(
                     raise _fail(where, f"not consistent with height {previous.height}") from e
         previous = cp
         step(f"checkpoint {cp.height}")
+    # Last: derived from records already checked, so a broken chain is named first.
+    _verify_rollups(store, rolled_up)
     return LedgerReport(
         size,
         records_seen,
@@ -344,9 +351,7 @@ def _verify_registry(store: LedgerStore, log_key: PublicKey) -> None:
     owners: dict[str, str] = {}
     for p in store.places():
         if not verify_attestation(place_statement(p), p.attestation, log_key):
-            raise _fail(
-                "registry", f"place {p.id} of {p.org_id} is not the row the log key signed"
-            )
+            raise _fail("registry", f"place {p.id} of {p.org_id} is not the row the log key signed")
         owners[p.id] = p.org_id
     revocations: dict[str, list[Revocation]] = {}
     for gw, at, recorded_at, reason, attestation in store.revocations():
@@ -411,6 +416,27 @@ def _check_derived(
         if scan != derived.scan:
             raise _fail(where, "the scan index row differs from the signed scan")
     return derived
+
+
+def _verify_rollups(store: LedgerStore, readings: int) -> None:
+    """Every reading rollup is what its series' signed readings give, and together they
+    count every reading made at a holder (a dropped or invented row is named)."""
+    counted = 0
+    assets: dict[str, str | None] = {}
+    for stored in store.all_rollups():
+        key = stored.key
+        where = f"rollup of {key.gw}/{key.src} {key.q} at {key.holder}, hour {key.bucket}"
+        if key.gw not in assets:
+            gateway = store.gateway(key.gw)
+            assets[key.gw] = gateway.asset if gateway is not None else None
+        unit, samples = store.series_samples(key, assets[key.gw])
+        if not samples:
+            raise _fail(where, "no logged reading belongs to it")
+        if summarise(key, unit, samples) != stored:
+            raise _fail(where, "differs from the rollup of its logged readings")
+        counted += stored.n
+    if counted != readings:
+        raise _fail("rollups", f"they count {counted} readings, {readings} were logged at holders")
 
 
 _RANGES_SHOWN = 5

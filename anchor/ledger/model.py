@@ -208,6 +208,7 @@ class NewRecord:
     val: float | None = None
     unit: str | None = None
     scan: ScanEvent | None = None
+    clk: tuple[bool, str, int] | None = None  # a reading's (sync, boot, mono_us): its rollup
 
 
 @dataclass(frozen=True, slots=True)

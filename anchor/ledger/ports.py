@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from anchor.ledger.model import (
     ApiToken,
@@ -42,6 +42,7 @@ from anchor.ledger.model import (
     StoredBatch,
     StoredRecord,
 )
+from anchor.ledger.rollups import Rollup, Sample, SeriesKey
 
 __all__ = [
     "LedgerStore",
@@ -105,6 +106,26 @@ class LedgerTx(abc.ABC):
     @abc.abstractmethod
     def set_receipt(self, leaf_index: int, receipt_json: bytes) -> bytes:
         """Store a receipt unless one is stored already; return the stored one."""
+
+    # --- reading rollups (anchor.ledger.rollups), kept in the same transaction ---
+
+    @abc.abstractmethod
+    def rollup(self, key: SeriesKey) -> Rollup | None: ...
+
+    @abc.abstractmethod
+    def series_samples(self, key: SeriesKey, gateway_asset: str | None) -> tuple[str, list[Sample]]:
+        """``(unit, readings)`` of one series in one bucket, from the records table."""
+
+    @abc.abstractmethod
+    def put_rollups(self, rollups: Sequence[Rollup]) -> None:
+        """Insert or replace these rollups."""
+
+    @abc.abstractmethod
+    def rollups_ready(self) -> bool: ...
+
+    @abc.abstractmethod
+    def mark_rollups_ready(self) -> None:
+        """Record that the rollups cover every stored reading."""
 
     @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
@@ -294,6 +315,24 @@ class LedgerStore(abc.ABC):
         self, asset: str, t_from: int, t_to: int
     ) -> list[tuple[str, str, int, float, float]]:
         """Per quantity: ``(q, unit, count, min, max)`` of the asset's readings."""
+
+    @abc.abstractmethod
+    def reading_rollups(
+        self, holder: str, bucket_from: int, bucket_to: int, limit: int
+    ) -> list[Rollup]:
+        """``holder``'s rollups for buckets in ``[bucket_from, bucket_to)``, in key order."""
+
+    @abc.abstractmethod
+    def all_rollups(self) -> Iterator[Rollup]:
+        """Every stored rollup in key order (verify-ledger)."""
+
+    @abc.abstractmethod
+    def series_samples(self, key: SeriesKey, gateway_asset: str | None) -> tuple[str, list[Sample]]:
+        """``(unit, readings)`` of one series in one bucket, from the records table."""
+
+    @abc.abstractmethod
+    def rollups_ready(self) -> bool:
+        """Whether the rollups cover every stored reading (false after a migration)."""
 
     @abc.abstractmethod
     def change_counter(self) -> int:

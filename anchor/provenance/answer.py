@@ -31,6 +31,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from anchor.errors import AnchorError
+from anchor.ledger.rollups import Rollup
+from anchor.provenance.evidence import (
+    ClockEvidence,
+    HolderEvidence,
+    gather,
+    point_of,
+    widen,
+)
 from anchor.provenance.source import (
     BatchInfo,
     ProvenanceSource,
@@ -225,6 +233,7 @@ class ProvenanceConfig:
     max_listed_per_interval: int = 200
     raw_page_max: int = 10_000
     raw_page_default: int = 1_000
+    use_rollups: bool = True  # whole clean hours from rollups (evidence.py); same answers
 
     def range_for(self, gtin: str | None) -> ColdChainRange:
         return self.range_by_gtin.get(gtin or "", self.default_range)
@@ -352,10 +361,21 @@ class QuantityStats:
     def add(self, p: ReadingPoint) -> None:
         self.count += 1
         self.total += p.val
-        if self.min is None or p.val < self.min.val:
+        self._extremes(p)
+
+    def _extremes(self, p: ReadingPoint) -> None:
+        # Ties go to the earliest reading, in whatever order readings are seen.
+        if self.min is None or _low_key(p) < _low_key(self.min):
             self.min = p
-        if self.max is None or p.val > self.max.val:
+        if self.max is None or _high_key(p) < _high_key(self.max):
             self.max = p
+
+    def add_rollup(self, r: Rollup) -> None:
+        """An hour of one sensor, counted from its rollup."""
+        self.count += r.n
+        self.total += r.total
+        self._extremes(point_of(r, r.min))
+        self._extremes(point_of(r, r.max))
 
     def merge(self, other: QuantityStats) -> None:
         self.count += other.count
@@ -364,10 +384,7 @@ class QuantityStats:
         self.below_ms += other.below_ms
         for p in (other.min, other.max):
             if p is not None:
-                if self.min is None or p.val < self.min.val:
-                    self.min = p
-                if self.max is None or p.val > self.max.val:
-                    self.max = p
+                self._extremes(p)
 
     def to_json(self) -> dict[str, Any]:
         mean = self.mean
@@ -381,6 +398,14 @@ class QuantityStats:
             "time_above_ms": self.above_ms,
             "time_below_ms": self.below_ms,
         }
+
+
+def _low_key(p: ReadingPoint) -> tuple[float, int, str, int]:
+    return p.val, p.t, p.gw, p.seq
+
+
+def _high_key(p: ReadingPoint) -> tuple[float, int, str, int]:
+    return -p.val, p.t, p.gw, p.seq
 
 
 @dataclass(slots=True)
@@ -399,26 +424,61 @@ def analyse_series(
     asset: str = "",
     *,
     open_ended: bool = False,
+    summaries: Sequence[Rollup] = (),
 ) -> SeriesAnalysis:
     """Aggregates, excursions and silent periods of readings in [start, end), one pass per sensor.
 
     Time above/below holds each reading until the next one of the same sensor,
     capped at ``silent_after_ms`` so a dead sensor does not count as hours out of range.
+    ``summaries`` are whole hours of sensors given as rollups instead of ``points``, only
+    ever hours that :mod:`anchor.provenance.evidence` found inside the range and without
+    silence: they count in the aggregates, and their first and last readings end the
+    neighbouring excursions, holds and silences exactly as all their readings would.
     """
     out = SeriesAnalysis()
     by_series: dict[tuple[str, str, str], list[ReadingPoint]] = defaultdict(list)
+    earliest: dict[str, tuple[int, str, int]] = {}
+    named: set[tuple[str, int]] = set()  # first and last readings of the rollups used
     for p in points:
         by_series[(p.q, p.gw, p.src)].append(p)
         stats = out.stats.get(p.q)
         if stats is None:
             stats = out.stats[p.q] = QuantityStats(p.q, p.unit)
+            earliest[p.q] = (p.t, p.gw, p.seq)
         stats.add(p)
+    for r in summaries:
+        k = r.key
+        first = point_of(r, r.first)
+        stats = out.stats.get(k.q)
+        if stats is None:
+            stats = out.stats[k.q] = QuantityStats(k.q, r.unit)
+        if k.q not in earliest or (first.t, first.gw, first.seq) < earliest[k.q]:
+            earliest[k.q] = (first.t, first.gw, first.seq)
+            stats.unit = r.unit
+        stats.add_rollup(r)
+        if k.q == checked.q:
+            last = point_of(r, r.last)
+            by_series[(k.q, k.gw, k.src)].extend((first, last) if last != first else (first,))
+            named.update({(k.gw, first.seq), (k.gw, last.seq)})
+    if summaries:  # quantities in the order their first reading came, as from points alone
+        out.stats = {q: out.stats[q] for q in sorted(out.stats, key=earliest.__getitem__)}
     checked_times: list[int] = []
+    # An hour given as rollups has no silence inside (evidence.py): its readings of the
+    # checked quantity span [a, b] without a gap over the limit, so that pair is skipped.
+    covered: set[tuple[int, int]] = set()
+    spans: dict[int, tuple[int, int]] = {}
+    for r in summaries:
+        if r.key.q == checked.q:
+            a, b = spans.get(r.key.bucket, (r.first.t, r.last.t))
+            spans[r.key.bucket] = (min(a, r.first.t), max(b, r.last.t))
+    for a, b in spans.values():
+        checked_times.extend((a, b) if b > a else (a,))
+        covered.add((a, b))
     for (q, _gw, src), series in by_series.items():
         if q != checked.q:
             continue
         series.sort(key=lambda p: (p.t, p.seq))
-        checked_times.extend(p.t for p in series)
+        checked_times.extend(p.t for p in series if (p.gw, p.seq) not in named)
         stats = out.stats[q]
         run: list[ReadingPoint] = []
         for i, p in enumerate(series):
@@ -443,7 +503,7 @@ def analyse_series(
     # An open interval ends "now"; readings since the last upload are not silence.
     edges = [start, *checked_times] if open_ended else [start, *checked_times, end]
     for a, b in itertools.pairwise(edges):
-        if b - a > silent_after_ms:
+        if b - a > silent_after_ms and (a, b) not in covered:
             out.silent.append(SilentPeriod(asset, a, b))
     out.excursions.sort(key=lambda e: e.start)
     return out
@@ -580,8 +640,9 @@ class IntervalAnswer:
     end: int  # effective end used for the join (now, for an open interval)
     analysis: SeriesAnalysis
     truncated: bool
-    points: list[ReadingPoint]
+    points: list[ReadingPoint]  # every reading read, and the named readings of each rollup
     listed_max: int = 200
+    counts: dict[str, int] = field(default_factory=dict)  # readings used, by gateway
 
     def to_json(self) -> dict[str, Any]:
         c = self.custody
@@ -713,29 +774,77 @@ def fmt_ms(t: int) -> str:
 
 
 def answer_for_subject(
-    source: ProvenanceSource, subject: Subject, config: ProvenanceConfig, now_ms: int
+    source: ProvenanceSource,
+    subject: Subject,
+    config: ProvenanceConfig,
+    now_ms: int,
+    *,
+    use_rollups: bool | None = None,
 ) -> ProvenanceAnswer:
-    """The whole provenance answer for a lot, SSCC or serial: bounded by ``config``."""
+    """The whole provenance answer for a lot, SSCC or serial: bounded by ``config``.
+
+    Whole hours that cannot change the answer are taken from the ledger's rollups
+    (:mod:`anchor.provenance.evidence`); ``use_rollups=False`` (default: the config's)
+    reads every reading, which gives the same answer more slowly (the bench's reference)."""
     checked = config.range_for(subject.gtin)
     scans = source.scans(subject.scan_query(), config.max_scans + 1)
     scans_truncated = len(scans) > config.max_scans
     scans = scans[: config.max_scans]
     custody, loose = build_custody(scans)
     silent_ms = config.silent_after_s * 1000
-    intervals: list[IntervalAnswer] = []
-    for c in custody:
-        end = c.end if c.end is not None else max(now_ms, c.start)
-        points = source.readings(
-            ReadingQuery(asset=c.holder, t_from=c.start, t_to=end),
-            config.max_readings_per_interval + 1,
+    evidence = [
+        gather(
+            source,
+            c.holder,
+            c.start,
+            c.end if c.end is not None else max(now_ms, c.start),
+            checked_q=checked.q,
+            low=checked.low,
+            high=checked.high,
+            silent_after_ms=silent_ms,
+            budget=config.max_readings_per_interval,
+            use_rollups=config.use_rollups if use_rollups is None else use_rollups,
         )
-        truncated = len(points) > config.max_readings_per_interval
-        points = points[: config.max_readings_per_interval]
+        for c in custody
+    ]
+    holders = sorted({c.holder for c in custody})
+    # Readings stamped with a 1970 wall clock fall outside every time window; look
+    # for them on the same holders so a lost clock is shown, not silently dropped.
+    # They belong to this custody if they come from a boot seen during it, or from a
+    # holder that has no placeable reading at all (its clock may have been lost throughout).
+    boots = {(p.gw, p.boot) for ev in evidence for p in ev.points}
+    boots |= {(r.key.gw, r.boot or "") for ev in evidence for r in ev.summaries}
+    boots |= {(s.gw, s.clk.boot) for s in scans}
+    silent_holders = {ev.holder for ev in evidence if not ev.readings()}
+    stray = [
+        p
+        for h in holders
+        for p in source.readings(ReadingQuery(asset=h, t_to=PLAUSIBLE_SINCE_MS), 100)
+        if (p.gw, p.boot) in boots or h in silent_holders
+    ]
+    _settle_rollups(source, evidence, [*stray, *scans], config.clock_jump_tolerance_ms)
+    intervals: list[IntervalAnswer] = []
+    for c, ev in zip(custody, evidence, strict=True):
         analysis = analyse_series(
-            points, checked, c.start, end, silent_ms, c.holder, open_ended=c.end is None
+            ev.points,
+            checked,
+            c.start,
+            ev.end,
+            silent_ms,
+            c.holder,
+            open_ended=c.end is None,
+            summaries=ev.summaries,
         )
         intervals.append(
-            IntervalAnswer(c, end, analysis, truncated, points, config.max_listed_per_interval)
+            IntervalAnswer(
+                c,
+                ev.end,
+                analysis,
+                ev.truncated,
+                ev.representatives() if ev.summaries else ev.points,
+                config.max_listed_per_interval,
+                ev.counts_by_gateway(),
+            )
         )
 
     overall: dict[str, QuantityStats] = {}
@@ -743,26 +852,13 @@ def answer_for_subject(
         for q, stats in ia.analysis.stats.items():
             overall.setdefault(q, QuantityStats(q, stats.unit)).merge(stats)
 
-    holders = sorted({c.holder for c in custody})
     gws = sorted({p.gw for ia in intervals for p in ia.points} | {s.gw for s in scans})
     t_from = custody[0].start if custody else 0
     t_to = max((ia.end for ia in intervals), default=0) + 1
     gaps = source.gaps(holders, gws, t_from, t_to, config.max_gaps) if custody else []
-    # Readings stamped with a 1970 wall clock fall outside every time window; look
-    # for them on the same holders so a lost clock is shown, not silently dropped.
-    # They belong to this custody if they come from a boot seen during it, or from a
-    # holder that has no placeable reading at all (its clock may have been lost throughout).
-    boots = {(p.gw, p.boot) for ia in intervals for p in ia.points}
-    boots |= {(s.gw, s.clk.boot) for s in scans}
-    silent_holders = {ia.custody.holder for ia in intervals if not ia.points}
-    stray = [
-        p
-        for h in holders
-        for p in source.readings(ReadingQuery(asset=h, t_to=PLAUSIBLE_SINCE_MS), 100)
-        if (p.gw, p.boot) in boots or h in silent_holders
-    ]
+    # Hours taken from rollups hold no clock anomaly (evidence.py): only what was read.
     anomalies = find_clock_anomalies(
-        [*stray, *scans, *(p for ia in intervals for p in ia.points)],
+        [*stray, *scans, *(p for ev in evidence for p in ev.points)],
         config.clock_jump_tolerance_ms,
     )
     holes = _holes(intervals, gaps, anomalies, checked, scans_truncated)
@@ -794,6 +890,43 @@ def answer_for_subject(
         scans_truncated=scans_truncated,
         compromised=compromised,
     )
+
+
+def _settle_rollups(
+    source: ProvenanceSource,
+    evidence: Sequence[HolderEvidence],
+    others: Sequence[ReadingPoint | Scan],
+    tolerance_ms: int,
+) -> None:
+    """Read one by one the hours whose rollups the whole answer cannot rely on.
+
+    Two facts span intervals: a gateway's clock (the offsets of one boot over every
+    hour and scan the answer uses must stay within the jump tolerance), and revocation
+    (an answer counts exactly which records of a revoked gateway it uses).
+    """
+    if not any(ev.summaries for ev in evidence):
+        return
+    clocks = ClockEvidence()
+    for ev in evidence:
+        for r in ev.summaries:
+            assert r.boot is not None  # an hour spanning a reboot is never summarised
+            clocks.add(r.key.gw, r.boot, r.offset_lo_us, r.offset_hi_us)
+        for p in ev.points:
+            clocks.add_point(p.gw, p.boot, p.t, p.mono_us)
+    for o in others:  # scans, and readings with a pre-2000 wall clock
+        if isinstance(o, Scan):
+            clocks.add_point(o.gw, o.clk.boot, o.t, o.clk.mono_us)
+        else:
+            clocks.add_point(o.gw, o.boot, o.t, o.mono_us)
+    jumpy = clocks.too_wide(tolerance_ms)
+    gws = {r.key.gw for ev in evidence for r in ev.summaries}
+    revoked = {gw for gw in gws if (g := source.gateway(gw)) is not None and g.revoked_at}
+    if jumpy or revoked:
+        widen(
+            source,
+            evidence,
+            lambda r: r.key.gw in revoked or (r.key.gw, r.boot or "") in jumpy,
+        )
 
 
 def _holes(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from anchor.ledger.rollups import Rollup
 from proofs.records import Gap, Manifest, Reading, Scan
 
 __all__ = [
@@ -189,6 +190,14 @@ class ProvenanceSource(Protocol):
 
     def readings(self, query: ReadingQuery, limit: int) -> list[ReadingPoint]:
         """Readings matching ``query`` in (t, gw, seq) order."""
+        ...
+
+    def reading_rollups(
+        self, holder: str, bucket_from: int, bucket_to: int, limit: int
+    ) -> list[Rollup] | None:
+        """``holder``'s hourly rollups (:mod:`anchor.ledger.rollups`) for buckets in
+        ``[bucket_from, bucket_to)``; None when this source keeps none (answers then
+        read every reading)."""
         ...
 
     def gaps(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from anchor.config import AnchorConfig
 from anchor.errors import ConfigError
+from anchor.ledger.derived import ensure_rollups
 from anchor.ledger.ports import LedgerStore
 from anchor.provenance.source import LogTrust, ProvenanceSource
 from anchor.storage.dsn import is_postgres_url, redact_dsn
@@ -24,7 +25,14 @@ def describe_store(config: AnchorConfig) -> str:
 
 
 def open_store(config: AnchorConfig) -> LedgerStore:
-    """The ledger store the config names, opened (and migrated to the current schema)."""
+    """The ledger store the config names, opened, migrated to the current schema, and
+    with the derived rows a migration added built (:func:`ensure_rollups`)."""
+    store = _open(config)
+    ensure_rollups(store)
+    return store
+
+
+def _open(config: AnchorConfig) -> LedgerStore:
     if is_postgres_url(config.store):
         try:
             from anchor.storage.postgres.store import PostgresLedger

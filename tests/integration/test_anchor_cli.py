@@ -127,6 +127,13 @@ TAMPERINGS = {
         "UPDATE checkpoints SET note = replace(note, '\n2\n', '\n1\n') WHERE size = 2",
         "checkpoint height",
     ),
+    # A lot's answer reads whole hours from the rollups: an edited one must be named.
+    "rollup-count": ("UPDATE reading_rollups SET n = n + 1", "rollup of"),
+    "rollup-value": (
+        "UPDATE reading_rollups SET points = replace(points, ',4.0,', ',3.0,')",
+        "rollup of",
+    ),
+    "rollup-deleted": ("DELETE FROM reading_rollups", "rollups"),
 }
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from anchor.ingest.verify import new_record
+from anchor.ledger.model import NewRecord
+from anchor.ledger.rollups import Rollup, group_readings, summarise
 from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
@@ -47,6 +50,7 @@ class MemoryProvenanceSource:
     log_signer: NoteSigner
     cosigners: Sequence[NoteSigner] = ()
     quorum: int = 0
+    rollups: bool = True  # False: answers read every reading (the reference path)
     _orgs: dict[str, OrgInfo] = field(default_factory=dict)
     _gateways: dict[str, GatewayInfo] = field(default_factory=dict)
     _batches: list[_Batch] = field(default_factory=list)  # log order
@@ -134,6 +138,25 @@ class MemoryProvenanceSource:
             ReadingPoint.of(r, self._asset(r.gw)) for r in self._all() if isinstance(r, Reading)
         )
         found = sorted((p for p in points if query.matches(p)), key=lambda p: (p.t, p.gw, p.seq))
+        return found[:limit]
+
+    def reading_rollups(
+        self, holder: str, bucket_from: int, bucket_to: int, limit: int
+    ) -> list[Rollup] | None:
+        """Built per call with the ledger's own functions, from every reading held."""
+        if not self.rollups:
+            return None
+        by_gw: dict[str, list[NewRecord]] = {}
+        for r in self._all():
+            if isinstance(r, Reading):
+                by_gw.setdefault(r.gw, []).append(new_record(r, r.to_json()))
+        found = [
+            summarise(key, unit, samples)
+            for gw, records in by_gw.items()
+            for key, (unit, samples) in group_readings(records, self._asset(gw)).items()
+            if key.holder == holder and bucket_from <= key.bucket < bucket_to
+        ]
+        found.sort(key=lambda r: r.key)
         return found[:limit]
 
     def gaps(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,16 @@ from anchor.storage.rows import (
     link_row,
 )
 from anchor.storage.sql_reads import SqlReads
+from anchor.storage.sql_rollups import RollupSql
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
 
 _HERE = Path(__file__).parent
 # Migration n (1-based) is MIGRATIONS[n - 1]; the schema version is how many are applied.
-MIGRATIONS: tuple[str, ...] = ((_HERE / "schema.sql").read_text(),)
+MIGRATIONS: tuple[str, ...] = (
+    (_HERE / "schema.sql").read_text(),
+    (_HERE / "migration_2.sql").read_text(),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Advisory lock keys (one 64-bit space per database): "ctwrite1" and "ctmigr01".
@@ -103,11 +107,16 @@ class _Reads:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._c = conn
 
+    # The shared SQL (sql_reads, sql_rollups) writes ``?``; nothing else here does.
     def _one(self, query: str, args: tuple[Any, ...] = ()) -> Any:
-        return self._c.execute(query.encode(), args).fetchone()
+        return self._c.execute(query.replace("?", "%s").encode(), args).fetchone()
 
     def _all(self, query: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        return self._c.execute(query.encode(), args).fetchall()
+        return self._c.execute(query.replace("?", "%s").encode(), args).fetchall()
+
+    def _many(self, query: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        with self._c.cursor() as cur:
+            cur.executemany(query.replace("?", "%s").encode(), rows)
 
     def gateway_head(self, gw: str) -> GatewayHead | None:
         row = self._one(
@@ -191,7 +200,7 @@ class _Reads:
         return None if row is None else checkpoint_row(row)
 
 
-class _PostgresTx(_Reads, LedgerTx):
+class _PostgresTx(_Reads, RollupSql, LedgerTx):
     def append_batch(self, batch: NewBatch) -> int:
         c = self._c
         leaf_index = self.log_size()  # dense: the write lock is held since BEGIN
@@ -306,7 +315,7 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(SqlReads, LedgerStore):
+class PostgresLedger(SqlReads, RollupSql, LedgerStore):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:

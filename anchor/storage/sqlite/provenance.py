@@ -19,6 +19,7 @@ from typing import Any
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint, Gateway, StoredBatch
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.rollups import Rollup
 from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
@@ -89,6 +90,7 @@ class LedgerProvenanceSource:
         self._store = store
         self._trust = trust
         self._local = threading.local()
+        self._rollups_ready = False
         if isinstance(store, SqliteLedger):
             self._add_indexes(store)
 
@@ -225,6 +227,16 @@ class LedgerProvenanceSource:
             return stamped
         merged = sorted([*stamped, *unstamped], key=lambda p: (p.t, p.gw, p.seq))
         return merged[:limit]
+
+    def reading_rollups(
+        self, holder: str, bucket_from: int, bucket_to: int, limit: int
+    ) -> list[Rollup] | None:
+        if not self._rollups_ready:
+            # Once built, rollups stay complete: every later batch updates them.
+            self._rollups_ready = self._store.rollups_ready()
+            if not self._rollups_ready:
+                return None
+        return self._store.reading_rollups(holder, bucket_from, bucket_to, limit)
 
     def gaps(
         self, assets: Sequence[str], gws: Sequence[str], t_from: int, t_to: int, limit: int

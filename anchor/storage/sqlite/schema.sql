@@ -64,3 +64,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signed_at INTEGER NOT NULL, cosignatures INTEGER NOT NULL, final INTEGER NOT NULL,
     entries INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints(size);
+-- Schema 3: reading rollups (anchor/ledger/rollups.py), derived at apply time, one row
+-- per series (holder, quantity, gateway, sensor) and hour. verify-ledger re-derives them.
+CREATE TABLE IF NOT EXISTS reading_rollups (
+    holder TEXT NOT NULL, bucket INTEGER NOT NULL, q TEXT NOT NULL, gw TEXT NOT NULL,
+    src TEXT NOT NULL, unit TEXT NOT NULL, n INTEGER NOT NULL, total REAL NOT NULL,
+    max_gap_ms INTEGER NOT NULL, unsynced INTEGER NOT NULL, boot TEXT,
+    offset_lo_us INTEGER NOT NULL, offset_hi_us INTEGER NOT NULL, points TEXT NOT NULL,
+    PRIMARY KEY (holder, bucket, q, gw, src)) WITHOUT ROWID;

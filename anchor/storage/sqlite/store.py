@@ -17,7 +17,7 @@ import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,11 @@ from anchor.storage.rows import (
     link_row,
 )
 from anchor.storage.sql_reads import SqlReads
+from anchor.storage.sql_rollups import RollupSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -66,6 +67,12 @@ class _Reads:
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._c.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return self._c.execute(sql, args).fetchall()
+
+    def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        self._c.executemany(sql, rows)
 
     def gateway_head(self, gw: str) -> GatewayHead | None:
         row = self._one(
@@ -149,7 +156,7 @@ class _Reads:
         return None if row is None else checkpoint_row(row)
 
 
-class _SqliteTx(_Reads, LedgerTx):
+class _SqliteTx(_Reads, RollupSql, LedgerTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self._savepoints = itertools.count()
@@ -272,7 +279,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(SqlReads, LedgerStore):
+class SqliteLedger(SqlReads, RollupSql, LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -295,8 +302,13 @@ class SqliteLedger(SqlReads, LedgerStore):
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif int(row[0]) == 1:
-                _migrate_1_to_2(conn)
+                # A new ledger holds no reading its rollups could miss.
+                conn.execute("INSERT INTO meta (key, value) VALUES ('rollups', 'complete')")
+            elif int(row[0]) in (1, 2):
+                if int(row[0]) == 1:
+                    _migrate_1_to_2(conn)
+                # 2 -> 3: reading_rollups, created above; filled at open (meta 'rollups').
+                conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(

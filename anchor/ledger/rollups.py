@@ -1,0 +1,258 @@
+"""Reading rollups: what a provenance answer needs of an hour of one sensor, kept at apply time.
+
+A lot's answer aggregates every reading its holders made while they held it: 10,000
+readings for an ordinary shipment, far more for a month in a warehouse. Reading them all
+per request costs ~100 ms of CPU (docs/adr/0316). The ledger therefore keeps, for every
+*series* (holder, quantity, gateway, sensor) and every hour-long *bucket*, one
+:class:`Rollup` of that hour's readings: count, sum, the extreme, first and last readings,
+the longest gap between two readings, how many carried an unsynchronised clock, and the
+band of the wall clock's offset against the monotonic clock.
+
+Nothing in a rollup depends on a product's range or on the answer's tolerances, so one
+rollup serves every lot, range and configuration: an answer uses a bucket's rollup when it
+proves that bucket's readings cannot change the verdict beyond what the rollup carries
+(every value inside the checked range, no gap longer than the silence limit, synchronised
+clocks, offsets within the clock-jump tolerance), and reads the bucket's readings
+otherwise. ``anchor.provenance.answer`` holds that test; this module only builds rollups.
+
+Rollups are derived state, like the scan index: :class:`LedgerApplier` updates them in the
+transaction that appends the readings, and ``verify-ledger`` re-derives every one from
+the signed records and compares. A rollup is a pure function of its series' readings in
+that bucket: appending readings in time order folds them in; a reading that arrives
+before the bucket's last one (a late batch) makes the bucket be summarised again from
+the stored readings, so the result never depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "BUCKET_MS",
+    "ReadingRow",
+    "Rollup",
+    "Sample",
+    "SeriesKey",
+    "bucket_of",
+    "bucket_span",
+    "extend",
+    "group_readings",
+    "points_from_json",
+    "points_json",
+    "summarise",
+]
+
+BUCKET_MS = 3_600_000  # one hour: ~60 rows per lot-day per sensor, edges cost one hour raw
+
+
+def bucket_of(t: int) -> int:
+    return t // BUCKET_MS
+
+
+def bucket_span(bucket: int) -> tuple[int, int]:
+    """The half-open wall-clock window ``[start, end)`` of a bucket, ms."""
+    return bucket * BUCKET_MS, (bucket + 1) * BUCKET_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading of a series: value and the clock evidence it was signed with."""
+
+    seq: int
+    t: int  # wall clock, ms
+    val: float
+    sync: bool
+    boot: str
+    mono_us: int
+
+    @property
+    def offset_us(self) -> int:
+        """Wall clock minus monotonic clock, µs: constant while neither clock jumps."""
+        return self.t * 1000 - self.mono_us
+
+    def order(self) -> tuple[int, int]:
+        return self.t, self.seq
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SeriesKey:
+    holder: str  # the asset or read point the readings were made at
+    bucket: int
+    q: str
+    gw: str
+    src: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One series' readings in one bucket. Extremes break ties by the earlier reading."""
+
+    key: SeriesKey
+    unit: str
+    n: int
+    total: float  # left fold in (t, seq) order, so any two builds agree to the bit
+    min: Sample
+    max: Sample
+    first: Sample
+    last: Sample
+    max_gap_ms: int  # longest time between consecutive readings of the series here
+    unsynced: int  # readings whose gateway clock was not NTP-synchronised
+    boot: str | None  # None: the gateway rebooted within the hour
+    offset_lo_us: int
+    offset_hi_us: int
+
+    def samples(self) -> tuple[Sample, ...]:
+        """The distinct readings this rollup names (for charts and proof samples)."""
+        out: dict[int, Sample] = {}
+        for s in (self.first, self.min, self.max, self.last):
+            out.setdefault(s.seq, s)
+        return tuple(sorted(out.values(), key=Sample.order))
+
+
+def summarise(key: SeriesKey, unit: str, samples: Sequence[Sample]) -> Rollup:
+    """The rollup of ``samples`` (one series, one bucket, at least one reading)."""
+    if not samples:
+        raise ValueError("a rollup needs at least one reading")
+    ordered = sorted(samples, key=Sample.order)
+    first = ordered[0]
+    rollup = Rollup(
+        key=key,
+        unit=unit,
+        n=1,
+        total=first.val,
+        min=first,
+        max=first,
+        first=first,
+        last=first,
+        max_gap_ms=0,
+        unsynced=0 if first.sync else 1,
+        boot=first.boot,
+        offset_lo_us=first.offset_us,
+        offset_hi_us=first.offset_us,
+    )
+    return _fold(rollup, ordered[1:])
+
+
+def extend(rollup: Rollup, samples: Sequence[Sample]) -> Rollup | None:
+    """``rollup`` with ``samples`` folded in, or None when one of them is not after the
+    rollup's last reading (the bucket must then be summarised from all its readings)."""
+    ordered = sorted(samples, key=Sample.order)
+    if ordered and ordered[0].order() <= rollup.last.order():
+        return None
+    return _fold(rollup, ordered)
+
+
+def _fold(r: Rollup, ordered: Iterable[Sample]) -> Rollup:
+    n, total = r.n, r.total
+    lo, hi, last = r.min, r.max, r.last
+    gap, unsynced, boot = r.max_gap_ms, r.unsynced, r.boot
+    off_lo, off_hi = r.offset_lo_us, r.offset_hi_us
+    for s in ordered:
+        n += 1
+        total += s.val
+        if s.val < lo.val:
+            lo = s
+        if s.val > hi.val:
+            hi = s
+        gap = max(gap, s.t - last.t)
+        unsynced += 0 if s.sync else 1
+        if s.boot != boot:
+            boot = None
+        off = s.offset_us
+        off_lo, off_hi = min(off_lo, off), max(off_hi, off)
+        last = s
+    return Rollup(
+        key=r.key,
+        unit=r.unit,
+        n=n,
+        total=total,
+        min=lo,
+        max=hi,
+        first=r.first,
+        last=last,
+        max_gap_ms=gap,
+        unsynced=unsynced,
+        boot=boot,
+        offset_lo_us=off_lo,
+        offset_hi_us=off_hi,
+    )
+
+
+# --- storage form of the four named readings ----------------------------------------
+
+
+def points_json(r: Rollup) -> str:
+    """``[first, min, max, last]``, each ``[seq, t, val, sync, boot, mono_us]``."""
+    return json.dumps(
+        [[s.seq, s.t, s.val, s.sync, s.boot, s.mono_us] for s in (r.first, r.min, r.max, r.last)],
+        separators=(",", ":"),
+    )
+
+
+def points_from_json(text: str) -> tuple[Sample, Sample, Sample, Sample]:
+    rows: Any = json.loads(text)
+    if not isinstance(rows, list) or len(rows) != 4:
+        raise ValueError("a rollup names four readings")
+    first, lo, hi, last = (
+        Sample(int(s[0]), int(s[1]), float(s[2]), bool(s[3]), str(s[4]), int(s[5])) for s in rows
+    )
+    return first, lo, hi, last
+
+
+# --- what a batch adds ----------------------------------------------------------------
+
+
+class ReadingRow(Protocol):
+    """The fields of a new record a rollup reads (anchor.ledger.model.NewRecord)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def gw(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def src(self) -> str: ...
+    @property
+    def asset(self) -> str | None: ...
+    @property
+    def t(self) -> int: ...
+    @property
+    def q(self) -> str | None: ...
+    @property
+    def val(self) -> float | None: ...
+    @property
+    def unit(self) -> str | None: ...
+    @property
+    def json(self) -> bytes: ...
+
+
+def group_readings(
+    records: Iterable[ReadingRow], gateway_asset: str | None
+) -> dict[SeriesKey, tuple[str, list[Sample]]]:
+    """The readings among ``records`` by series and bucket: ``{key: (unit, samples)}``.
+
+    A reading is held where its own asset stamp says, else at its gateway's asset; a
+    reading with neither is at no holder, and no lot's answer can use it."""
+    samples: dict[SeriesKey, list[Sample]] = {}
+    units: dict[SeriesKey, tuple[tuple[int, int], str]] = {}
+    for r in records:
+        if r.type != "reading" or r.q is None or r.val is None:
+            continue
+        holder = r.asset or gateway_asset
+        if not holder:
+            continue
+        clk: tuple[bool, str, int] | None = getattr(r, "clk", None)  # NewRecord carries it
+        if clk is None:  # a stored record: the evidence is in the signed body
+            doc = json.loads(r.json)["clk"]
+            clk = (bool(doc["sync"]), str(doc["boot"]), int(doc["mono_us"]))
+        key = SeriesKey(holder, bucket_of(r.t), r.q, r.gw, r.src)
+        samples.setdefault(key, []).append(Sample(r.seq, r.t, float(r.val), clk[0], clk[1], clk[2]))
+        # A series' unit is its earliest reading's, whatever order they arrive in.
+        seen = units.get(key)
+        if seen is None or (r.t, r.seq) < seen[0]:
+            units[key] = ((r.t, r.seq), r.unit or "")
+    return {key: (units[key][1], found) for key, found in samples.items()}
