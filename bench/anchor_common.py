@@ -179,8 +179,10 @@ class GatewaySim:
             "asset": self.asset,
         }
 
-    def reading(self, i: int) -> Reading:
-        q, unit, val = ("temperature", "CEL", 4.0 + 2.5 * math.sin(i / 50.0))
+    def reading(self, i: int, val: float | None = None) -> Reading:
+        """The ``i``-th reading: a chilled load between 3.5 and 6.5 °C (or ``val``)."""
+        q, unit = "temperature", "CEL"
+        val = 5.0 + 1.5 * math.sin(i / 50.0) if val is None else val
         if i % 2:
             q, unit, val = "humidity", "P1", 55.0 + (i % 100) / 10
         src = f"probe-{i % self.probes}"

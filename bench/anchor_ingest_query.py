@@ -89,13 +89,17 @@ HOLDERS = (
 def _lot_journey(readings: int, lots: int) -> list[tuple[str, str, str, list[bytes]]]:
     """Every lot packed at a packhouse, loaded on a truck, received in a cold room, with
     ``readings`` readings over the three stays (four probes each: two temperature, two
-    humidity, every 30 s); ``(gw, asset, public key, bodies)`` per holder."""
+    humidity, every 30 s; 3.5-6.5 °C but for one ten-minute door opening on the truck);
+    ``(gw, asset, public key, bodies)`` per holder."""
     chains = []
     t = 0
     for gw, asset, step in HOLDERS:
         sim = ac.GatewaySim(gw, asset, step_ms=30_000, t=t, probes=4)
         recs: list[Any] = [sim.scan(f"LOT-{i:04d}", step) for i in range(lots)]
-        recs += [sim.reading(i) for i in range(readings // len(HOLDERS))]
+        n = readings // len(HOLDERS)
+        # The truck's door stays open for ten minutes once: one excursion, as on real trips.
+        door = range(n // 2, n // 2 + 40) if step == "loading" else range(0)
+        recs += [sim.reading(i, 10.5 if i in door and i % 2 == 0 else None) for i in range(n)]
         t = sim.t
         bodies = [sim.body(recs[i : i + 1000]) for i in range(0, len(recs), 1000)]
         chains.append((gw, asset, sim.public_key_b64, bodies))

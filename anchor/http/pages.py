@@ -364,7 +364,9 @@ _POINT_BYTES = 240
 
 def _answer_bytes(answer: ProvenanceAnswer) -> int:
     """What an answer costs the cache: dominated by its reading points."""
-    points = sum(len(ia.points) for ia in answer.intervals)
+    points = sum(
+        len(ia.evidence.points) + 4 * len(ia.evidence.summaries) for ia in answer.intervals
+    )
     return 4096 + points * _POINT_BYTES
 
 

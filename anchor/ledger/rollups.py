@@ -88,26 +88,51 @@ class SeriesKey:
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """One series' readings in one bucket. Extremes break ties by the earlier reading."""
+    """One series' readings in one bucket. Extremes break ties by the earlier reading.
+
+    The four named readings (first, lowest, highest, last) are kept as their storage
+    text and parsed only when asked for: an answer reads hundreds of rollups and needs
+    the readings of only a few (the scalar columns decide everything else)."""
 
     key: SeriesKey
     unit: str
     n: int
     total: float  # left fold in (t, seq) order, so any two builds agree to the bit
-    min: Sample
-    max: Sample
-    first: Sample
-    last: Sample
+    min_val: float
+    max_val: float
+    first_t: int
+    last_t: int
     max_gap_ms: int  # longest time between consecutive readings of the series here
     unsynced: int  # readings whose gateway clock was not NTP-synchronised
     boot: str | None  # None: the gateway rebooted within the hour
     offset_lo_us: int
     offset_hi_us: int
+    named: str  # points_json: [first, min, max, last]
+
+    def named_samples(self) -> tuple[Sample, Sample, Sample, Sample]:
+        """``(first, min, max, last)``."""
+        return points_from_json(self.named)
+
+    @property
+    def first(self) -> Sample:
+        return self.named_samples()[0]
+
+    @property
+    def min(self) -> Sample:
+        return self.named_samples()[1]
+
+    @property
+    def max(self) -> Sample:
+        return self.named_samples()[2]
+
+    @property
+    def last(self) -> Sample:
+        return self.named_samples()[3]
 
     def samples(self) -> tuple[Sample, ...]:
         """The distinct readings this rollup names (for charts and proof samples)."""
         out: dict[int, Sample] = {}
-        for s in (self.first, self.min, self.max, self.last):
+        for s in self.named_samples():
             out.setdefault(s.seq, s)
         return tuple(sorted(out.values(), key=Sample.order))
 
@@ -118,38 +143,57 @@ def summarise(key: SeriesKey, unit: str, samples: Sequence[Sample]) -> Rollup:
         raise ValueError("a rollup needs at least one reading")
     ordered = sorted(samples, key=Sample.order)
     first = ordered[0]
-    rollup = Rollup(
-        key=key,
-        unit=unit,
+    return _fold(
+        key,
+        unit,
         n=1,
         total=first.val,
-        min=first,
-        max=first,
-        first=first,
-        last=first,
-        max_gap_ms=0,
+        named=(first, first, first, first),
+        gap=0,
         unsynced=0 if first.sync else 1,
         boot=first.boot,
-        offset_lo_us=first.offset_us,
-        offset_hi_us=first.offset_us,
+        offsets=(first.offset_us, first.offset_us),
+        ordered=ordered[1:],
     )
-    return _fold(rollup, ordered[1:])
 
 
 def extend(rollup: Rollup, samples: Sequence[Sample]) -> Rollup | None:
     """``rollup`` with ``samples`` folded in, or None when one of them is not after the
     rollup's last reading (the bucket must then be summarised from all its readings)."""
     ordered = sorted(samples, key=Sample.order)
-    if ordered and ordered[0].order() <= rollup.last.order():
+    named = rollup.named_samples()
+    if ordered and ordered[0].order() <= named[3].order():
         return None
-    return _fold(rollup, ordered)
+    r = rollup
+    return _fold(
+        r.key,
+        r.unit,
+        n=r.n,
+        total=r.total,
+        named=named,
+        gap=r.max_gap_ms,
+        unsynced=r.unsynced,
+        boot=r.boot,
+        offsets=(r.offset_lo_us, r.offset_hi_us),
+        ordered=ordered,
+    )
 
 
-def _fold(r: Rollup, ordered: Iterable[Sample]) -> Rollup:
-    n, total = r.n, r.total
-    lo, hi, last = r.min, r.max, r.last
-    gap, unsynced, boot = r.max_gap_ms, r.unsynced, r.boot
-    off_lo, off_hi = r.offset_lo_us, r.offset_hi_us
+def _fold(
+    key: SeriesKey,
+    unit: str,
+    *,
+    n: int,
+    total: float,
+    named: tuple[Sample, Sample, Sample, Sample],
+    gap: int,
+    unsynced: int,
+    boot: str | None,
+    offsets: tuple[int, int],
+    ordered: Iterable[Sample],
+) -> Rollup:
+    first, lo, hi, last = named
+    off_lo, off_hi = offsets
     for s in ordered:
         n += 1
         total += s.val
@@ -165,29 +209,30 @@ def _fold(r: Rollup, ordered: Iterable[Sample]) -> Rollup:
         off_lo, off_hi = min(off_lo, off), max(off_hi, off)
         last = s
     return Rollup(
-        key=r.key,
-        unit=r.unit,
+        key=key,
+        unit=unit,
         n=n,
         total=total,
-        min=lo,
-        max=hi,
-        first=r.first,
-        last=last,
+        min_val=lo.val,
+        max_val=hi.val,
+        first_t=first.t,
+        last_t=last.t,
         max_gap_ms=gap,
         unsynced=unsynced,
         boot=boot,
         offset_lo_us=off_lo,
         offset_hi_us=off_hi,
+        named=points_json((first, lo, hi, last)),
     )
 
 
 # --- storage form of the four named readings ----------------------------------------
 
 
-def points_json(r: Rollup) -> str:
+def points_json(named: tuple[Sample, Sample, Sample, Sample]) -> str:
     """``[first, min, max, last]``, each ``[seq, t, val, sync, boot, mono_us]``."""
     return json.dumps(
-        [[s.seq, s.t, s.val, s.sync, s.boot, s.mono_us] for s in (r.first, r.min, r.max, r.last)],
+        [[s.seq, s.t, s.val, s.sync, s.boot, s.mono_us] for s in named],
         separators=(",", ":"),
     )
 

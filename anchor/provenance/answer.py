@@ -371,11 +371,16 @@ class QuantityStats:
             self.max = p
 
     def add_rollup(self, r: Rollup) -> None:
-        """An hour of one sensor, counted from its rollup."""
+        """An hour of one sensor, counted from its rollup (its named readings are read
+        only when one may be a new extreme)."""
         self.count += r.n
         self.total += r.total
-        self._extremes(point_of(r, r.min))
-        self._extremes(point_of(r, r.max))
+        # An equal value wins only if it can be earlier: the hour starts before it.
+        lo, hi = self.min, self.max
+        if lo is None or r.min_val < lo.val or (r.min_val == lo.val and r.first_t <= lo.t):
+            self._extremes(point_of(r, r.min))
+        if hi is None or r.max_val > hi.val or (r.max_val == hi.val and r.first_t <= hi.t):
+            self._extremes(point_of(r, r.max))
 
     def merge(self, other: QuantityStats) -> None:
         self.count += other.count
@@ -438,7 +443,7 @@ def analyse_series(
     out = SeriesAnalysis()
     by_series: dict[tuple[str, str, str], list[ReadingPoint]] = defaultdict(list)
     earliest: dict[str, tuple[int, str, int]] = {}
-    named: set[tuple[str, int]] = set()  # first and last readings of the rollups used
+    named: set[tuple[str, int]] = set()  # readings of the rollups used, walked as markers
     for p in points:
         by_series[(p.q, p.gw, p.src)].append(p)
         stats = out.stats.get(p.q)
@@ -446,20 +451,24 @@ def analyse_series(
             stats = out.stats[p.q] = QuantityStats(p.q, p.unit)
             earliest[p.q] = (p.t, p.gw, p.seq)
         stats.add(p)
+    hours = {(r.key.q, r.key.gw, r.key.src, r.key.bucket) for r in summaries}
     for r in summaries:
         k = r.key
-        first = point_of(r, r.first)
         stats = out.stats.get(k.q)
         if stats is None:
             stats = out.stats[k.q] = QuantityStats(k.q, r.unit)
-        if k.q not in earliest or (first.t, first.gw, first.seq) < earliest[k.q]:
-            earliest[k.q] = (first.t, first.gw, first.seq)
-            stats.unit = r.unit
+        if k.q not in earliest or (r.first_t, k.gw) <= earliest[k.q][:2]:
+            first = point_of(r, r.first)
+            if k.q not in earliest or (first.t, first.gw, first.seq) < earliest[k.q]:
+                earliest[k.q] = (first.t, first.gw, first.seq)
+                stats.unit = r.unit
         stats.add_rollup(r)
-        if k.q == checked.q:
-            last = point_of(r, r.last)
-            by_series[(k.q, k.gw, k.src)].extend((first, last) if last != first else (first,))
-            named.update({(k.gw, first.seq), (k.gw, last.seq)})
+        # Inside a run of such hours every reading is in range: only the run's first
+        # reading can end a hold or an excursion of the readings before it.
+        if k.q == checked.q and (k.q, k.gw, k.src, k.bucket - 1) not in hours:
+            first = point_of(r, r.first)
+            by_series[(k.q, k.gw, k.src)].append(first)
+            named.add((k.gw, first.seq))
     if summaries:  # quantities in the order their first reading came, as from points alone
         out.stats = {q: out.stats[q] for q in sorted(out.stats, key=earliest.__getitem__)}
     checked_times: list[int] = []
@@ -469,8 +478,8 @@ def analyse_series(
     spans: dict[int, tuple[int, int]] = {}
     for r in summaries:
         if r.key.q == checked.q:
-            a, b = spans.get(r.key.bucket, (r.first.t, r.last.t))
-            spans[r.key.bucket] = (min(a, r.first.t), max(b, r.last.t))
+            a, b = spans.get(r.key.bucket, (r.first_t, r.last_t))
+            spans[r.key.bucket] = (min(a, r.first_t), max(b, r.last_t))
     for a, b in spans.values():
         checked_times.extend((a, b) if b > a else (a,))
         covered.add((a, b))
@@ -640,9 +649,19 @@ class IntervalAnswer:
     end: int  # effective end used for the join (now, for an open interval)
     analysis: SeriesAnalysis
     truncated: bool
-    points: list[ReadingPoint]  # every reading read, and the named readings of each rollup
+    evidence: HolderEvidence
     listed_max: int = 200
     counts: dict[str, int] = field(default_factory=dict)  # readings used, by gateway
+    _points: list[ReadingPoint] | None = field(default=None, repr=False)
+
+    @property
+    def points(self) -> list[ReadingPoint]:
+        """Every reading read, and the named readings of each rollup used (charts);
+        built when first asked for: the JSON answer never needs them."""
+        if self._points is None:
+            ev = self.evidence
+            self._points = ev.representatives() if ev.summaries else ev.points
+        return self._points
 
     def to_json(self) -> dict[str, Any]:
         c = self.custody
@@ -841,7 +860,7 @@ def answer_for_subject(
                 ev.end,
                 analysis,
                 ev.truncated,
-                ev.representatives() if ev.summaries else ev.points,
+                ev,
                 config.max_listed_per_interval,
                 ev.counts_by_gateway(),
             )
@@ -852,7 +871,7 @@ def answer_for_subject(
         for q, stats in ia.analysis.stats.items():
             overall.setdefault(q, QuantityStats(q, stats.unit)).merge(stats)
 
-    gws = sorted({p.gw for ia in intervals for p in ia.points} | {s.gw for s in scans})
+    gws = sorted({gw for ia in intervals for gw in ia.counts} | {s.gw for s in scans})
     t_from = custody[0].start if custody else 0
     t_to = max((ia.end for ia in intervals), default=0) + 1
     gaps = source.gaps(holders, gws, t_from, t_to, config.max_gaps) if custody else []
@@ -868,7 +887,9 @@ def answer_for_subject(
         [e for ia in intervals for e in ia.analysis.excursions],
         holes,
     )
-    used = {(p.gw, p.seq) for ia in intervals for p in ia.points}
+    # Revoked gateways' hours are never summarised (_settle_rollups): the readings read
+    # one by one are all the records of theirs this answer uses.
+    used = {(p.gw, p.seq) for ev in evidence for p in ev.points}
     used |= {(s.gw, s.seq) for s in scans} | {(g.gw, g.seq) for g in gaps}
     compromised = find_compromised(source, used)
     if compromised:
@@ -996,11 +1017,7 @@ def choose_proof_records(
             keys.update(
                 {(e.first.gw, e.first.seq), (e.peak.gw, e.peak.seq), (e.last.gw, e.last.seq)}
             )
-        pts = ia.points
-        n = config.proof_sample_per_interval
-        if pts and n:
-            step = max(1, len(pts) // n)
-            keys.update((p.gw, p.seq) for p in pts[::step][:n])
+        keys.update(ia.evidence.sample_keys(config.proof_sample_per_interval))
     return sorted(keys)
 
 

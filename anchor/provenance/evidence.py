@@ -82,6 +82,24 @@ class HolderEvidence:
         reps.sort(key=lambda p: (p.t, p.gw, p.seq))
         return reps
 
+    def sample_keys(self, n: int) -> set[tuple[str, int]]:
+        """``(gw, seq)`` of ``n`` readings evenly spaced over the interval (a rollup's
+        hour counts as one place, its first reading), for the proof's chart sample."""
+        if n <= 0:
+            return set()
+        items: list[tuple[int, ReadingPoint | Rollup]] = [(p.t, p) for p in self.points]
+        if self.summaries:
+            items += [(r.first_t, r) for r in self.summaries]
+            items.sort(key=lambda item: item[0])
+        step = max(1, len(items) // n)
+        out: set[tuple[str, int]] = set()
+        for _, item in items[::step][:n]:
+            if isinstance(item, Rollup):
+                out.add((item.key.gw, item.first.seq))
+            else:
+                out.add((item.gw, item.seq))
+        return out
+
     def _read(self, source: ProvenanceSource, t_from: int, t_to: int) -> None:
         if t_from >= t_to or self.truncated:
             return
@@ -108,15 +126,15 @@ def _hour_is_clean(
         if r.unsynced or r.boot is None:
             return False
     for r in checked:
-        if not (inside(r.min.val) and inside(r.max.val)):
+        if not (inside(r.min_val) and inside(r.max_val)):
             return False
     if not checked:
         return True
     # The union of the checked readings has no gap over the limit if dense sensors
     # (own gaps within it) cover them end to end, joined by steps within it.
-    lo = min(r.first.t for r in checked)
-    hi = max(r.last.t for r in checked)
-    spans = sorted((r.first.t, r.last.t) for r in checked if r.max_gap_ms <= silent_after_ms)
+    lo = min(r.first_t for r in checked)
+    hi = max(r.last_t for r in checked)
+    spans = sorted((r.first_t, r.last_t) for r in checked if r.max_gap_ms <= silent_after_ms)
     if not spans or spans[0][0] != lo:
         return False
     reach = spans[0][1]

@@ -16,58 +16,49 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from anchor.ledger.rollups import (
-    Rollup,
-    Sample,
-    SeriesKey,
-    bucket_span,
-    points_from_json,
-    points_json,
-)
+from anchor.ledger.rollups import Rollup, Sample, SeriesKey, bucket_span
 
 __all__ = ["ROLLUP_COLS", "RollupSql", "rollup_row"]
 
 ROLLUP_COLS = (
-    "holder, bucket, q, gw, src, unit, n, total, max_gap_ms, unsynced, boot,"
-    " offset_lo_us, offset_hi_us, points"
+    "holder, bucket, q, gw, src, unit, n, total, min_val, max_val, first_t, last_t,"
+    " max_gap_ms, unsynced, boot, offset_lo_us, offset_hi_us, points"
 )
 _KEY = "holder, bucket, q, gw, src"
+# Every column after the key is replaced on conflict.
+_SET = ", ".join(f"{c} = excluded.{c}" for c in ROLLUP_COLS.replace(",", " ").split()[5:])
 _UPSERT = (
-    f"INSERT INTO reading_rollups ({ROLLUP_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    f" ON CONFLICT ({_KEY}) DO UPDATE SET unit = excluded.unit, n = excluded.n,"
-    " total = excluded.total, max_gap_ms = excluded.max_gap_ms,"
-    " unsynced = excluded.unsynced, boot = excluded.boot,"
-    " offset_lo_us = excluded.offset_lo_us, offset_hi_us = excluded.offset_hi_us,"
-    " points = excluded.points"
+    f"INSERT INTO reading_rollups ({ROLLUP_COLS}) VALUES ({','.join('?' * 18)})"
+    f" ON CONFLICT ({_KEY}) DO UPDATE SET {_SET}"
 )
 _PAGE = 5_000
 
 
 def rollup_row(row: Any) -> Rollup:
-    first, lo, hi, last = points_from_json(str(row[13]))
     return Rollup(
-        key=SeriesKey(row[0], int(row[1]), row[2], row[3], row[4]),
-        unit=row[5],
-        n=int(row[6]),
-        total=float(row[7]),
-        min=lo,
-        max=hi,
-        first=first,
-        last=last,
-        max_gap_ms=int(row[8]),
-        unsynced=int(row[9]),
-        boot=row[10],
-        offset_lo_us=int(row[11]),
-        offset_hi_us=int(row[12]),
+        SeriesKey(row[0], int(row[1]), row[2], row[3], row[4]),
+        row[5],
+        int(row[6]),
+        float(row[7]),
+        float(row[8]),
+        float(row[9]),
+        int(row[10]),
+        int(row[11]),
+        int(row[12]),
+        int(row[13]),
+        row[14],
+        int(row[15]),
+        int(row[16]),
+        str(row[17]),
     )
 
 
 def _values(r: Rollup) -> tuple[Any, ...]:
     k = r.key
     return (
-        *(k.holder, k.bucket, k.q, k.gw, k.src),
-        *(r.unit, r.n, r.total, r.max_gap_ms, r.unsynced, r.boot),
-        *(r.offset_lo_us, r.offset_hi_us, points_json(r)),
+        *(k.holder, k.bucket, k.q, k.gw, k.src, r.unit, r.n, r.total),
+        *(r.min_val, r.max_val, r.first_t, r.last_t, r.max_gap_ms, r.unsynced, r.boot),
+        *(r.offset_lo_us, r.offset_hi_us, r.named),
     )
 
 

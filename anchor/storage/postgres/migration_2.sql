@@ -6,6 +6,8 @@ CREATE TABLE reading_rollups (
     holder TEXT COLLATE "C" NOT NULL, bucket BIGINT NOT NULL, q TEXT COLLATE "C" NOT NULL,
     gw TEXT COLLATE "C" NOT NULL, src TEXT COLLATE "C" NOT NULL,
     unit TEXT COLLATE "C" NOT NULL, n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL,
+    min_val DOUBLE PRECISION NOT NULL, max_val DOUBLE PRECISION NOT NULL,
+    first_t BIGINT NOT NULL, last_t BIGINT NOT NULL,
     max_gap_ms BIGINT NOT NULL, unsynced BIGINT NOT NULL, boot TEXT COLLATE "C",
     offset_lo_us BIGINT NOT NULL, offset_hi_us BIGINT NOT NULL, points TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (holder, bucket, q, gw, src));

@@ -69,6 +69,8 @@ CREATE INDEX IF NOT EXISTS checkpoints_size ON checkpoints(size);
 CREATE TABLE IF NOT EXISTS reading_rollups (
     holder TEXT NOT NULL, bucket INTEGER NOT NULL, q TEXT NOT NULL, gw TEXT NOT NULL,
     src TEXT NOT NULL, unit TEXT NOT NULL, n INTEGER NOT NULL, total REAL NOT NULL,
+    min_val REAL NOT NULL, max_val REAL NOT NULL, first_t INTEGER NOT NULL,
+    last_t INTEGER NOT NULL,
     max_gap_ms INTEGER NOT NULL, unsynced INTEGER NOT NULL, boot TEXT,
     offset_lo_us INTEGER NOT NULL, offset_hi_us INTEGER NOT NULL, points TEXT NOT NULL,
     PRIMARY KEY (holder, bucket, q, gw, src)) WITHOUT ROWID;
