@@ -36,8 +36,8 @@ from anchor.ledger.audit import ProgressBar, verify_ledger
 from anchor.ledger.model import ROLES
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import Attest, attester
-from anchor.sd_notify import notify, watchdog_loop
 from anchor.storage import describe_store, open_store
+from gateway.sdnotify import Notifier
 from proofs.errors import KeyError_, ProofsError
 from proofs.keys import SigningKey
 from proofs.keystore import save_signing_key
@@ -188,10 +188,11 @@ async def _serve(config: AnchorConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         port = runner.addresses[0][1] if runner.addresses else config.listen_port
         print(f"coldtrail-anchor listening on http://{config.listen_host}:{port}", flush=True)
-        notify("READY=1")
-        watchdog = loop.create_task(watchdog_loop(lambda: app[INGESTOR].running))
+        notifier = Notifier.from_env()
+        notifier.ready()
+        watchdog = loop.create_task(notifier.watch(lambda: app[INGESTOR].running))
         await stop.wait()
-        notify("STOPPING=1")
+        notifier.stopping()
         watchdog.cancel()
     finally:
         await runner.cleanup()

@@ -1,5 +1,8 @@
 """sd_notify(3) over $NOTIFY_SOCKET, by hand: a datagram per state change.
 
+The one implementation both daemons use (``coldtrail-gateway`` and ``coldtrail-anchor``);
+standard library only, so the anchor imports it without the gateway's dependencies.
+
 ``Type=notify`` units get READY=1 once the spool is open and the sources run;
 with ``WatchdogSec=`` systemd sets WATCHDOG_USEC and expects WATCHDOG=1 within
 it, so the daemon pings at half that interval from the event loop: a wedged
@@ -8,10 +11,11 @@ loop stops the pings and systemd restarts the gateway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["Notifier"]
 
@@ -68,3 +72,13 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         return self.notify(f"STATUS={text}")
+
+    async def watch(self, healthy: Callable[[], bool]) -> None:
+        """Ping the watchdog at half its interval while ``healthy()``; a no-op without one.
+        A wedged loop or an unhealthy daemon stops the pings and systemd restarts it."""
+        if self.watchdog_interval_s is None:
+            return
+        while True:
+            if healthy():
+                self.watchdog()
+            await asyncio.sleep(self.watchdog_interval_s)
