@@ -137,11 +137,15 @@ class Rollup:
         return tuple(sorted(out.values(), key=Sample.order))
 
 
+def _order(s: Sample) -> tuple[int, int]:
+    return s.t, s.seq
+
+
 def summarise(key: SeriesKey, unit: str, samples: Sequence[Sample]) -> Rollup:
     """The rollup of ``samples`` (one series, one bucket, at least one reading)."""
     if not samples:
         raise ValueError("a rollup needs at least one reading")
-    ordered = sorted(samples, key=Sample.order)
+    ordered = sorted(samples, key=_order)
     first = ordered[0]
     return _fold(
         key,
@@ -160,7 +164,7 @@ def summarise(key: SeriesKey, unit: str, samples: Sequence[Sample]) -> Rollup:
 def extend(rollup: Rollup, samples: Sequence[Sample]) -> Rollup | None:
     """``rollup`` with ``samples`` folded in, or None when one of them is not after the
     rollup's last reading (the bucket must then be summarised from all its readings)."""
-    ordered = sorted(samples, key=Sample.order)
+    ordered = sorted(samples, key=_order)
     named = rollup.named_samples()
     if ordered and ordered[0].order() <= named[3].order():
         return None
@@ -194,20 +198,27 @@ def _fold(
 ) -> Rollup:
     first, lo, hi, last = named
     off_lo, off_hi = offsets
-    for s in ordered:
+    lo_val, hi_val, last_t = lo.val, hi.val, last.t
+    for s in ordered:  # the apply step's inner loop: plain comparisons, no calls
         n += 1
-        total += s.val
-        if s.val < lo.val:
-            lo = s
-        if s.val > hi.val:
-            hi = s
-        gap = max(gap, s.t - last.t)
-        unsynced += 0 if s.sync else 1
+        val = s.val
+        total += val
+        if val < lo_val:
+            lo, lo_val = s, val
+        if val > hi_val:
+            hi, hi_val = s, val
+        if s.t - last_t > gap:
+            gap = s.t - last_t
+        if not s.sync:
+            unsynced += 1
         if s.boot != boot:
             boot = None
-        off = s.offset_us
-        off_lo, off_hi = min(off_lo, off), max(off_hi, off)
-        last = s
+        off = s.t * 1000 - s.mono_us
+        if off < off_lo:
+            off_lo = off
+        if off > off_hi:
+            off_hi = off
+        last, last_t = s, s.t
     return Rollup(
         key=key,
         unit=unit,
@@ -282,8 +293,8 @@ def group_readings(
 
     A reading is held where its own asset stamp says, else at its gateway's asset; a
     reading with neither is at no holder, and no lot's answer can use it."""
-    samples: dict[SeriesKey, list[Sample]] = {}
-    units: dict[SeriesKey, tuple[tuple[int, int], str]] = {}
+    samples: dict[tuple[str, int, str, str, str], list[Sample]] = {}
+    units: dict[tuple[str, int, str, str, str], tuple[tuple[int, int], str]] = {}
     for r in records:
         if r.type != "reading" or r.q is None or r.val is None:
             continue
@@ -294,10 +305,12 @@ def group_readings(
         if clk is None:  # a stored record: the evidence is in the signed body
             doc = json.loads(r.json)["clk"]
             clk = (bool(doc["sync"]), str(doc["boot"]), int(doc["mono_us"]))
-        key = SeriesKey(holder, bucket_of(r.t), r.q, r.gw, r.src)
-        samples.setdefault(key, []).append(Sample(r.seq, r.t, float(r.val), clk[0], clk[1], clk[2]))
-        # A series' unit is its earliest reading's, whatever order they arrive in.
-        seen = units.get(key)
-        if seen is None or (r.t, r.seq) < seen[0]:
+        key = (holder, r.t // BUCKET_MS, r.q, r.gw, r.src)  # a tuple hashes fastest
+        found = samples.get(key)
+        if found is None:
+            found = samples[key] = []
             units[key] = ((r.t, r.seq), r.unit or "")
-    return {key: (units[key][1], found) for key, found in samples.items()}
+        elif (r.t, r.seq) < units[key][0]:  # a series' unit is its earliest reading's
+            units[key] = ((r.t, r.seq), r.unit or "")
+        found.append(Sample(r.seq, r.t, float(r.val), clk[0], clk[1], clk[2]))
+    return {SeriesKey(*key): (units[key][1], found) for key, found in samples.items()}
