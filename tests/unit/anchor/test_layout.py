@@ -77,3 +77,23 @@ def test_ledger_ingest_and_provenance_import_no_http() -> None:
         for path in (ANCHOR / package).rglob("*.py"):
             web = {i for i in _imports(path) if i.startswith(("aiohttp", "anchor.http"))}
             assert not web, f"{_module(path)} imports {sorted(web)}"
+
+
+def test_every_package_and_schema_is_shipped() -> None:
+    """A package left out of pyproject installs from a checkout (editable) and breaks in
+    a wheel: anchor.ordering and anchor.storage.postgres once were, with its schema."""
+    import tomllib
+
+    root = ANCHOR.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for top in ("proofs", "gateway", "anchor")
+        for p in (root / top).rglob("__init__.py")
+    }
+    assert found <= listed, f"not in pyproject packages: {sorted(found - listed)}"
+    data = project["tool"]["setuptools"]["package-data"]
+    for sql in ANCHOR.rglob("*.sql"):
+        package = ".".join(sql.parent.relative_to(root).parts)
+        assert any(sql.match(pattern) for pattern in data.get(package, [])), sql
