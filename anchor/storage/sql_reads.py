@@ -12,12 +12,15 @@ connection (the PostgreSQL driver turns ``?`` into ``%s`` there).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from anchor.ledger.model import (
     ApiToken,
+    ChainLink,
     Checkpoint,
     Gateway,
+    GatewayHead,
     Organisation,
     Place,
     ScanEvent,
@@ -28,18 +31,21 @@ from anchor.storage.rows import (
     BATCH_COLS,
     CP_COLS,
     GW_COLS,
+    LINK_COLS,
     PLACE_COLS,
     RECORD_COLS,
     SCAN_COLS,
     TOKEN_COLS,
+    as_bytes,
     batch_row,
     checkpoint_row,
     gateway_row,
+    link_row,
     record_row,
     token_row,
 )
 
-__all__ = ["SqlReads"]
+__all__ = ["SqlReads", "TxReads"]
 
 
 class SqlReads:
@@ -216,3 +222,95 @@ class SqlReads:
             (before, limit),
         )
         return [checkpoint_row(r) for r in rows]
+
+
+class TxReads:
+    """The reads a write transaction makes (chain checks, receipts, checkpoints), shared
+    by each driver's transaction and its store: one SQL text, ``?`` placeholders."""
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        raise NotImplementedError
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def gateway_head(self, gw: str) -> GatewayHead | None:
+        row = self._one(
+            "SELECT gw, batch_seq, manifest_hash, last_seq, leaf_index FROM batches"
+            " WHERE gw = ? ORDER BY batch_seq DESC LIMIT 1",
+            (gw,),
+        )
+        return None if row is None else GatewayHead(*row)
+
+    def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
+        row = self._one(
+            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
+        )
+        return None if row is None else batch_row(row)
+
+    def chain_neighbours(
+        self, gw: str, batch_seq: int
+    ) -> tuple[ChainLink | None, ChainLink | None]:
+        # Both are one step on the UNIQUE (gw, batch_seq) index.
+        lower = self._one(
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
+            " ORDER BY batch_seq DESC LIMIT 1",
+            (gw, batch_seq),
+        )
+        higher = self._one(
+            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq > ?"
+            " ORDER BY batch_seq LIMIT 1",
+            (gw, batch_seq),
+        )
+        return (
+            None if lower is None else link_row(lower),
+            None if higher is None else link_row(higher),
+        )
+
+    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
+        rows = self._all(
+            "SELECT json FROM records WHERE gw = ? AND seq >= ? AND seq <= ? AND type = 'gap'"
+            " ORDER BY seq",
+            (gw, seq_from, seq_to),
+        )
+        out: list[tuple[int, int]] = []
+        for (raw,) in rows:
+            try:
+                doc = json.loads(as_bytes(raw))
+            except ValueError:
+                continue
+            lost_from, lost_to = doc.get("lost_from"), doc.get("lost_to")
+            if (
+                doc.get("reason") == "evicted"
+                and isinstance(lost_from, int)
+                and isinstance(lost_to, int)
+            ):
+                out.append((lost_from, lost_to))
+        return out
+
+    def batch(self, leaf_index: int) -> StoredBatch | None:
+        row = self._one(f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
+        return None if row is None else batch_row(row)
+
+    def gateway(self, gw: str) -> Gateway | None:
+        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE id = ?", (gw,))
+        return None if row is None else gateway_row(row)
+
+    def log_size(self) -> int:
+        row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
+        return int(row[0])
+
+    def get_node(self, level: int, index: int) -> bytes:
+        row = self._one("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index))
+        if row is None:
+            raise KeyError(f"log node ({level}, {index}) is not stored")
+        return bytes(row[0])
+
+    def checkpoint(self, height: int) -> Checkpoint | None:
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints WHERE height = ?", (height,))
+        return None if row is None else checkpoint_row(row)
+
+    def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
+        where = "WHERE final" if final_only else ""  # an integer flag or a BOOLEAN: truthy
+        row = self._one(f"SELECT {CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
+        return None if row is None else checkpoint_row(row)

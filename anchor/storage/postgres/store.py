@@ -64,10 +64,9 @@ from anchor.storage.rows import (
     TOKEN_COLS,
     batch_row,
     checkpoint_row,
-    gateway_row,
     link_row,
 )
-from anchor.storage.sql_reads import SqlReads
+from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
@@ -101,13 +100,13 @@ def _marks(n: int) -> str:
     return ",".join(["%s"] * n)
 
 
-class _Reads:
-    """Queries shared by the store (a thread's connection) and a write transaction."""
+class _Reads(TxReads):
+    """The shared reads (anchor.storage.sql_reads.TxReads) on one connection."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._c = conn
 
-    # The shared SQL (sql_reads, sql_rollups) writes ``?``; nothing else here does.
+    # The shared SQL (sql_reads, sql_rollups) writes ``?``; no statement here has another.
     def _one(self, query: str, args: tuple[Any, ...] = ()) -> Any:
         return self._c.execute(query.replace("?", "%s").encode(), args).fetchone()
 
@@ -117,87 +116,6 @@ class _Reads:
     def _many(self, query: str, rows: Sequence[tuple[Any, ...]]) -> None:
         with self._c.cursor() as cur:
             cur.executemany(query.replace("?", "%s").encode(), rows)
-
-    def gateway_head(self, gw: str) -> GatewayHead | None:
-        row = self._one(
-            "SELECT gw, batch_seq, manifest_hash, last_seq, leaf_index FROM batches"
-            " WHERE gw = %s ORDER BY batch_seq DESC LIMIT 1",
-            (gw,),
-        )
-        return None if row is None else GatewayHead(*row)
-
-    def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
-        row = self._one(
-            f"SELECT {BATCH_COLS} FROM batches WHERE gw = %s AND batch_seq = %s",
-            (gw, batch_seq),
-        )
-        return None if row is None else batch_row(row)
-
-    def chain_neighbours(
-        self, gw: str, batch_seq: int
-    ) -> tuple[ChainLink | None, ChainLink | None]:
-        lower = self._one(
-            f"SELECT {LINK_COLS} FROM batches WHERE gw = %s AND batch_seq < %s"
-            " ORDER BY batch_seq DESC LIMIT 1",
-            (gw, batch_seq),
-        )
-        higher = self._one(
-            f"SELECT {LINK_COLS} FROM batches WHERE gw = %s AND batch_seq > %s"
-            " ORDER BY batch_seq LIMIT 1",
-            (gw, batch_seq),
-        )
-        return (
-            None if lower is None else link_row(lower),
-            None if higher is None else link_row(higher),
-        )
-
-    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
-        rows = self._all(
-            "SELECT json FROM records WHERE gw = %s AND seq >= %s AND seq <= %s"
-            " AND type = 'gap' ORDER BY seq",
-            (gw, seq_from, seq_to),
-        )
-        out: list[tuple[int, int]] = []
-        for (raw,) in rows:
-            try:
-                doc = json.loads(bytes(raw))
-            except ValueError:
-                continue
-            lost_from, lost_to = doc.get("lost_from"), doc.get("lost_to")
-            if (
-                doc.get("reason") == "evicted"
-                and isinstance(lost_from, int)
-                and isinstance(lost_to, int)
-            ):
-                out.append((lost_from, lost_to))
-        return out
-
-    def batch(self, leaf_index: int) -> StoredBatch | None:
-        row = self._one(f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index = %s", (leaf_index,))
-        return None if row is None else batch_row(row)
-
-    def gateway(self, gw: str) -> Gateway | None:
-        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE id = %s", (gw,))
-        return None if row is None else gateway_row(row)
-
-    def log_size(self) -> int:
-        row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
-        return int(row[0])
-
-    def get_node(self, level: int, index: int) -> bytes:
-        row = self._one("SELECT hash FROM log_nodes WHERE level = %s AND idx = %s", (level, index))
-        if row is None:
-            raise KeyError(f"log node ({level}, {index}) is not stored")
-        return bytes(row[0])
-
-    def checkpoint(self, height: int) -> Checkpoint | None:
-        row = self._one(f"SELECT {CP_COLS} FROM checkpoints WHERE height = %s", (height,))
-        return None if row is None else checkpoint_row(row)
-
-    def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
-        where = "WHERE final" if final_only else ""
-        row = self._one(f"SELECT {CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
-        return None if row is None else checkpoint_row(row)
 
 
 class _PostgresTx(_Reads, RollupSql, LedgerTx):
@@ -602,10 +520,10 @@ class PostgresLedger(SqlReads, RollupSql, LedgerStore):
     # --- records: anchor.storage.sql_reads.SqlReads -----------------------
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        return self._reads()._one(sql.replace("?", "%s"), args)  # the shared SQL has no other ?
+        return self._reads()._one(sql, args)  # _Reads turns the shared SQL's ? into %s
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        return self._reads()._all(sql.replace("?", "%s"), args)
+        return self._reads()._all(sql, args)
 
     def change_counter(self) -> int:
         # One primary-key row, bumped in the same commit as the rows it guards (see the

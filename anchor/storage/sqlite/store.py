@@ -43,13 +43,11 @@ from anchor.storage.rows import (
     RECORD_COLS,
     SCAN_COLS,
     TOKEN_COLS,
-    as_bytes,
     batch_row,
     checkpoint_row,
-    gateway_row,
     link_row,
 )
-from anchor.storage.sql_reads import SqlReads
+from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
@@ -59,8 +57,8 @@ SCHEMA_VERSION = 3
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
 
-class _Reads:
-    """Queries shared by the store (own connection) and a write transaction."""
+class _Reads(TxReads):
+    """The shared reads (anchor.storage.sql_reads.TxReads) on one connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
@@ -73,87 +71,6 @@ class _Reads:
 
     def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         self._c.executemany(sql, rows)
-
-    def gateway_head(self, gw: str) -> GatewayHead | None:
-        row = self._one(
-            "SELECT gw, batch_seq, manifest_hash, last_seq, leaf_index FROM batches"
-            " WHERE gw = ? ORDER BY batch_seq DESC LIMIT 1",
-            (gw,),
-        )
-        return None if row is None else GatewayHead(*row)
-
-    def batch_by_seq(self, gw: str, batch_seq: int) -> StoredBatch | None:
-        row = self._one(
-            f"SELECT {BATCH_COLS} FROM batches WHERE gw = ? AND batch_seq = ?", (gw, batch_seq)
-        )
-        return None if row is None else batch_row(row)
-
-    def chain_neighbours(
-        self, gw: str, batch_seq: int
-    ) -> tuple[ChainLink | None, ChainLink | None]:
-        # Both are one step on the UNIQUE (gw, batch_seq) index.
-        lower = self._one(
-            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq < ?"
-            " ORDER BY batch_seq DESC LIMIT 1",
-            (gw, batch_seq),
-        )
-        higher = self._one(
-            f"SELECT {LINK_COLS} FROM batches WHERE gw = ? AND batch_seq > ?"
-            " ORDER BY batch_seq LIMIT 1",
-            (gw, batch_seq),
-        )
-        return (
-            None if lower is None else link_row(lower),
-            None if higher is None else link_row(higher),
-        )
-
-    def evicted_gaps(self, gw: str, seq_from: int, seq_to: int) -> list[tuple[int, int]]:
-        rows = self._c.execute(
-            "SELECT json FROM records WHERE gw = ? AND seq >= ? AND seq <= ? AND type = 'gap'"
-            " ORDER BY seq",
-            (gw, seq_from, seq_to),
-        )
-        out: list[tuple[int, int]] = []
-        for (raw,) in rows:
-            try:
-                doc = json.loads(as_bytes(raw))
-            except ValueError:
-                continue
-            lost_from, lost_to = doc.get("lost_from"), doc.get("lost_to")
-            if (
-                doc.get("reason") == "evicted"
-                and isinstance(lost_from, int)
-                and isinstance(lost_to, int)
-            ):
-                out.append((lost_from, lost_to))
-        return out
-
-    def batch(self, leaf_index: int) -> StoredBatch | None:
-        row = self._one(f"SELECT {BATCH_COLS} FROM batches WHERE leaf_index = ?", (leaf_index,))
-        return None if row is None else batch_row(row)
-
-    def gateway(self, gw: str) -> Gateway | None:
-        row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE id = ?", (gw,))
-        return None if row is None else gateway_row(row)
-
-    def log_size(self) -> int:
-        row = self._one("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM batches")
-        return int(row[0])
-
-    def get_node(self, level: int, index: int) -> bytes:
-        row = self._one("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?", (level, index))
-        if row is None:
-            raise KeyError(f"log node ({level}, {index}) is not stored")
-        return bytes(row[0])
-
-    def checkpoint(self, height: int) -> Checkpoint | None:
-        row = self._one(f"SELECT {CP_COLS} FROM checkpoints WHERE height = ?", (height,))
-        return None if row is None else checkpoint_row(row)
-
-    def latest_checkpoint(self, *, final_only: bool = False) -> Checkpoint | None:
-        where = "WHERE final = 1" if final_only else ""
-        row = self._one(f"SELECT {CP_COLS} FROM checkpoints {where} ORDER BY height DESC LIMIT 1")
-        return None if row is None else checkpoint_row(row)
 
 
 class _SqliteTx(_Reads, RollupSql, LedgerTx):
