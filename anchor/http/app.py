@@ -32,6 +32,7 @@ from anchor.http.params import json_response, path_int, query_int
 from anchor.http.problems import problem_middleware
 from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
+from anchor.ledger import tiles
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.metrics import AnchorMetrics
@@ -229,6 +230,52 @@ async def get_consistency(request: web.Request) -> web.Response:
     return json_response(await _public(request, work))
 
 
+# C2SP tlog-tiles (anchor.ledger.tiles): tiles never change once served; the checkpoint does.
+_IMMUTABLE = "public, max-age=31536000, immutable"
+_CHECKPOINT_MAX_AGE = "public, max-age=2"
+
+
+async def get_tlog_checkpoint(request: web.Request) -> web.Response:
+    cp = await _public(request, request.app[STORE].latest_checkpoint)
+    if cp is None or cp.size == 0:
+        raise AnchorError("not-found", "no checkpoint has been signed yet")
+    return web.Response(
+        text=cp.note,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"Cache-Control": _CHECKPOINT_MAX_AGE},
+    )
+
+
+async def get_tlog_tile(request: web.Request) -> web.Response:
+    """A hash tile or an entry bundle, within the latest checkpoint's tree."""
+    store = request.app[STORE]
+    try:
+        tile = tiles.parse_tile_path(request.match_info["level"], request.match_info["rest"])
+    except tiles.TileError as e:
+        raise AnchorError("not-found", f"not a tile: {e}") from e
+
+    def entries(start: int, stop: int) -> list[bytes]:
+        return [b.manifest_json for b in store.batches(start, stop)]
+
+    def work() -> bytes:
+        cp = store.latest_checkpoint()
+        size = 0 if cp is None else cp.size
+        if tile.level is None:
+            return tiles.entry_bundle(tile, size, entries)
+        return tiles.hash_tile(tile, size, store.get_node)
+
+    try:
+        body = await _public(request, work)
+    except tiles.TileError as e:
+        raise AnchorError("not-found", str(e)) from e
+    return web.Response(
+        body=body,
+        content_type="application/octet-stream",
+        headers={"Cache-Control": _IMMUTABLE},
+    )
+
+
 async def get_leaf(request: web.Request) -> web.Response:
     index = path_int(request, "index")
     batch = await _public(request, request.app[STORE].batch, index)
@@ -347,6 +394,8 @@ ROUTES = [
     web.get("/v1/log/inclusion", get_inclusion),
     web.get("/v1/log/consistency", get_consistency),
     web.get("/v1/log/leaves/{index}", get_leaf),
+    web.get("/tlog/checkpoint", get_tlog_checkpoint),
+    web.get("/tlog/tile/{level}/{rest:.+}", get_tlog_tile),
     # Gateway ids may contain "/" (proofs.records allows it).
     web.get("/v1/gateways/{gw:.+}/batches", get_gateway_batches),
     web.get("/v1/places", get_places),

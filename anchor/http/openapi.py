@@ -372,6 +372,42 @@ _DOC: dict[str, Any] = {
                 },
             }
         },
+        "/tlog/checkpoint": {
+            "get": {
+                "summary": "The latest signed checkpoint (C2SP tlog-tiles), cacheable 2 s",
+                "responses": {
+                    "200": {
+                        "description": "A signed note (C2SP tlog-checkpoint)",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_problems(404),
+                },
+            }
+        },
+        "/tlog/tile/{level}/{index}": {
+            "get": {
+                "summary": "A hash tile or an entry bundle (C2SP tlog-tiles), immutable",
+                "description": (
+                    "level: 0-63 or 'entries'; index: x001/x234/067, with .p/W for a partial"
+                    " tile. Only tiles within the latest checkpoint's tree are served."
+                ),
+                "parameters": [
+                    _p("level", {"type": "string", "pattern": "^(0|[1-9][0-9]?|entries)$"}),
+                    _p("index", {"type": "string"}),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "256 (or W) hashes of 32 bytes, or uint16-prefixed entries",
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **_problems(404),
+                },
+            }
+        },
         "/v1/gateways/{gw}/batches": {
             "get": {
                 "summary": "A gateway and its batches, newest first",
