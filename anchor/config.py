@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from anchor.errors import ConfigError
+from proofs.errors import ProofsError
+from proofs.note import ALG_ED25519, NoteVerifier
 
 __all__ = ["ENV_PREFIX", "AnchorConfig", "load_config"]
 
@@ -68,6 +70,9 @@ class AnchorConfig:
     # Lot answers take whole hours that cannot change them from the ledger's reading
     # rollups (docs/adr/0316); false reads every reading: the same answers, slower.
     provenance_rollups: bool = True
+    # The logs this node cosigns as a C2SP tlog-witness (POST /witness/add-checkpoint):
+    # their verifier keys ("origin+hexid+base64"), separated by commas.
+    witness_logs: str = ""
     # Public reads (provenance, pages, explorer, log proofs; docs/anchor.md "Limits"):
     # per client, a token bucket of public_rate_per_s with bursts of public_burst_requests;
     # they run on public_workers threads of their own with at most public_queue_max waiting.
@@ -114,6 +119,7 @@ class AnchorConfig:
             raise ConfigError("commit_group_max_batches must be at least 1")
         if self.verify_workers < 1 or self.verify_parallel_min_records < 1:
             raise ConfigError("verify_workers and verify_parallel_min_records must be >= 1")
+        self.witness_verifiers()  # refuses a bad key at start, not at the first request
         if self.cold_range_low_c > self.cold_range_high_c:
             raise ConfigError("cold_range_low_c is above cold_range_high_c")
         self.ranges_by_gtin()  # refuse a malformed list at start-up, not at the first query
@@ -136,6 +142,19 @@ class AnchorConfig:
             except ValueError as e:
                 raise ConfigError(f"trusted_proxies item {item!r} is not an address") from e
         return tuple(out)
+
+    def witness_verifiers(self) -> list[NoteVerifier]:
+        """Parse ``witness_logs``: the logs' Ed25519 verifier keys."""
+        out = []
+        for item in filter(None, (x.strip() for x in self.witness_logs.split(","))):
+            try:
+                v = NoteVerifier.from_vkey(item)
+            except ProofsError as e:
+                raise ConfigError(f"witness_logs: {item!r} is not a verifier key: {e}") from e
+            if v.alg != ALG_ED25519:
+                raise ConfigError(f"witness_logs: {v.name} is not a log (Ed25519) key")
+            out.append(v)
+        return out
 
     def ranges_by_gtin(self) -> dict[str, tuple[float | None, float | None]]:
         """Parse ``cold_range_by_gtin`` into GTIN -> (low, high)."""

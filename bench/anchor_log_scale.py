@@ -51,10 +51,12 @@ def _open(address: str) -> Any:
     return SqliteLedger(address)
 
 
-def prefill(address: str, start: int, readings: int, chunk_batches: int = 50) -> float:
+def prefill(address: str | Path, start: int, readings: int, chunk_batches: int = 50) -> float:
     """Add ``readings`` pre-fill readings after the first ``start`` through the store API,
     with their hourly rollups, as the apply step writes them. Returns readings/s.
+    ``address``: a SQLite file or a ``postgresql://`` URL.
     """
+    address = str(address)
     from anchor.ledger.derived import update_rollups
     from anchor.ledger.model import NewBatch, NewRecord
     from proofs.merkle import leaf_hash

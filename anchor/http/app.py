@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from anchor.auth import authenticate
 from anchor.config import AnchorConfig
+from anchor.consortium import witness as witness_mod
 from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember
 from anchor.errors import AnchorError
 from anchor.http.keys import CONFIG, INGESTOR, METRICS, OPENAPI, SIGNER, STARTED_AT, STORE, VERIFIER
@@ -40,6 +41,7 @@ from anchor.provenance.answer import ColdChainRange, ProvenanceConfig
 from anchor.storage import open_store
 from proofs.identifiers import is_identifier
 from proofs.keystore import load_signing_key
+from proofs.note import ALG_COSIGNATURE_V1, NoteSigner
 
 __all__ = [
     "CONFIG",
@@ -276,6 +278,19 @@ async def get_tlog_tile(request: web.Request) -> web.Response:
     )
 
 
+async def post_add_checkpoint(request: web.Request) -> web.Response:
+    """C2SP tlog-witness add-checkpoint (anchor.consortium.witness): plain-text answers,
+    as the spec prescribes, not problem documents."""
+    body = await request.content.read(witness_mod.MAX_BODY + 1)
+    try:
+        lines = await asyncio.to_thread(request.app[_WITNESS].add_checkpoint, body)
+    except witness_mod.WitnessError as e:
+        return web.Response(
+            status=e.status, body=e.text.encode(), content_type=e.content_type, charset="utf-8"
+        )
+    return web.Response(text=lines, content_type="text/plain", charset="utf-8")
+
+
 async def get_leaf(request: web.Request) -> web.Response:
     index = path_int(request, "index")
     batch = await _public(request, request.app[STORE].batch, index)
@@ -395,6 +410,7 @@ ROUTES = [
     web.get("/v1/log/consistency", get_consistency),
     web.get("/v1/log/leaves/{index}", get_leaf),
     web.get("/tlog/checkpoint", get_tlog_checkpoint),
+    web.post("/witness/add-checkpoint", post_add_checkpoint),
     web.get("/tlog/tile/{level}/{rest:.+}", get_tlog_tile),
     # Gateway ids may contain "/" (proofs.records allows it).
     web.get("/v1/gateways/{gw:.+}/batches", get_gateway_batches),
@@ -421,8 +437,17 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store.close()
 
 
+_WITNESS = web.AppKey("witness", witness_mod.Witness)
+
+
 async def _signer_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[SIGNER] = open_signer(app[CONFIG])
+    config = app[CONFIG]
+    app[SIGNER] = open_signer(config)
+    # This node's cosigning key also witnesses the logs the config names (C2SP).
+    member = NoteSigner(
+        config.member_name, load_signing_key(config.cosigner_key_file), ALG_COSIGNATURE_V1
+    )
+    app[_WITNESS] = witness_mod.Witness(config.witness_verifiers(), member, app[STORE], time.time)
     yield
 
 

@@ -127,6 +127,15 @@ class LedgerTx(abc.ABC):
     def mark_rollups_ready(self) -> None:
         """Record that the rollups cover every stored reading."""
 
+    # --- the C2SP witness's record (anchor.consortium.witness) ---------------
+
+    @abc.abstractmethod
+    def witnessed(self, origin: str) -> tuple[int, bytes] | None:
+        """``(size, root)`` of the latest checkpoint of ``origin`` this node cosigned."""
+
+    @abc.abstractmethod
+    def set_witnessed(self, origin: str, size: int, root: bytes, note: str, at: int) -> None: ...
+
     @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         """A nested scope whose writes are undone if it raises."""

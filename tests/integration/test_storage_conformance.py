@@ -680,3 +680,19 @@ def _forget_rollups(ledger: Ledger) -> None:
     with psycopg.connect(ledger.address, autocommit=True) as conn:
         conn.execute(b"DELETE FROM meta WHERE key = 'rollups'")
         conn.execute(b"DELETE FROM reading_rollups")
+
+
+def test_the_witness_record_is_replaced_in_a_transaction(store: LedgerStore) -> None:
+    root = bytes(range(32))
+    with store.transaction() as tx:
+        assert tx.witnessed("log.example/a") is None
+        tx.set_witnessed("log.example/a", 5, root, "note 5\n", T0)
+    with store.transaction() as tx:
+        assert tx.witnessed("log.example/a") == (5, root)
+        tx.set_witnessed("log.example/a", 9, root[::-1], "note 9\n", T0 + 1)
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.set_witnessed("log.example/a", 12, root, "note 12\n", T0 + 2)
+        raise RuntimeError("rolled back")
+    with store.transaction() as tx:
+        assert tx.witnessed("log.example/a") == (9, root[::-1])
+        assert tx.witnessed("log.example/b") is None

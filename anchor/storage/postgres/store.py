@@ -68,6 +68,7 @@ from anchor.storage.rows import (
 )
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
+from anchor.storage.sql_witness import WitnessSql
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresLedger"]
 
@@ -76,6 +77,7 @@ _HERE = Path(__file__).parent
 MIGRATIONS: tuple[str, ...] = (
     (_HERE / "schema.sql").read_text(),
     (_HERE / "migration_2.sql").read_text(),
+    (_HERE / "migration_3.sql").read_text(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -118,7 +120,7 @@ class _Reads(TxReads):
             cur.executemany(query.replace("?", "%s").encode(), rows)
 
 
-class _PostgresTx(_Reads, RollupSql, LedgerTx):
+class _PostgresTx(_Reads, RollupSql, WitnessSql, LedgerTx):
     def append_batch(self, batch: NewBatch) -> int:
         c = self._c
         leaf_index = self.log_size()  # dense: the write lock is held since BEGIN

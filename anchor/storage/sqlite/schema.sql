@@ -74,3 +74,7 @@ CREATE TABLE IF NOT EXISTS reading_rollups (
     max_gap_ms INTEGER NOT NULL, unsynced INTEGER NOT NULL, boot TEXT,
     offset_lo_us INTEGER NOT NULL, offset_hi_us INTEGER NOT NULL, points TEXT NOT NULL,
     PRIMARY KEY (holder, bucket, q, gw, src)) WITHOUT ROWID;
+-- Schema 4: what this node, as a C2SP tlog-witness, last cosigned per log origin.
+CREATE TABLE IF NOT EXISTS witnessed (
+    origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL,
+    updated_at INTEGER NOT NULL);
