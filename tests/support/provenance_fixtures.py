@@ -329,3 +329,23 @@ def running_anchor(
         yield base
     finally:
         stop_process(proc)
+
+
+async def serve_journey(
+    aiohttp_client: Any, data_dir: Path, *, excursion: bool = False, **settings: Any
+) -> tuple[Any, dict[str, str], Journey]:
+    """The real app (``create_app``) on a fresh node, the standard journey ingested over
+    HTTP: ``(client, tokens by org, journey)``. ``settings`` override the node's config."""
+    import dataclasses
+
+    from anchor.http.app import create_app
+
+    journey = standard_journey(excursion=excursion)
+    config, tokens = prepare_anchor(data_dir, journey)
+    client = await aiohttp_client(create_app(dataclasses.replace(config, **settings)))
+    for org, body in ingest_bodies(journey):
+        resp = await client.post(
+            "/v1/batches", json=body, headers={"Authorization": f"Bearer {tokens[org]}"}
+        )
+        assert resp.status == 201, await resp.text()
+    return client, tokens, journey

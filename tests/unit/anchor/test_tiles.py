@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from anchor.http.app import create_app
 from anchor.ledger import tree as log
-from anchor.ledger.model import NewBatch
 from anchor.ledger.tiles import TileError, TilePath, entry_bundle, hash_tile, parse_tile_path
 from anchor.storage.sqlite.store import SqliteLedger
+from bench.anchor_ingest_query import fill_log
 from proofs.merkle import MerkleTree, leaf_hash
 from proofs.note import Checkpoint, NoteVerifier, SignedNote
-from support.provenance_fixtures import ingest_bodies, prepare_anchor, standard_journey
+from support.provenance_fixtures import serve_journey
 
 
 @pytest.mark.parametrize(
@@ -79,28 +77,9 @@ def test_which_tiles_a_tree_of_70000_has() -> None:
 
 
 def _filled(tmp_path: Path, leaves: int) -> SqliteLedger:
-    store = SqliteLedger(tmp_path / "ledger.sqlite3")
-    with store.transaction() as tx:
-        for i in range(leaves):
-            entry = b'{"manifest":' + str(i).encode() + b"}"
-            tx.append_batch(
-                NewBatch(
-                    gw="gw",
-                    batch_seq=i + 1,
-                    manifest_hash=hashlib.sha256(entry).hexdigest(),
-                    manifest_json=entry,
-                    leaf_hash=leaf_hash(entry),
-                    first_seq=i + 1,
-                    last_seq=i + 1,
-                    count=1,
-                    root="00" * 32,
-                    opened=0,
-                    closed=0,
-                    records_evicted=True,
-                    accepted_at=0,
-                )
-            )
-    return store
+    db = tmp_path / "ledger.sqlite3"
+    fill_log(db, leaves)  # the bench's filler: evicted manifests through the store API
+    return SqliteLedger(db)
 
 
 def test_tiles_rebuild_the_tree_and_its_entries(tmp_path: Path) -> None:
@@ -138,14 +117,7 @@ def test_tiles_rebuild_the_tree_and_its_entries(tmp_path: Path) -> None:
 async def test_a_mirror_verifies_the_checkpoint_from_tiles_alone(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    journey = standard_journey()
-    config, tokens = prepare_anchor(tmp_path / "anchor", journey)
-    client: TestClient = await aiohttp_client(create_app(config))
-    for org, body in ingest_bodies(journey):
-        resp = await client.post(
-            "/v1/batches", json=body, headers={"Authorization": f"Bearer {tokens[org]}"}
-        )
-        assert resp.status == 201, await resp.text()
+    client, _, _ = await serve_journey(aiohttp_client, tmp_path / "anchor")
     info = await (await client.get("/v1/log")).json()
     resp = await client.get("/tlog/checkpoint")
     assert resp.status == 200 and resp.content_type == "text/plain"

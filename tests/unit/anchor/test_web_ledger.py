@@ -6,33 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
-from anchor.http.app import create_app
 from anchor.provenance.answer import ProvenanceConfig, Subject, answer_for_subject
 from proofs.bundle import verify_bundle
-from support.provenance_fixtures import (
-    GTIN,
-    LOT,
-    T0,
-    ingest_bodies,
-    prepare_anchor,
-    standard_journey,
-)
+from support.provenance_fixtures import GTIN, LOT, T0, serve_journey
 
 LOT_PATH = f"/01/{GTIN}/10/{LOT}"
 
 
 async def _anchor(aiohttp_client: Any, tmp_path: Path, *, excursion: bool = False) -> Any:
-    journey = standard_journey(excursion=excursion)
-    config, tokens = prepare_anchor(tmp_path / "anchor", journey)
-    client: TestClient = await aiohttp_client(create_app(config))
-    for org, body in ingest_bodies(journey):
-        resp = await client.post(
-            "/v1/batches", json=body, headers={"Authorization": f"Bearer {tokens[org]}"}
-        )
-        assert resp.status == 201, await resp.text()
-    return client, tokens, journey
+    return await serve_journey(aiohttp_client, tmp_path / "anchor", excursion=excursion)
 
 
 async def test_ledger_answers_like_the_twin_and_its_bundle_verifies(

@@ -4,16 +4,13 @@ ledger (the record) and through the real app for the HTTP shape."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from anchor.consortium.witness import Witness, WitnessError, parse_add_checkpoint
-from anchor.http.app import create_app
 from anchor.storage.sqlite.store import SqliteLedger
 from proofs.keys import SigningKey
 from proofs.merkle import MerkleTree, leaf_hash
@@ -26,7 +23,7 @@ from proofs.note import (
     SignedNote,
     verify_cosignature,
 )
-from support.provenance_fixtures import prepare_anchor, standard_journey
+from support.provenance_fixtures import serve_journey
 
 ORIGIN = "example.org/other-member"
 LEAVES = [leaf_hash(b"entry %d" % i) for i in range(40)]
@@ -133,9 +130,8 @@ async def test_the_http_endpoint_answers_as_the_spec_says(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     log = _Log()
-    config, _ = prepare_anchor(tmp_path / "anchor", standard_journey())
-    config = dataclasses.replace(config, witness_logs=log.signer.verifier.to_vkey())
-    client: TestClient = await aiohttp_client(create_app(config))
+    vkey = log.signer.verifier.to_vkey()
+    client, _, _ = await serve_journey(aiohttp_client, tmp_path / "anchor", witness_logs=vkey)
     resp = await client.post("/witness/add-checkpoint", data=log.body(0, 8))
     assert resp.status == 200 and resp.content_type == "text/plain"
     line = await resp.text()
