@@ -62,17 +62,23 @@ def _hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("ascii")).digest()
 
 
-def issue_token(
-    store: LedgerStore, org_id: str, role: str, now: int, label: str = ""
-) -> tuple[str, ApiToken]:
-    """Create a token; returns the full token text (shown once) and its stored row."""
+def new_token(org_id: str, role: str, now: int, label: str = "") -> tuple[str, ApiToken]:
+    """A new token: its full text (shown once) and the row to store (the secret's hash)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(sorted(ROLES))}")
     token_id = secrets.token_hex(8)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     row = ApiToken(token_id, org_id, role, _hash_secret(secret), now, None, label)
-    store.add_token(row)
     return f"ct_{token_id}_{secret}", row
+
+
+def issue_token(
+    store: LedgerStore, org_id: str, role: str, now: int, label: str = ""
+) -> tuple[str, ApiToken]:
+    """Create a token; returns the full token text (shown once) and its stored row."""
+    token, row = new_token(org_id, role, now, label)
+    store.add_token(row)
+    return token, row
 
 
 def parse_token(text: str) -> tuple[str, str]:
@@ -109,10 +115,25 @@ def require_role(principal: Principal, *roles: str) -> None:
         )
 
 
+def new_organisation(org_id: str, name: str | None, now: int) -> Organisation:
+    """An organisation row: its id follows the identifier rule, its name is a clean name."""
+    check_identifier(org_id, "an organisation id")
+    return Organisation(org_id, check_name(name or org_id, "an organisation name"), now)
+
+
 def add_organisation(store: LedgerStore, org_id: str, name: str | None, now: int) -> Organisation:
     """Add an organisation; its id follows the identifier rule, its name is a clean name."""
-    check_identifier(org_id, "an organisation id")
-    return store.add_organisation(org_id, check_name(name or org_id, "an organisation name"), now)
+    org = new_organisation(org_id, name, now)
+    return store.add_organisation(org.id, org.name, org.created_at)
+
+
+def new_place(place_id: str, org_id: str, kind: str, now: int, name: str | None = None) -> Place:
+    """An asset or read point row of ``org_id``, checked."""
+    check_identifier(place_id, f"an {kind} id" if kind == "asset" else f"a {kind} id")
+    if kind not in PLACE_KINDS:
+        raise ValueError(f"a place is one of {', '.join(sorted(PLACE_KINDS))}, not {kind!r}")
+    label = check_name(name or place_id, "a place name")
+    return Place(place_id, org_id, kind, label, now)
 
 
 def register_place(
@@ -127,14 +148,34 @@ def register_place(
     """Register an asset or read point as ``org_id``'s (an id is registered once, ever).
 
     ``attest`` signs the row with the log key so that verify-ledger proves it."""
-    check_identifier(place_id, f"an {kind} id" if kind == "asset" else f"a {kind} id")
-    if kind not in PLACE_KINDS:
-        raise ValueError(f"a place is one of {', '.join(sorted(PLACE_KINDS))}, not {kind!r}")
-    label = check_name(name or place_id, "a place name")
-    place = Place(place_id, org_id, kind, label, now)
+    place = new_place(place_id, org_id, kind, now, name)
     if attest is not None:
         place = dataclasses.replace(place, attestation=attest(place_statement(place)))
     return store.add_place(place)
+
+
+def new_gateway(
+    gw: str,
+    org_id: str,
+    public_key_b64: str,
+    asset: str | None,
+    now: int,
+    places: Iterable[str] = (),
+) -> Gateway:
+    """The enrolment row of a key for ``gw``: its records may name ``asset`` (its home,
+    the holder of records that name none) and ``places``, all registered to ``org_id``."""
+    check_identifier(gw, "a gateway id")
+    scope = set(places)
+    if asset is not None:
+        check_identifier(asset, "an asset id")
+        scope.add(asset)
+    for place in scope:
+        check_identifier(place, "an asset or read point id")
+    try:
+        key = PublicKey.from_base64(public_key_b64.strip())
+    except (KeyError_, binascii.Error) as e:
+        raise ValueError(f"public key: {e}") from e
+    return Gateway(gw, org_id, key.to_base64(), key.key_id, asset, now, places=frozenset(scope))
 
 
 def enroll_gateway(
@@ -147,20 +188,8 @@ def enroll_gateway(
     places: Iterable[str] = (),
     attest: Attest | None = None,
 ) -> Gateway:
-    """Enrol a key for ``gw``: its records may name ``asset`` (its home, the holder of
-    records that name none) and ``places``, all registered to ``org_id``."""
-    check_identifier(gw, "a gateway id")
-    scope = set(places)
-    if asset is not None:
-        check_identifier(asset, "an asset id")
-        scope.add(asset)
-    for place in scope:
-        check_identifier(place, "an asset or read point id")
-    try:
-        key = PublicKey.from_base64(public_key_b64.strip())
-    except (KeyError_, binascii.Error) as e:
-        raise ValueError(f"public key: {e}") from e
-    gateway = Gateway(gw, org_id, key.to_base64(), key.key_id, asset, now, places=frozenset(scope))
+    """Enrol a key for ``gw`` (:func:`new_gateway`), signed by ``attest``."""
+    gateway = new_gateway(gw, org_id, public_key_b64, asset, now, places)
     if attest is not None:
         gateway = dataclasses.replace(gateway, attestation=attest(enrolment_statement(gateway)))
     return store.enroll_gateway(gateway)

@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -24,27 +25,32 @@ from anchor.auth import (
     add_organisation,
     enroll_gateway,
     issue_token,
+    new_gateway,
+    new_organisation,
+    new_place,
+    new_token,
     register_place,
     revoke_gateway,
 )
 from anchor.config import AnchorConfig, load_config
+from anchor.consortium.admin import publish_registry
 from anchor.consortium.checkpoints import gather_cosignatures, sign_checkpoint
-from anchor.errors import ConfigError, LedgerCorrupt
+from anchor.errors import AnchorError, ConfigError, LedgerCorrupt
 from anchor.http.app import create_app, open_signer
 from anchor.http.keys import INGESTOR
 from anchor.ledger.audit import ProgressBar, verify_ledger
-from anchor.ledger.model import ROLES
+from anchor.ledger.model import ROLES, ApiToken, Gateway
 from anchor.ledger.ports import LedgerStore
-from anchor.ledger.registry import Attest, attester
+from anchor.ledger.registry import Attest, Revocation, attester
 from anchor.storage import describe_store, open_store
 from gateway.sdnotify import Notifier
 from proofs.errors import KeyError_, ProofsError
 from proofs.keys import SigningKey
-from proofs.keystore import save_signing_key
-from proofs.note import NoteVerifier
+from proofs.keystore import load_signing_key, save_signing_key
+from proofs.note import ALG_COSIGNATURE_V1, NoteSigner, NoteVerifier
 from proofs.policy import Group, Policy, Witness
 
-__all__ = ["consortium_policy", "init_node", "main"]
+__all__ = ["compose_policy", "consortium_policy", "init_node", "main"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -67,31 +73,43 @@ def _parse_time(text: str) -> int:
 
 
 def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
-    """Create keys (0600, never overwritten), the ledger and its genesis checkpoint."""
+    """Create keys (0600, never overwritten), the ledger and its genesis checkpoint.
+
+    A consortium member's ledger starts empty: its policy is composed from every
+    member's keys after they exist, and its first checkpoint is the stream's first cut,
+    the same on every member."""
     # The ledger holds token hashes and raw readings: owner-only, like the keys.
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path in (config.node_key_file, config.cosigner_key_file):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             save_signing_key(SigningKey.generate(), path)
-    signer = open_signer(config)
+    log_signer = NoteSigner(config.log_origin, load_signing_key(config.node_key_file))
+    cosigner = NoteSigner(
+        config.member_name, load_signing_key(config.cosigner_key_file), ALG_COSIGNATURE_V1
+    )
     fresh = not config.store and not config.db_file.exists()
     store = open_store(config)
     if fresh:
         # SQLite gives the -wal and -shm files the mode of the database file.
         config.db_file.chmod(0o600)
     try:
-        with store.transaction() as tx:
-            sign_checkpoint(tx, signer)
-        gather_cosignatures(store, signer)
+        if not config.consortium_policy:
+            signer = open_signer(config)
+            with store.transaction() as tx:
+                sign_checkpoint(tx, signer)
+            gather_cosignatures(store, signer)
     finally:
         store.close()
-    return signer.log_vkey, signer.member_vkeys
+    return log_signer.verifier.to_vkey(), [cosigner.verifier.to_vkey()]
 
 
 def consortium_policy(config: AnchorConfig) -> str:
     """The C2SP tlog-policy an auditor pins to verify this node's bundles: its log key,
-    its consortium members as witnesses, and the quorum checkpoints are finalised with."""
+    its consortium members as witnesses, and the quorum checkpoints are finalised with.
+    A consortium member prints the consortium's own policy file."""
+    if config.policy_file is not None:
+        return config.policy_file.read_text()
     signer = open_signer(config)
     members = [NoteVerifier.from_vkey(v) for v in signer.member_vkeys]
     witnesses = tuple(Witness(v.name, v) for v in members)
@@ -103,6 +121,29 @@ def consortium_policy(config: AnchorConfig) -> str:
         "# verify bundles with: coldtrail-verify BUNDLE --policy THIS_FILE\n"
     )
     return header + policy.to_text()
+
+
+def compose_policy(origin: str, members: Sequence[Sequence[str]], quorum: int) -> str:
+    """A consortium's tlog-policy from each member's ``NAME LOG_VKEY COSIGNER_VKEY URL``:
+    every member's log key under ``origin``, every member as a witness at ``URL/witness``,
+    and a group of them of which ``quorum`` make a checkpoint final."""
+    logs, urls, witnesses = [], [], []
+    for name, log_vkey, cosigner_vkey, url in members:
+        log_v = NoteVerifier.from_vkey(log_vkey)
+        if log_v.name != origin:
+            raise ValueError(f"member {name}'s log key is named {log_v.name}, not {origin}")
+        logs.append(log_v)
+        urls.append(url.rstrip("/") or None)
+        witnesses.append(
+            Witness(name, NoteVerifier.from_vkey(cosigner_vkey), url.rstrip("/") + "/witness")
+        )
+    group = Group("members", quorum, tuple(w.name for w in witnesses))
+    policy = Policy(tuple(logs), tuple(witnesses), (group,), group.name, tuple(urls))
+    return (
+        f"# tlog-policy (c2sp.org/tlog-policy) of the consortium that logs {origin}:\n"
+        f"# {quorum} of its {len(witnesses)} members cosign a checkpoint before it is final.\n"
+        + policy.to_text()
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -170,6 +211,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "policy", help="print the C2SP tlog-policy (log key, members, quorum) auditors pin"
     )
+    cp_ = sub.add_parser(
+        "compose-policy", help="print a consortium's tlog-policy from its members' keys"
+    )
+    cp_.add_argument(
+        "--member",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("NAME", "LOG_VKEY", "COSIGNER_VKEY", "URL"),
+        help="a member: its name, the two vkeys `init` printed, and its node's base URL",
+    )
+    cp_.add_argument("--quorum", type=int, required=True, help="members needed for finality")
     vl = sub.add_parser("verify-ledger", help="re-verify the whole stored ledger")
     vl.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -212,6 +265,9 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
     if cmd == "policy":
         print(consortium_policy(config), end="")
         return EXIT_OK
+    if cmd == "compose-policy":
+        print(compose_policy(config.log_origin, args.member, args.quorum), end="")
+        return EXIT_OK
     if cmd == "serve":
         logging.basicConfig(
             level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -227,6 +283,86 @@ def _run(args: argparse.Namespace, config: AnchorConfig) -> int:
         store.close()
 
 
+_REGISTRY_COMMANDS = {
+    ("org", "add"),
+    ("asset", "add"),
+    ("read-point", "add"),
+    ("gateway", "enroll"),
+    ("gateway", "revoke"),
+    ("token", "create"),
+    ("token", "revoke"),
+}
+
+
+def _print_enrolled(g: Gateway) -> None:
+    scope = ", ".join(sorted(g.places)) or "no asset or read point"
+    print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}; it reports for {scope}")
+
+
+def _print_revoked(g: Gateway, at: int, now: int) -> None:
+    print(f"gateway {g.id} revoked from {g.revoked_at} ms")
+    if at < now:
+        print(
+            f"batches of {g.id} accepted since {at} ms stay in the log (it is append-only);"
+            " verify-ledger, answers and bundles flag them as from a compromised gateway",
+            file=sys.stderr,
+        )
+
+
+def _print_token(token: str, row: ApiToken) -> None:
+    print(token)
+    print(f"token {row.id} for {row.org_id} ({row.role}); it is shown only once", file=sys.stderr)
+
+
+def _consortium_admin(
+    args: argparse.Namespace, config: AnchorConfig, store: LedgerStore, now: int
+) -> int:
+    """A registry change of a consortium member goes through the ordering stream, so
+    every member applies it (anchor.consortium.admin); the lists read the store."""
+    cmd, action = args.command, args.action
+    signer = open_signer(config)
+    token = ""
+    model: Any
+    if cmd == "org":
+        op, model = "organisation", new_organisation(args.id, args.name, now)
+    elif cmd in ("asset", "read-point"):
+        op, model = "place", new_place(args.id, args.org, cmd, now, args.name)
+    elif action == "enroll":
+        home = args.asset[0] if args.asset else None
+        places = [*args.asset, *args.read_point]
+        op, model = "enrolment", new_gateway(args.id, args.org, args.public_key, home, now, places)
+    elif action == "revoke" and cmd == "gateway":
+        at = args.at if args.at is not None else now
+        op, model = "revocation", Revocation(args.id, at, now, args.reason)
+    elif action == "create":
+        token, model = new_token(args.org, args.role, now, args.label)
+        op = "token"
+    else:
+        op, model = "token-revocation", (args.id, now)
+    seq, applied = publish_registry(config, signer, store, op, model)
+    if not applied:
+        print(
+            f"published as stream entry {seq}; this member's node has not applied it yet"
+            " (is `coldtrail-anchor serve` running?)",
+            file=sys.stderr,
+        )
+    if op == "organisation":
+        print(f"organisation {model.id} added")
+    elif op == "place":
+        print(f"{model.kind} {model.id} registered for {model.org_id}")
+    elif op == "enrolment":
+        _print_enrolled(model)
+    elif op == "revocation":
+        g = store.gateway(model.gw)
+        if g is not None:
+            _print_revoked(g, model.at, now)
+    elif op == "token":
+        _print_token(token, model)
+    else:
+        print(f"token {args.id} revoked")
+    return EXIT_OK
+
+
 def _attest(config: AnchorConfig) -> Attest:
     """Registry rows are signed with the log key (docs/adr/0311)."""
     return attester(open_signer(config).log_key)
@@ -235,6 +371,8 @@ def _attest(config: AnchorConfig) -> Attest:
 def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -> int:
     cmd, action = args.command, getattr(args, "action", None)
     now = _now_ms()
+    if config.consortium_policy and (cmd, action) in _REGISTRY_COMMANDS:
+        return _consortium_admin(args, config, store, now)
     if cmd == "org" and action == "add":
         org = add_organisation(store, args.id, args.name, now)
         print(f"organisation {org.id} added")
@@ -260,18 +398,11 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
             [*args.asset, *args.read_point],
             _attest(config),
         )
-        scope = ", ".join(sorted(g.places)) or "no asset or read point"
-        print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}; it reports for {scope}")
+        _print_enrolled(g)
     elif cmd == "gateway" and action == "revoke":
         at = args.at if args.at is not None else now
         g = revoke_gateway(store, args.id, at, args.reason, now, _attest(config))
-        print(f"gateway {g.id} revoked from {g.revoked_at} ms")
-        if at < now:
-            print(
-                f"batches of {g.id} accepted since {at} ms stay in the log (it is append-only);"
-                " verify-ledger, answers and bundles flag them as from a compromised gateway",
-                file=sys.stderr,
-            )
+        _print_revoked(g, at, now)
     elif cmd == "gateway" and action == "list":
         for g in store.gateways():
             state = "revoked" if g.revoked_at is not None else "active"
@@ -279,10 +410,7 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
             print(f"{g.id}\t{g.org_id}\t{g.asset or '-'}\t{scope}\t{g.key_id}\t{state}")
     elif cmd == "token" and action == "create":
         token, row = issue_token(store, args.org, args.role, now, args.label)
-        print(token)
-        print(
-            f"token {row.id} for {row.org_id} ({row.role}); it is shown only once", file=sys.stderr
-        )
+        _print_token(token, row)
     elif cmd == "token" and action == "revoke":
         t = store.revoke_token(args.id, now)
         print(f"token {t.id} revoked")
@@ -355,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:  # e.g. a PostgreSQL store without its driver installed
         print(f"coldtrail-anchor: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, KeyError_, ProofsError) as e:
+    except (ValueError, KeyError_, ProofsError, AnchorError) as e:
         print(f"coldtrail-anchor: {e}", file=sys.stderr)
         return EXIT_REFUSED
 

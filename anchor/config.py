@@ -73,6 +73,20 @@ class AnchorConfig:
     # The logs this node cosigns as a C2SP tlog-witness (POST /witness/add-checkpoint):
     # their verifier keys ("origin+hexid+base64"), separated by commas.
     witness_logs: str = ""
+    # A consortium member (docs/consortium.md): the consortium's C2SP tlog-policy file
+    # (relative to data_dir). Empty: a consortium of one, no NATS.
+    consortium_policy: str = ""
+    # The ordering stream's NATS servers (comma-separated nats:// URLs), its name and
+    # subject, and how many servers keep each entry.
+    nats_urls: str = ""
+    stream_name: str = "COLDTRAIL"
+    stream_subject: str = "coldtrail.log"
+    stream_replicas: int = 3
+    # How long a gateway's request waits for its batch's checkpoint to become final
+    # before it is told to send the batch again (a coded 503).
+    finality_timeout_s: float = 20.0
+    # POSTed a JSON alert when this member sees two checkpoints of one size (split view).
+    split_view_webhook: str = ""
     # Public reads (provenance, pages, explorer, log proofs; docs/anchor.md "Limits"):
     # per client, a token bucket of public_rate_per_s with bursts of public_burst_requests;
     # they run on public_workers threads of their own with at most public_queue_max waiting.
@@ -104,7 +118,14 @@ class AnchorConfig:
         if self.log_origin == self.member_name:
             raise ConfigError("log_origin and member_name must differ (C2SP key names)")
         if self.quorum < 0 or self.quorum > 1:
-            raise ConfigError("quorum must be 0 or 1 for a consortium of one")
+            raise ConfigError(
+                "quorum must be 0 or 1 for a consortium of one; a consortium's quorum is its"
+                " policy's (consortium_policy)"
+            )
+        if self.consortium_policy and not self.nats_urls.strip():
+            raise ConfigError("a consortium member needs nats_urls (its ordering stream)")
+        if not 1 <= self.stream_replicas <= 5 or self.finality_timeout_s <= 0:
+            raise ConfigError("stream_replicas must be 1-5 and finality_timeout_s positive")
         if not 0 < self.listen_port < 65536 and self.listen_port != 0:
             raise ConfigError("listen_port must be 0-65535")
         if self.ingest_max_body_bytes < 1024:
@@ -177,6 +198,13 @@ class AnchorConfig:
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def policy_file(self) -> Path | None:
+        return self.resolve(Path(self.consortium_policy)) if self.consortium_policy else None
+
+    def nats_url_list(self) -> list[str]:
+        return [u.strip() for u in self.nats_urls.split(",") if u.strip()]
 
     @property
     def db_file(self) -> Path:

@@ -85,6 +85,39 @@ class AnchorMetrics:
             "1 while the ledger's last write committed, 0 after a failed commit",
             registry=r,
         )
+        # A consortium member (anchor.consortium.member).
+        self.stream_applied = Gauge(
+            "coldtrail_anchor_stream_applied_seq",
+            "The last entry of the ordering stream this member has applied",
+            registry=r,
+        )
+        self.stream_refused = Counter(
+            "coldtrail_anchor_stream_entries_refused_total",
+            "Stream entries the deterministic apply step refused, by code",
+            ["code"],
+            registry=r,
+        )
+        self.final_size = Gauge(
+            "coldtrail_anchor_final_size",
+            "Tree size of the latest checkpoint the policy's quorum has cosigned",
+            registry=r,
+        )
+        self.cosign_requests = Counter(
+            "coldtrail_anchor_cosign_requests_total",
+            "add-checkpoint requests to members, by member and outcome",
+            ["member", "outcome"],
+            registry=r,
+        )
+        self.split_views = Counter(
+            "coldtrail_anchor_split_views_total",
+            "Two signed checkpoints of one log and size with different roots, seen here",
+            registry=r,
+        )
+        self.cosigning_refused = Gauge(
+            "coldtrail_anchor_cosigning_refused",
+            "1 while this member refuses to cosign because its own store failed a check",
+            registry=r,
+        )
 
     def ledger_version(self) -> tuple[int, int]:
         """(log size, checkpoints signed) from memory: it moves whenever an answer might."""

@@ -36,8 +36,10 @@ from proofs.note import (
     NoteVerifier,
     SignedNote,
     cosign_checkpoint,
+    verify_cosignature,
 )
 from proofs.note import Checkpoint as CheckpointText
+from proofs.policy import Policy
 from proofs.records import manifest_from_json, verify
 
 _log = logging.getLogger("coldtrail.anchor.checkpoints")
@@ -151,10 +153,19 @@ class CheckpointSigner:
     """Signs checkpoints with the node's log key and gathers member cosignatures."""
 
     def __init__(
-        self, origin: str, log_key: SigningKey, members: list[Cosigner], threshold: int
+        self,
+        origin: str,
+        log_key: SigningKey,
+        members: list[Cosigner],
+        threshold: int,
+        *,
+        consortium: Policy | None = None,
     ) -> None:
         self.origin = origin
         self.log_key = log_key
+        # A consortium's members cosign over the network (anchor.consortium.member) under
+        # its tlog-policy: no checkpoint is final when it is signed.
+        self.consortium = consortium
         self._note_signer = NoteSigner(origin, log_key, ALG_ED25519)
         self.members = members
         self.policy = QuorumPolicy(tuple(m.verifier for m in members), threshold)
@@ -162,6 +173,34 @@ class CheckpointSigner:
     @property
     def log_verifier(self) -> NoteVerifier:
         return self._note_signer.verifier
+
+    @property
+    def registry_keys(self) -> list[PublicKey]:
+        """The keys registry rows may be signed with: this node's log key, and in a
+        consortium every member's (anchor.consortium.registry_entries)."""
+        if self.consortium is None:
+            return [self.log_key.public_key]
+        return [v.public_key for v in self.consortium.logs]
+
+    def cosigners(self, note: SignedNote) -> list[str]:
+        """Names of the members whose cosignature on ``note`` verifies."""
+        if self.consortium is None:
+            return self.policy.cosigners_of(note)
+        verified: list[NoteVerifier] = []
+        for w in self.consortium.witnesses:
+            for sig in note.signatures:
+                if sig.name == w.verifier.name and sig.key_id == w.verifier.key_id:
+                    try:
+                        verify_cosignature(note.text, sig, w.verifier)
+                    except ProofsError:
+                        continue
+                    verified.append(w.verifier)
+        return sorted(self.consortium.witnessed(verified))
+
+    def is_final(self, cosigners: list[str]) -> bool:
+        if self.consortium is None:
+            return len(cosigners) >= self.policy.threshold
+        return self.consortium.satisfied(cosigners)
 
     @property
     def log_vkey(self) -> str:
@@ -186,7 +225,7 @@ def sign_checkpoint(
     root = log.root_at(size, tx.get_node)
     text = CheckpointText(signer.origin, size, root).to_text()
     note = SignedNote.sign(text, signer._note_signer)
-    final = signer.policy.threshold == 0
+    final = signer.is_final([])
     return tx.add_checkpoint(size, root, note.to_text(), now_ms, 0, final)
 
 

@@ -109,6 +109,7 @@ class Witness:
         key: NoteSigner,
         records: WitnessRecords,
         clock: Callable[[], float],
+        review: Callable[[Checkpoint, str], None] | None = None,
     ) -> None:
         self.logs: dict[str, list[NoteVerifier]] = {}
         for v in logs:
@@ -116,6 +117,9 @@ class Witness:
         self.key = key
         self.records = records
         self.clock = clock
+        # A consortium member's own checks of the log before it cosigns
+        # (MemberNode.review); it may wait, so it runs before the write transaction.
+        self.review = review
 
     def add_checkpoint(self, body: bytes) -> str:
         """The cosignature lines for a valid request; raise :class:`WitnessError`."""
@@ -134,6 +138,8 @@ class Witness:
             raise WitnessError(403, "no valid signature by the log's key") from e
         if req.old_size > checkpoint.size:
             raise WitnessError(400, "the old size is larger than the checkpoint's")
+        if self.review is not None:
+            self.review(checkpoint, req.note)
         with self.records.transaction() as tx:
             size, root = tx.witnessed(checkpoint.origin) or (0, b"")
             if req.old_size != size:

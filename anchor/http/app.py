@@ -24,12 +24,25 @@ from anchor.auth import authenticate
 from anchor.config import AnchorConfig
 from anchor.consortium import witness as witness_mod
 from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember
+from anchor.consortium.member import MemberNode
+from anchor.consortium.policy_file import load_consortium
 from anchor.errors import AnchorError
-from anchor.http.keys import CONFIG, INGESTOR, METRICS, OPENAPI, SIGNER, STARTED_AT, STORE, VERIFIER
+from anchor.http.keys import (
+    CONFIG,
+    INGESTOR,
+    MEMBER,
+    METRICS,
+    OPENAPI,
+    SIGNER,
+    STARTED_AT,
+    STORE,
+    VERIFIER,
+)
 from anchor.http.limits import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
 from anchor.http.openapi import openapi_document
 from anchor.http.pages import setup_web
 from anchor.http.params import json_response, path_int, query_int
+from anchor.http.peers import AiohttpPeers
 from anchor.http.problems import problem_middleware
 from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
@@ -66,6 +79,10 @@ T = TypeVar("T")
 
 def open_signer(config: AnchorConfig) -> CheckpointSigner:
     node_key = load_signing_key(config.node_key_file)
+    if config.consortium_policy:
+        # The members cosign over the network; none is in this process.
+        policy = load_consortium(config).policy
+        return CheckpointSigner(config.log_origin, node_key, [], 0, consortium=policy)
     member_key = load_signing_key(config.cosigner_key_file)
     member = InProcessMember(config.member_name, member_key)
     return CheckpointSigner(config.log_origin, node_key, [member], config.quorum)
@@ -443,11 +460,15 @@ _WITNESS = web.AppKey("witness", witness_mod.Witness)
 async def _signer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[SIGNER] = open_signer(config)
-    # This node's cosigning key also witnesses the logs the config names (C2SP).
+    # This node's cosigning key also witnesses the logs the config names (C2SP) and,
+    # in a consortium, every member's log.
     member = NoteSigner(
         config.member_name, load_signing_key(config.cosigner_key_file), ALG_COSIGNATURE_V1
     )
-    app[_WITNESS] = witness_mod.Witness(config.witness_verifiers(), member, app[STORE], time.time)
+    logs = config.witness_verifiers()
+    if config.consortium_policy:
+        logs += list(load_consortium(config).policy.logs)
+    app[_WITNESS] = witness_mod.Witness(logs, member, app[STORE], time.time)
     yield
 
 
@@ -470,6 +491,13 @@ async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
         group_max_batches=config.commit_group_max_batches,
         max_batch_lookahead=config.ingest_max_batch_lookahead,
     )
+    if config.consortium_policy:
+        # A consortium member orders on the shared stream (anchor.consortium.member).
+        node = MemberNode(ingestor, app[_WITNESS], load_consortium(config), AiohttpPeers())
+        await node.open()
+        app[_WITNESS].review = node.review
+        ingestor.sequencer = node
+        app[MEMBER] = node
     ingestor.start()
     app[INGESTOR] = ingestor
     # The empty log gets its genesis checkpoint; a log that grew while no

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from anchor.config import AnchorConfig
 from anchor.consortium.checkpoints import CheckpointSigner
+from anchor.consortium.member import MemberNode
 from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
 from anchor.ledger.ports import LedgerStore
@@ -15,6 +16,7 @@ from anchor.metrics import AnchorMetrics
 __all__ = [
     "CONFIG",
     "INGESTOR",
+    "MEMBER",
     "METRICS",
     "OPENAPI",
     "SIGNER",
@@ -29,6 +31,8 @@ SIGNER = web.AppKey("signer", CheckpointSigner)
 METRICS = web.AppKey("metrics", AnchorMetrics)
 VERIFIER = web.AppKey("verifier", BatchVerifier)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+# Set only on a consortium member node (anchor.consortium.member).
+MEMBER = web.AppKey("member", MemberNode)
 STARTED_AT = web.AppKey("started_at", float)
 # The OpenAPI document this app serves; route modules added to the app (anchor/http/pages.py)
 # add their own paths to it in their setup function, so /openapi.json covers them too.

@@ -33,6 +33,7 @@ from anchor.ledger.chain import check_chain, check_scope, load_neighbours
 from anchor.ledger.model import Checkpoint, NewBatch, NewRecord, StoredBatch
 from anchor.ledger.ports import LedgerStore
 from anchor.metrics import AnchorMetrics
+from anchor.ordering import Sequencer
 from anchor.ordering.local import LocalSequencer
 from anchor.storage.health import StorageHealth
 from proofs.errors import ProofsError
@@ -75,7 +76,7 @@ class Ingestor:
         applier = LedgerApplier(
             store, signer, metrics, self.storage, max_batch_lookahead=max_batch_lookahead
         )
-        self.sequencer = LocalSequencer(
+        self.sequencer: Sequencer = LocalSequencer(
             applier, metrics, self.storage, group_max_batches=group_max_batches
         )
 
@@ -101,14 +102,33 @@ class Ingestor:
 
     async def ingest(self, principal: Principal, body: bytes) -> IngestOutcome:
         require_role(principal, "gateway")
+        checked = await self.check(principal.org_id, body, _now_ms(), self.max_records)
+        if isinstance(checked, Submission):
+            return await self.sequencer.submit(checked)
+        existing, manifest, manifest_hash = checked
+        return await self._resend(existing, manifest, manifest_hash, principal)
+
+    async def check(
+        self, org_id: str, body: bytes, now: int, max_records: int, *, early_chain: bool = True
+    ) -> Submission | tuple[StoredBatch, Manifest, str]:
+        """Every check of a batch that needs no write: the verified submission, or the
+        stored batch of the same ``batch_seq`` (a resend, answered by :meth:`_resend`).
+
+        The request path runs it before a batch is ordered; a consortium member runs it
+        again on every batch the stream delivers (anchor.consortium.member), so each
+        member verifies every entry itself. There ``early_chain`` is off: the chain checks
+        against the store as it stands mid-stream would depend on how the stream was
+        fetched; the authoritative ones in the apply step see every earlier entry.
+        Raises :class:`AnchorError` with the code.
+        """
         # Parsing up to 8 MiB of JSON takes long enough to stall other requests.
-        request = await asyncio.to_thread(parse_ingest_body, body, self.max_records)
+        request = await asyncio.to_thread(parse_ingest_body, body, max_records)
         manifest = request.manifest
         manifest_hash = manifest.hash_hex()
         gateway = await asyncio.to_thread(self.store.gateway, manifest.gw)
         if gateway is None:
             raise AnchorError("unknown-gateway", f"gateway {manifest.gw} is not enrolled")
-        if gateway.org_id != principal.org_id:
+        if gateway.org_id != org_id:
             raise AnchorError(
                 "forbidden", f"gateway {manifest.gw} does not belong to this token's organisation"
             )
@@ -120,8 +140,7 @@ class Ingestor:
             )
         existing = await asyncio.to_thread(self.store.batch_by_seq, manifest.gw, manifest.batch_seq)
         if existing is not None:
-            return await self._resend(existing, manifest, manifest_hash, principal)
-        now = _now_ms()
+            return existing, manifest, manifest_hash
         if gateway.revoked_by(now):
             raise AnchorError("revoked", f"gateway {manifest.gw} was revoked")
         public_key = PublicKey.from_base64(gateway.public_key)
@@ -132,18 +151,21 @@ class Ingestor:
                 "bad-signature",
                 f"manifest {manifest.batch_seq} of {manifest.gw}: signature does not verify",
             ) from e
-        lower, higher, higher_gaps = await asyncio.to_thread(load_neighbours, self.store, manifest)
-        # Refuse broken links before paying for the records; a seq hole before this
-        # batch needs its records' gap statements, so that check waits for them.
-        check_chain(
-            manifest,
-            manifest_hash,
-            lower,
-            higher,
-            None,
-            higher_gaps,
-            max_lookahead=self.max_batch_lookahead,
-        )
+        if early_chain:
+            lower, higher, higher_gaps = await asyncio.to_thread(
+                load_neighbours, self.store, manifest
+            )
+            # Refuse broken links before paying for the records; a seq hole before this
+            # batch needs its records' gap statements, so that check waits for them.
+            check_chain(
+                manifest,
+                manifest_hash,
+                lower,
+                higher,
+                None,
+                higher_gaps,
+                max_lookahead=self.max_batch_lookahead,
+            )
         records: list[NewRecord] = []
         gaps: list[tuple[int, int]] = []
         if not request.evicted:
@@ -164,21 +186,21 @@ class Ingestor:
                 )
             records, gaps = verified.records, verified.evicted_gaps
             check_scope(gateway, records)
-        check_chain(
-            manifest,
-            manifest_hash,
-            lower,
-            higher,
-            gaps,
-            higher_gaps,
-            max_lookahead=self.max_batch_lookahead,
-        )
-        manifest_json = manifest.to_json()
+        if early_chain:
+            check_chain(
+                manifest,
+                manifest_hash,
+                lower,
+                higher,
+                gaps,
+                higher_gaps,
+                max_lookahead=self.max_batch_lookahead,
+            )
         batch = NewBatch(
             gw=manifest.gw,
             batch_seq=manifest.batch_seq,
             manifest_hash=manifest_hash,
-            manifest_json=manifest_json,
+            manifest_json=manifest.to_json(),
             leaf_hash=manifest.leaf_hash(),
             first_seq=manifest.first_seq,
             last_seq=manifest.last_seq,
@@ -190,9 +212,7 @@ class Ingestor:
             accepted_at=now,
             records=records,
         )
-        return await self.sequencer.submit(
-            Submission(principal.org_id, manifest, manifest_hash, batch, gaps)
-        )
+        return Submission(org_id, manifest, manifest_hash, batch, gaps, body)
 
     async def _resend(
         self, existing: StoredBatch, manifest: Manifest, manifest_hash: str, principal: Principal
@@ -208,7 +228,7 @@ class Ingestor:
             return IngestOutcome(False, existing.receipt_json, existing.leaf_index)
         # Committed before a crash took the receipt with it: sign it now.
         return await self.sequencer.submit(
-            Submission(principal.org_id, manifest, manifest_hash, None, [])
+            Submission(principal.org_id, manifest, manifest_hash, None, [], b"")
         )
 
 

@@ -48,6 +48,7 @@ class Submission:
     manifest_hash: str
     batch: NewBatch | None  # None: an accepted batch that only needs its receipt
     evicted_gaps: list[tuple[int, int]]
+    body: bytes = b""  # the request as the gateway sent it (what a consortium orders)
 
 
 # The outcome of a batch appended in the first transaction, until its receipt is made.
@@ -89,7 +90,7 @@ class LedgerApplier:
             for p in group:
                 try:
                     with tx.savepoint():
-                        results.append(self._apply(tx, p))
+                        results.append(self.apply_one(tx, p))
                 except AnchorError as e:
                     results.append(e)
         out: list[IngestOutcome | AnchorError] = [
@@ -101,7 +102,7 @@ class LedgerApplier:
         with self.store.transaction() as tx:
             checkpoint = sign_checkpoint(tx, self.signer)
             for i, (leaf_index, created) in pending:
-                out[i] = self._receipt(tx, leaf_index, created, checkpoint)
+                out[i] = self.receipt_for(tx, leaf_index, created, checkpoint)
             size = tx.log_size()
         self.metrics.checkpoints_signed.inc()
         self.metrics.log_size.set(size)
@@ -119,7 +120,7 @@ class LedgerApplier:
         except Exception:
             _log.exception("gathering cosignatures failed; the next checkpoint asks again")
 
-    def _apply(self, tx: LedgerTx, p: Submission) -> IngestOutcome | tuple[int, bool]:
+    def apply_one(self, tx: LedgerTx, p: Submission) -> IngestOutcome | tuple[int, bool]:
         """Append ``p`` (or find it) inside the transaction.
 
         Returns the stored outcome of an already receipted batch, or the leaf index
@@ -159,7 +160,7 @@ class LedgerApplier:
         update_rollups(tx, gateway.asset, p.batch.records)
         return leaf_index, True
 
-    def _receipt(
+    def receipt_for(
         self, tx: LedgerTx, leaf_index: int, created: bool, checkpoint: Checkpoint
     ) -> IngestOutcome:
         batch = tx.batch(leaf_index)

@@ -161,7 +161,7 @@ def verify_ledger(
 
     log_verifier = signer.log_verifier
     log_vkey = signer.log_vkey
-    _verify_registry(store, signer.log_key.public_key)
+    _verify_registry(store, signer.registry_keys)
     # The evicted gap records of each batch that has any (few): its link needs them.
     gap_index: dict[tuple[str, int], list[tuple[int, int]]] = {}
     records_seen = 0
@@ -313,10 +313,10 @@ def verify_ledger(
             raise _fail(where, f"covers {cp.size} leaves but the log has {size}")
         if roots.get(cp.size) != cp.root:
             raise _fail(where, "root is not the log's root at that size")
-        cosigners = signer.policy.cosigners_of(note)
+        cosigners = signer.cosigners(note)
         if len(cosigners) != cp.cosignatures:
             raise _fail(where, f"{len(cosigners)} valid cosignatures, {cp.cosignatures} recorded")
-        if cp.final != (len(cosigners) >= signer.policy.threshold):
+        if cp.final != signer.is_final(cosigners):
             raise _fail(where, "finality flag contradicts the quorum policy")
         if previous is not None:
             if cp.size < previous.size:
@@ -346,21 +346,26 @@ def verify_ledger(
     )
 
 
-def _verify_registry(store: LedgerStore, log_key: PublicKey) -> None:
-    """Places, enrolments and revocations are the rows the log key signed."""
+def _verify_registry(store: LedgerStore, log_keys: list[PublicKey]) -> None:
+    """Places, enrolments and revocations are the rows a log key signed (in a
+    consortium, the key of the member that registered them)."""
+
+    def signed(statement: bytes, attestation: str) -> bool:
+        return any(verify_attestation(statement, attestation, k) for k in log_keys)
+
     owners: dict[str, str] = {}
     for p in store.places():
-        if not verify_attestation(place_statement(p), p.attestation, log_key):
+        if not signed(place_statement(p), p.attestation):
             raise _fail("registry", f"place {p.id} of {p.org_id} is not the row the log key signed")
         owners[p.id] = p.org_id
     revocations: dict[str, list[Revocation]] = {}
     for gw, at, recorded_at, reason, attestation in store.revocations():
         r = Revocation(gw, at, recorded_at, reason, attestation)
-        if not verify_attestation(revocation_statement(r), r.attestation, log_key):
+        if not signed(revocation_statement(r), r.attestation):
             raise _fail("registry", f"a revocation of {gw} is not the row the log key signed")
         revocations.setdefault(gw, []).append(r)
     for g in store.gateways():
-        if not verify_attestation(enrolment_statement(g), g.attestation, log_key):
+        if not signed(enrolment_statement(g), g.attestation):
             raise _fail(
                 "registry",
                 f"the enrolment of gateway {g.id} (organisation, key or places) is not the row"

@@ -136,6 +136,35 @@ class LedgerTx(abc.ABC):
     @abc.abstractmethod
     def set_witnessed(self, origin: str, size: int, root: bytes, note: str, at: int) -> None: ...
 
+    # --- a consortium member's stream position and evidence (sql_consortium) ---
+
+    @abc.abstractmethod
+    def stream_position(self, stream: str) -> int:
+        """The last sequence of ``stream`` applied (0: none)."""
+
+    @abc.abstractmethod
+    def set_stream_position(self, stream: str, seq: int) -> None: ...
+
+    @abc.abstractmethod
+    def add_stream_refusal(self, seq: int, msg_id: str, code: str, detail: str) -> None: ...
+
+    @abc.abstractmethod
+    def stream_refusal(self, seq: int) -> tuple[str, str, str] | None:
+        """``(msg_id, code, detail)`` if the apply step refused stream entry ``seq``."""
+
+    @abc.abstractmethod
+    def org_member(self, org_id: str) -> str | None:
+        """The log verifier key of the member that registered ``org_id`` (consortium)."""
+
+    @abc.abstractmethod
+    def set_org_member(self, org_id: str, member: str) -> None: ...
+
+    @abc.abstractmethod
+    def add_split_view(
+        self, origin: str, size: int, note_a: str, note_b: str, source: str, at: int
+    ) -> bool:
+        """Keep two conflicting signed checkpoints as evidence; False if already kept."""
+
     @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         """A nested scope whose writes are undone if it raises."""

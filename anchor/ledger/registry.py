@@ -15,7 +15,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor.ledger.model import Gateway, Place
+from anchor.ledger.model import ApiToken, Gateway, Place
 from proofs.canonical import canonical_json
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
@@ -26,8 +26,11 @@ __all__ = [
     "Revocation",
     "attester",
     "enrolment_statement",
+    "organisation_statement",
     "place_statement",
     "revocation_statement",
+    "token_revocation_statement",
+    "token_statement",
     "verify_attestation",
 ]
 
@@ -48,6 +51,23 @@ class Revocation:
 
 def _statement(kind: str, body: dict[str, object]) -> bytes:
     return REGISTRY_DOMAIN + canonical_json({"kind": kind, **body})
+
+
+def organisation_statement(org_id: str, name: str, at: int) -> bytes:
+    return _statement("organisation", {"id": org_id, "name": name, "at": at})
+
+
+def token_statement(t: ApiToken) -> bytes:
+    """A token by its id and the hash of its secret (the secret is never in a statement)."""
+    return _statement(
+        "token",
+        {"id": t.id, "org": t.org_id, "role": t.role, "hash": t.token_hash.hex(),
+         "at": t.created_at, "label": t.label},
+    )  # fmt: skip
+
+
+def token_revocation_statement(token_id: str, at: int) -> bytes:
+    return _statement("token-revocation", {"id": token_id, "at": at})
 
 
 def place_statement(p: Place) -> bytes:

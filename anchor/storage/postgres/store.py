@@ -66,6 +66,7 @@ from anchor.storage.rows import (
     checkpoint_row,
     link_row,
 )
+from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
 from anchor.storage.sql_witness import WitnessSql
@@ -78,6 +79,7 @@ MIGRATIONS: tuple[str, ...] = (
     (_HERE / "schema.sql").read_text(),
     (_HERE / "migration_2.sql").read_text(),
     (_HERE / "migration_3.sql").read_text(),
+    (_HERE / "migration_4.sql").read_text(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -120,7 +122,7 @@ class _Reads(TxReads):
             cur.executemany(query.replace("?", "%s").encode(), rows)
 
 
-class _PostgresTx(_Reads, RollupSql, WitnessSql, LedgerTx):
+class _PostgresTx(_Reads, RollupSql, WitnessSql, ConsortiumSql, LedgerTx):
     def append_batch(self, batch: NewBatch) -> int:
         c = self._c
         leaf_index = self.log_size()  # dense: the write lock is held since BEGIN

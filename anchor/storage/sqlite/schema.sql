@@ -78,3 +78,12 @@ CREATE TABLE IF NOT EXISTS reading_rollups (
 CREATE TABLE IF NOT EXISTS witnessed (
     origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL,
     updated_at INTEGER NOT NULL);
+-- Schema 5: a consortium member's place in the ordering stream, the stream entries the
+-- apply step refused, and split-view evidence (anchor/storage/sql_consortium.py).
+CREATE TABLE IF NOT EXISTS stream_applied (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_refusals (
+    seq INTEGER PRIMARY KEY, msg_id TEXT NOT NULL, code TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS split_views (
+    origin TEXT NOT NULL, size INTEGER NOT NULL, note_a TEXT NOT NULL, note_b TEXT NOT NULL,
+    source TEXT NOT NULL, seen_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS org_members (org_id TEXT PRIMARY KEY, member TEXT NOT NULL);

@@ -47,13 +47,14 @@ from anchor.storage.rows import (
     checkpoint_row,
     link_row,
 )
+from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
 from anchor.storage.sql_witness import WitnessSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -74,7 +75,7 @@ class _Reads(TxReads):
         self._c.executemany(sql, rows)
 
 
-class _SqliteTx(_Reads, RollupSql, WitnessSql, LedgerTx):
+class _SqliteTx(_Reads, RollupSql, WitnessSql, ConsortiumSql, LedgerTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self._savepoints = itertools.count()
@@ -222,12 +223,13 @@ class SqliteLedger(SqlReads, RollupSql, LedgerStore):
                 )
                 # A new ledger holds no reading its rollups could miss.
                 conn.execute("INSERT INTO meta (key, value) VALUES ('rollups', 'complete')")
-            elif int(row[0]) in (1, 2, 3):
+            elif int(row[0]) in (1, 2, 3, 4):
                 if int(row[0]) == 1:
                     _migrate_1_to_2(conn)
                 # 2 -> 3: reading_rollups, created above; filled at open (meta 'rollups').
-                # 3 -> 4: witnessed, created above.
-                conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+                # 3 -> 4: witnessed; 4 -> 5: stream_applied, stream_refusals, split_views;
+                # all created above.
+                conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(
