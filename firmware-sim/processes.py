@@ -270,7 +270,12 @@ class AnchorNode:
         self.cli(kind, "add", "--org", org, "--id", place)
 
     def enroll(
-        self, org: str, gw: str, public_key: str, asset: str, read_points: Sequence[str] = (),
+        self,
+        org: str,
+        gw: str,
+        public_key: str,
+        asset: str,
+        read_points: Sequence[str] = (),
         assets: Sequence[str] = (),
     ) -> None:
         """Register the organisation's places the gateway reports for, then enrol it."""

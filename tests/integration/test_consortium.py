@@ -36,7 +36,7 @@ def test_members_order_apply_cosign_and_finalise(tmp_path) -> None:
                 receipts.append((m, receipt))
         size = c.wait_same_tree()
         assert size == 6
-        for m, receipt in receipts:
+        for _, receipt in receipts:
             # The receipt carries a final checkpoint: two of three members cosigned it.
             assert len(_cosigners(c.policy_text, receipt["receipt"]["checkpoint"])) >= 2
         # A resend to another member is a no-op answered with that member's receipt.
