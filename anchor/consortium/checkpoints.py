@@ -208,7 +208,24 @@ class CheckpointSigner:
 
     @property
     def member_vkeys(self) -> list[str]:
+        if self.consortium is not None:
+            return [w.verifier.to_vkey() for w in self.consortium.witnesses]
         return [m.verifier.to_vkey() for m in self.members]
+
+    @property
+    def bundle_quorum(self) -> int:
+        """The k of "k of :attr:`member_vkeys`" bundles state. A consortium's policy
+        whose quorum is one group of its witnesses is exactly that; any other shape is
+        stated as all of them (never weaker than the policy; auditors pin the policy
+        itself with ``coldtrail-verify --policy``)."""
+        c = self.consortium
+        if c is None:
+            return self.policy.threshold
+        group = next((g for g in c.groups if g.name == c.quorum), None)
+        names = {w.name for w in c.witnesses}
+        if group is not None and set(group.members) == names:
+            return group.threshold
+        return len(c.witnesses)
 
 
 def sign_checkpoint(

@@ -34,6 +34,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,19 +48,17 @@ from anchor.errors import AnchorError, LedgerCorrupt
 from anchor.ingest.pipeline import Ingestor
 from anchor.ledger import tree as log
 from anchor.ledger.apply import IngestOutcome, LedgerApplier, Submission
+from anchor.ledger.audit import verify_entry
 from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.ledger.ports import LedgerStore
 from anchor.metrics import AnchorMetrics
 from anchor.ordering.jetstream import OrderingStream, StreamEntry
 from anchor.storage.health import StorageHealth
 from proofs.errors import ProofsError
-from proofs.keys import PublicKey
-from proofs.merkle import MerkleTree, leaf_hash
 from proofs.note import Checkpoint as CheckpointText
 from proofs.note import NoteSignature, SignedNote, verify_cosignature
 from proofs.policy import Policy
 from proofs.policy import Witness as PolicyWitness
-from proofs.records import manifest_from_json, verify
 
 __all__ = ["APPLY_MAX_RECORDS", "ORG_HEADER", "ConsortiumSettings", "MemberNode"]
 
@@ -94,6 +93,7 @@ class ConsortiumSettings:
     replicas: int
     finality_timeout_s: float
     review_wait_s: float = 10.0
+    review_interval_s: float = 6 * 3600.0  # the whole store reviewed again this often
     split_view_webhook: str = ""
 
 
@@ -135,8 +135,13 @@ class MemberNode:
         self._cut_wanted = asyncio.Event()
         self._refusals: collections.OrderedDict[int, AnchorError] = collections.OrderedDict()
         self._witness_sizes: dict[str, int] = {}  # what each witness last said it cosigned
-        self._reviewed = 0  # entries below this were reviewed by this member before cosigning
+        # Entries below ``_reviewed`` passed this member's review of its own store; it
+        # cosigns nothing until the review at start has reached ``_review_target``.
+        self._reviewed = 0
+        self._review_target = 0
+        self._review_lock = threading.Lock()
         self.refusing: str | None = None  # why this member stopped cosigning, if it did
+        self.split_views_seen = 0
         self.peers = peers
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -148,22 +153,22 @@ class MemberNode:
         self.stream = await OrderingStream.connect(
             s.nats_urls, s.stream, s.subject, replicas=s.replicas, name=s.me.name
         )
-        position, final, witnessed = await self.run_in_writer(self._load_state)
+        position, final = await self.run_in_writer(self._load_state)
         self._applied = position
         self._final = final
-        self._reviewed = witnessed
+        # Nothing is cosigned before the review of the store as it is now (review_store).
+        self._review_target = await asyncio.to_thread(self.store.log_size)
         self.metrics.stream_applied.set(position)
         if final is not None:
             self.metrics.final_size.set(final.size)
 
-    def _load_state(self) -> tuple[int, Checkpoint | None, int]:
+    def _load_state(self) -> tuple[int, Checkpoint | None]:
         with self.store.transaction() as tx:
             position = tx.stream_position(self.settings.stream)
-            witnessed = tx.witnessed(self.signer.origin)
         cp = self.store.latest_checkpoint()
         while cp is not None and not cp.final:
             cp = self.store.checkpoint(cp.height - 1) if cp.height > 0 else None
-        return position, cp, 0 if witnessed is None else witnessed[0]
+        return position, cp
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,6 +176,7 @@ class MemberNode:
             ("stream-apply", self._apply_loop),
             ("cosign", self._cosign_loop),
             ("cuts", self._cut_loop),
+            ("store-review", self._review_loop),
         ):
             self._tasks.append(loop.create_task(fn(), name=name))
 
@@ -196,6 +202,22 @@ class MemberNode:
     @property
     def applied(self) -> int:
         return self._applied
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports of this member (and the explorer's node view)."""
+        final = self._final
+        return {
+            "member": self.settings.me.name,
+            "stream_applied": self._applied,
+            "stream_connected": self.stream is not None and self.stream.connected,
+            "final_size": None if final is None else final.size,
+            "final_height": None if final is None else final.height,
+            "reviewed": self._reviewed,
+            "reviewing": self._reviewed < self._review_target,
+            "cosigning": "refused" if self.refusing else "ok",
+            "refusal": self.refusing,
+            "split_views": self.split_views_seen,
+        }
 
     @property
     def final(self) -> Checkpoint | None:
@@ -441,6 +463,11 @@ class MemberNode:
                 tx.add_stream_refusal(entry.seq, entry.msg_id, refusal.code, refusal.detail)
             tx.set_stream_position(self.settings.stream, entry.seq)
 
+    async def _review_loop(self) -> None:
+        while True:
+            await asyncio.to_thread(self.review_store)
+            await asyncio.sleep(self.settings.review_interval_s)
+
     async def _cut_loop(self) -> None:
         """Publish one cut after each burst of batches this member ordered."""
         stream = self._require_stream()
@@ -609,33 +636,53 @@ class MemberNode:
             raise WitnessError(
                 422, "the checkpoint's root is not this member's root at that size\n"
             )
-        start = min(self._reviewed, cp.size)
+        if self._reviewed < self._review_target:
+            raise WitnessError(
+                503, f"this member is reviewing its own store ({self._reviewed} of"
+                f" {self._review_target} entries checked); ask again\n",
+            )  # fmt: skip
+        self.review_upto(cp.size)
+        if self.refusing is not None:
+            raise WitnessError(503, f"this member refuses to cosign: {self.refusing}\n")
+
+    def review_upto(self, size: int) -> None:
+        """Check the entries from the last one reviewed up to ``size`` (one reviewer at a
+        time); a failure stops this member cosigning."""
+        with self._review_lock:
+            if self._check_range(self._reviewed, size):
+                self._reviewed = max(self._reviewed, size)
+
+    def _check_range(self, start: int, end: int) -> bool:
+        """Whether stored entries ``[start, end)`` are what their signed bytes say."""
         try:
-            for index in range(start, cp.size):
-                self._review_entry(index)
+            for index in range(start, end):
+                batch = self.store.batch(index)
+                if batch is None:
+                    raise LedgerCorrupt(f"log leaf {index} has no stored batch")
+                verify_entry(self.store, index, batch, signatures=False)
         except (LedgerCorrupt, ProofsError, KeyError, ValueError) as e:
             self.stop_cosigning(f"its own store fails a check: {e}")
-            raise WitnessError(503, f"this member refuses to cosign: {self.refusing}\n") from e
-        self._reviewed = max(self._reviewed, cp.size)
+            return False
+        return True
 
-    def _review_entry(self, index: int) -> None:
-        batch = self.store.batch(index)
-        if batch is None:
-            raise LedgerCorrupt(f"log leaf {index} has no manifest")
-        manifest = manifest_from_json(batch.manifest_json)
-        gateway = self.store.gateway(manifest.gw)
-        if gateway is None or gateway.key_id != manifest.key:
-            raise LedgerCorrupt(f"log leaf {index}: gateway {manifest.gw} is not enrolled")
-        verify(manifest, PublicKey.from_base64(gateway.public_key))
-        if leaf_hash(batch.manifest_json) != self.store.get_node(0, index):
-            raise LedgerCorrupt(f"log leaf {index} is not its manifest's leaf hash")
-        if not batch.records_evicted:
-            records = self.store.batch_records(index)
-            if len(records) != manifest.count:
-                raise LedgerCorrupt(f"log leaf {index}: {len(records)} records stored")
-            root = MerkleTree([leaf_hash(r.json) for r in records]).root() if records else b""
-            if records and root.hex() != manifest.root:
-                raise LedgerCorrupt(f"log leaf {index}: the stored records are not its root")
+    def review_store(self, chunk: int = 500) -> None:
+        """Review every stored entry from the first (at start, and periodically), in
+        chunks so cosigning goes on between them: a row changed under the node (a bit
+        flip, an edit) stops it cosigning. It cosigns nothing before the first review
+        has reached the size the log had when it started."""
+        size = self.store.log_size()
+        with self._review_lock:
+            self._review_target = max(self._review_target, size)
+        done = 0
+        while done < size and self.refusing is None:
+            end = min(size, done + chunk)
+            with self._review_lock:
+                if not self._check_range(done, end):
+                    return
+                if self._reviewed < end <= self._review_target:
+                    self._reviewed = end
+            done = end
+        _log.info("this member's own store passed its review (%d entries)", size)
 
     def stop_cosigning(self, why: str) -> None:
         if self.refusing is None:
@@ -659,6 +706,7 @@ class MemberNode:
         if not fresh:
             return
         self.metrics.split_views.inc()
+        self.split_views_seen += 1
         _log.error(
             "SPLIT VIEW of %s at size %d (%s): this member's root %s, the other %s",
             cp.origin, cp.size, source, own_root.hex(), cp.root.hex(),

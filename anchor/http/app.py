@@ -170,7 +170,7 @@ async def get_log_info(request: web.Request) -> web.Response:
             "origin": signer.origin,
             "log_vkey": signer.log_vkey,
             "cosigner_vkeys": signer.member_vkeys,
-            "quorum": signer.policy.threshold,
+            "quorum": signer.bundle_quorum,
             "size": size,
         }
     )
@@ -385,12 +385,17 @@ async def get_health(request: web.Request) -> web.Response:
     except Exception:  # a health check reports, it does not raise
         size, store_ok = -1, False
     fault = ingestor.storage.fault
+    member = request.app.get(MEMBER)
+    refusing = member is not None and member.refusing is not None
     causes = [
         cause
         for cause, failing in (
             ("writer-stopped", not writer_ok),
             ("ledger-unreadable", not store_ok),
             (fault.cause if fault is not None else "", fault is not None),
+            # Its own store failed its review: it cosigns nothing and its answers
+            # cannot be trusted until it is restored (docs/consortium.md).
+            ("store-disagrees", refusing),
         )
         if failing
     ]
@@ -402,6 +407,8 @@ async def get_health(request: web.Request) -> web.Response:
         "log_size": size,
         "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 3),
     }
+    if member is not None:
+        body["consortium"] = member.health()
     if causes:
         body["cause"] = causes[0]
     return json_response(body, status=503 if causes else 200)

@@ -742,7 +742,7 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     signer = app[SIGNER]
     trust = LogTrust(
-        signer.log_vkey, tuple(signer.member_vkeys), signer.policy.threshold, signer.log_key.sign
+        signer.log_vkey, tuple(signer.member_vkeys), signer.bundle_quorum, signer.log_key.sign
     )
     source = await asyncio.to_thread(provenance_source, store, trust)
     app[PROVENANCE_SOURCE] = source

@@ -31,7 +31,7 @@ from anchor.errors import AnchorError, LedgerCorrupt
 from anchor.ingest.verify import new_record
 from anchor.ledger import tree as log
 from anchor.ledger.chain import before_first, check_apart, check_link, check_scope
-from anchor.ledger.model import ChainLink, NewRecord, StoredRecord
+from anchor.ledger.model import ChainLink, Gateway, NewRecord, StoredBatch, StoredRecord
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import (
     Revocation,
@@ -47,9 +47,24 @@ from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_c
 from proofs.note import Checkpoint as CheckpointText
 from proofs.note import SignedNote
 from proofs.receipt import verify_receipt
-from proofs.records import Gap, Reading, Scan, manifest_from_json, record_from_json, verify
+from proofs.records import (
+    Gap,
+    Manifest,
+    Reading,
+    Scan,
+    manifest_from_json,
+    record_from_json,
+    verify,
+)
 
-__all__ = ["FlaggedBatch", "LedgerReport", "ProgressBar", "verify_ledger"]
+__all__ = [
+    "CheckedEntry",
+    "FlaggedBatch",
+    "LedgerReport",
+    "ProgressBar",
+    "verify_entry",
+    "verify_ledger",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,41 +192,11 @@ def verify_ledger(
     rolled_up = 0  # readings made at a holder: what the rollups must count
     for index, batch in enumerate(store.batches()):
         where = f"log leaf {index} ({batch.gw} batch {batch.batch_seq})"
-        if batch.leaf_index != index:
-            raise _fail(where, f"leaf indexes skip from {index - 1} to {batch.leaf_index}")
-        try:
-            manifest = manifest_from_json(batch.manifest_json)
-        except ProofsError as e:
-            raise _fail(where, f"manifest does not parse: {e}") from e
-        if manifest.to_json() != batch.manifest_json:
-            raise _fail(where, "manifest bytes are not canonical")
-        if hashlib.sha256(batch.manifest_json).hexdigest() != batch.manifest_hash:
-            raise _fail(where, "stored manifest hash is wrong")
-        if (manifest.gw, manifest.batch_seq) != (batch.gw, batch.batch_seq):
-            raise _fail(where, "indexed gateway or batch_seq differs from the manifest")
-        lh = leaf_hash(batch.manifest_json)
-        try:
-            stored_leaf = store.get_node(0, index)
-        except KeyError as e:
-            raise _fail(where, "log leaf hash is missing") from e
-        if stored_leaf != lh:
-            raise _fail(where, "log leaf hash is not the manifest's leaf hash")
-        _fold_leaf(store, pending, index, lh)
+        entry = verify_entry(store, index, batch)
+        manifest, gateway, gaps, derived = entry.manifest, entry.gateway, entry.gaps, entry.derived
+        _fold_leaf(store, pending, index, entry.leaf_hash)
         if index + 1 in wanted_sizes:
             roots[index + 1] = _root_of(pending, index + 1)
-        gateway = store.gateway(manifest.gw)
-        if gateway is None:
-            raise _fail(where, f"gateway {manifest.gw} is not enrolled")
-        if gateway.key_id != manifest.key:
-            raise _fail(where, f"manifest key {manifest.key} is not the enrolled key")
-        key = PublicKey.from_base64(gateway.public_key)
-        try:
-            verify(manifest, key)
-        except ProofsError as e:
-            raise _fail(where, "manifest signature does not verify") from e
-        if gateway.refused_at(batch.accepted_at):
-            raise _fail(where, "accepted after the gateway's revocation was recorded")
-        stored_records = store.batch_records(index)
         if gateway.compromised_batch(batch.accepted_at):
             assert gateway.revoked_at is not None
             flagged.append(
@@ -221,54 +206,12 @@ def verify_ledger(
                     index,
                     batch.accepted_at,
                     gateway.revoked_at,
-                    len(stored_records),
+                    len(derived),
                 )
             )
-        gaps: list[tuple[int, int]] = []
-        if batch.records_evicted:
-            if stored_records:
-                raise _fail(where, "an evicted batch has stored records")
-        else:
-            if len(stored_records) != manifest.count:
-                raise _fail(
-                    where, f"{len(stored_records)} records stored, manifest counts {manifest.count}"
-                )
-            hashes = []
-            derived: list[NewRecord] = []
-            for i, row in enumerate(stored_records):
-                rwhere = f"{where} record seq {row.seq}"
-                try:
-                    record = record_from_json(row.json)
-                except ProofsError as e:
-                    raise _fail(rwhere, f"does not parse: {e}") from e
-                if record.to_json() != row.json:
-                    raise _fail(rwhere, "bytes are not canonical")
-                if record.seq != manifest.first_seq + i or record.gw != manifest.gw:
-                    raise _fail(rwhere, "is out of place in its batch")
-                try:
-                    verify(record, key)
-                except ProofsError as e:
-                    raise _fail(rwhere, "signature does not verify") from e
-                hashes.append(leaf_hash(row.json))
-                derived.append(_check_derived(store, rwhere, row, record, index, i))
-                if (
-                    isinstance(record, Gap)
-                    and record.reason == "evicted"
-                    and record.lost_from is not None
-                    and record.lost_to is not None
-                ):
-                    gaps.append((record.lost_from, record.lost_to))
-            if MerkleTree(hashes).root().hex() != manifest.root:
-                raise _fail(where, "records do not reproduce the manifest root")
-            records_seen += len(stored_records)
-            scans_seen += sum(1 for d in derived if d.scan is not None)
-            rolled_up += sum(
-                1 for d in derived if d.type == "reading" and (d.asset or gateway.asset)
-            )
-            try:
-                check_scope(gateway, derived)
-            except AnchorError as e:
-                raise _fail(where, f"{e.code}: {e.detail}") from e
+        records_seen += len(derived)
+        scans_seen += sum(1 for d in derived if d.scan is not None)
+        rolled_up += sum(1 for d in derived if d.type == "reading" and (d.asset or gateway.asset))
         if gaps:
             gap_index[(manifest.gw, manifest.batch_seq)] = gaps
         if batch.receipt_json is not None:
@@ -344,6 +287,101 @@ def verify_ledger(
         tuple(ranges),
         tuple(flagged),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEntry:
+    manifest: Manifest
+    gateway: Gateway
+    leaf_hash: bytes
+    derived: list[NewRecord]  # the records as their signed bytes say
+    gaps: list[tuple[int, int]]  # what its evicted gap records say was lost
+
+
+def verify_entry(
+    store: LedgerStore, index: int, batch: StoredBatch, *, signatures: bool = True
+) -> CheckedEntry:
+    """Check log leaf ``index`` against the store: the manifest is canonical, signed by
+    its enrolled gateway and is the stored leaf hash; its stored records are canonical,
+    in place, reproduce its root, are what the indexed columns say and stay in the
+    gateway's scope. ``signatures=False`` skips re-verifying each record's signature
+    (a member reviewing entries it verified when it applied them: the root over the
+    record bytes still proves the bytes unchanged). Raises :class:`LedgerCorrupt`."""
+    where = f"log leaf {index} ({batch.gw} batch {batch.batch_seq})"
+    if batch.leaf_index != index:
+        raise _fail(where, f"leaf indexes skip from {index - 1} to {batch.leaf_index}")
+    try:
+        manifest = manifest_from_json(batch.manifest_json)
+    except ProofsError as e:
+        raise _fail(where, f"manifest does not parse: {e}") from e
+    if manifest.to_json() != batch.manifest_json:
+        raise _fail(where, "manifest bytes are not canonical")
+    if hashlib.sha256(batch.manifest_json).hexdigest() != batch.manifest_hash:
+        raise _fail(where, "stored manifest hash is wrong")
+    if (manifest.gw, manifest.batch_seq) != (batch.gw, batch.batch_seq):
+        raise _fail(where, "indexed gateway or batch_seq differs from the manifest")
+    lh = leaf_hash(batch.manifest_json)
+    try:
+        stored_leaf = store.get_node(0, index)
+    except KeyError as e:
+        raise _fail(where, "log leaf hash is missing") from e
+    if stored_leaf != lh:
+        raise _fail(where, "log leaf hash is not the manifest's leaf hash")
+    gateway = store.gateway(manifest.gw)
+    if gateway is None:
+        raise _fail(where, f"gateway {manifest.gw} is not enrolled")
+    if gateway.key_id != manifest.key:
+        raise _fail(where, f"manifest key {manifest.key} is not the enrolled key")
+    key = PublicKey.from_base64(gateway.public_key)
+    try:
+        verify(manifest, key)
+    except ProofsError as e:
+        raise _fail(where, "manifest signature does not verify") from e
+    if gateway.refused_at(batch.accepted_at):
+        raise _fail(where, "accepted after the gateway's revocation was recorded")
+    stored_records = store.batch_records(index)
+    gaps: list[tuple[int, int]] = []
+    derived: list[NewRecord] = []
+    if batch.records_evicted:
+        if stored_records:
+            raise _fail(where, "an evicted batch has stored records")
+        return CheckedEntry(manifest, gateway, lh, derived, gaps)
+    if len(stored_records) != manifest.count:
+        raise _fail(
+            where, f"{len(stored_records)} records stored, manifest counts {manifest.count}"
+        )
+    hashes = []
+    for i, row in enumerate(stored_records):
+        rwhere = f"{where} record seq {row.seq}"
+        try:
+            record = record_from_json(row.json)
+        except ProofsError as e:
+            raise _fail(rwhere, f"does not parse: {e}") from e
+        if record.to_json() != row.json:
+            raise _fail(rwhere, "bytes are not canonical")
+        if record.seq != manifest.first_seq + i or record.gw != manifest.gw:
+            raise _fail(rwhere, "is out of place in its batch")
+        if signatures:
+            try:
+                verify(record, key)
+            except ProofsError as e:
+                raise _fail(rwhere, "signature does not verify") from e
+        hashes.append(leaf_hash(row.json))
+        derived.append(_check_derived(store, rwhere, row, record, index, i))
+        if (
+            isinstance(record, Gap)
+            and record.reason == "evicted"
+            and record.lost_from is not None
+            and record.lost_to is not None
+        ):
+            gaps.append((record.lost_from, record.lost_to))
+    if MerkleTree(hashes).root().hex() != manifest.root:
+        raise _fail(where, "records do not reproduce the manifest root")
+    try:
+        check_scope(gateway, derived)
+    except AnchorError as e:
+        raise _fail(where, f"{e.code}: {e.detail}") from e
+    return CheckedEntry(manifest, gateway, lh, derived, gaps)
 
 
 def _verify_registry(store: LedgerStore, log_keys: list[PublicKey]) -> None:

@@ -5,14 +5,30 @@ two of three (docs/consortium.md)."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from proofs.note import SignedNote
+from proofs.keystore import load_signing_key
+from proofs.note import Checkpoint as CheckpointText
+from proofs.note import NoteSigner, SignedNote
 from proofs.policy import parse_policy
 from proofs.receipt import verify_receipt
-from support.consortium import Consortium
+from support.anchor_process import ANCHOR, call_raw
+from support.batches import GatewaySim
+from support.consortium import ORIGIN, Consortium, Member
+from support.procs import free_port, stop_process, wait_for_port
+
+GTIN = "09506000134352"
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +71,179 @@ def test_members_order_apply_cosign_and_finalise(tmp_path) -> None:
             status, blocks = m.get("/v1/blocks?limit=5")
             assert status == 200
         print(json.dumps(blocks)[:500])
+
+
+def _verify(bundle: Any, policy: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / f"bundle-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(bundle))
+    return subprocess.run(
+        [sys.executable, "-m", "proofs.verify_cli", str(path), "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _lot_batch(m: Member, lot: str) -> tuple[Any, dict[str, Any]]:
+    g = m.gateway
+    records = [g.scan(lot=lot, rp=f"{m.name}-dock-1"), *(g.reading(val=5.0) for _ in range(3))]
+    return g.batch(records)
+
+
+def test_a_lot_verifies_against_the_policy_and_a_stolen_key_forges_nothing(tmp_path) -> None:
+    """The forged-lot attack with one stolen key: whoever holds one member's log key and
+    cosigning key can run a node that signs and cosigns anything, but its bundles carry
+    one member's cosignature, and the consortium's policy needs two."""
+    with Consortium(tmp_path / "c") as c:
+        packer, carrier = c.members[0], c.members[1]
+        _, body = _lot_batch(packer, "LOT-GENUINE")
+        status, answer = packer.post(body)
+        assert status == 201, answer
+        c.wait_same_tree()
+        # Any member answers for the lot, with its own log key and the same tree.
+        status, bundle = carrier.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=LOT-GENUINE")
+        assert status == 200, bundle
+        policy = tmp_path / "c" / "policy.txt"
+        out = _verify(bundle, policy, tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "quorum members: met" in out.stdout, out.stdout
+
+        # The thief: packer's two keys, a node of its own under the same names.
+        rogue = tmp_path / "rogue"
+        (rogue / "keys").mkdir(parents=True, mode=0o700)
+        for key in ("node.key", "member.key"):
+            shutil.copy2(packer.root / "keys" / key, rogue / "keys" / key)
+        config = rogue / "anchor.toml"
+        config.write_text(
+            "[anchor]\n"
+            f'data_dir = "{rogue}"\n'
+            f'log_origin = "{ORIGIN}"\n'
+            'member_name = "packer.example/witness"\n'
+            "public_rate_per_s = 100000.0\npublic_burst_requests = 100000\n"
+        )
+        thief = Member("rogue", rogue, free_port(), "")
+        thief.gateway = GatewaySim(gw="rogue-gw", asset="rogue-asset")
+        assert thief.cli("init").returncode == 0
+        for args in (
+            ("org", "add", "rogue-org"),
+            ("asset", "add", "--org", "rogue-org", "--id", "rogue-asset"),
+            ("read-point", "add", "--org", "rogue-org", "--id", "rogue-dock-1"),
+            ("gateway", "enroll", "--org", "rogue-org", "--id", "rogue-gw", "--public-key",
+             thief.gateway.public_key_b64, "--asset", "rogue-asset", "--read-point",
+             "rogue-dock-1"),
+        ):  # fmt: skip
+            out = thief.cli(*args)
+            assert out.returncode == 0, out.stderr
+        thief.token = thief.cli("token", "create", "--org", "rogue-org", "--role", "gateway")
+        thief.token = thief.token.stdout.strip()
+        proc = subprocess.Popen(
+            [*ANCHOR, "--config", str(config), "serve", "--port", str(thief.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(thief.port, 30, proc)
+            g = thief.gateway
+            forged = [g.scan(lot="LOT-FORGED", rp="rogue-dock-1"), g.reading(val=4.0)]
+            status, answer = thief.post(g.batch(forged)[1])
+            assert status == 201, answer
+            status, fake = thief.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=LOT-FORGED")
+            assert status == 200, fake
+        finally:
+            stop_process(proc)
+        # Signed by a log key of the policy and cosigned by a member of it...
+        note = SignedNote.parse(fake["checkpoint"])
+        assert packer.log_vkey.split("+")[1] in {s.key_id.hex() for s in note.signatures}
+        # ...and refused: one cosignature of the two the policy needs.
+        out = _verify(fake, policy, tmp_path)
+        assert out.returncode != 0, out.stdout
+        assert "quorum members: NOT met" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _wait(predicate: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_tampered_member_stops_cosigning_and_a_split_view_is_kept_and_alerted(
+    tmp_path,
+) -> None:
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_address[1]}/alerts"
+    try:
+        with Consortium(tmp_path, split_view_webhook=url) as c:
+            packer, carrier, warehouse = c.members
+            for m in c.members:
+                assert m.post(m.gateway.readings_batch(3)[1])[0] == 201
+            c.wait_same_tree()
+
+            # Split view: a checkpoint signed with packer's (stolen) log key for the
+            # current size but another root, sent to carrier's witness endpoint.
+            status, text = carrier.text("/tlog/checkpoint")
+            real = CheckpointText.from_text("\n".join(text.split("\n")[:3]) + "\n")
+            key = load_signing_key(packer.root / "keys" / "node.key")
+            lie = SignedNote.sign(
+                CheckpointText(ORIGIN, real.size, bytes(32)).to_text(), NoteSigner(ORIGIN, key)
+            ).to_text()
+            reply = call_raw(carrier.port, "/witness/add-checkpoint",
+                             f"old {real.size}\n\n{lie}".encode())  # fmt: skip
+            assert reply.status == 422, reply
+            health = _wait(lambda: carrier.get("/healthz")[1]["consortium"]["split_views"],
+                           "carrier to keep the split view")  # fmt: skip
+            assert health == 1
+            alert = _wait(lambda: _Webhook.received, "the split-view webhook")[0]
+            assert alert["event"] == "split-view" and alert["size"] == real.size
+            assert lie in alert["notes"]
+            metrics = carrier.text("/metrics")[1]
+            assert "coldtrail_anchor_split_views_total 1.0" in metrics
+
+            # Tampering: a reading's signed bytes edited in warehouse's stopped store.
+            assert warehouse.proc is not None
+            stop_process(warehouse.proc)
+            warehouse.proc = None
+            db = sqlite3.connect(warehouse.root / "ledger.sqlite3")
+            gw, seq, signed = db.execute(
+                "SELECT gw, seq, json FROM records WHERE type = 'reading' ORDER BY gw, seq LIMIT 1"
+            ).fetchone()
+            edited = bytes(signed).replace(b'"val":4', b'"val":9', 1)
+            assert edited != bytes(signed)
+            db.execute("UPDATE records SET json = ? WHERE gw = ? AND seq = ?", (edited, gw, seq))
+            db.commit()
+            db.close()
+            c.start(warehouse)
+            health = _wait(
+                lambda: (lambda h: h if h[0] == 503 else None)(warehouse.get("/healthz")),
+                "warehouse to refuse",
+            )
+            assert health[1]["cause"] == "store-disagrees", health
+            assert "fails a check" in health[1]["consortium"]["refusal"]
+            # The others' finality is unaffected: final with packer and carrier only.
+            manifest, body = packer.gateway.readings_batch(2)
+            status, receipt = packer.post(body)
+            assert status == 201, receipt
+            verify_receipt(receipt, manifest, packer.log_vkey)
+            cosigners = _cosigners(c.policy_text, receipt["receipt"]["checkpoint"])
+            assert cosigners == {"packer", "carrier"}, cosigners
+    finally:
+        hook.shutdown()
+        hook.server_close()

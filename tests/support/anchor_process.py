@@ -49,6 +49,21 @@ def call(port: int, path: str, *, body: Any = None, token: str | None = None) ->
         return Reply(e.code, dict(e.headers.items()), e.read())
 
 
+def call_raw(port: int, path: str, body: bytes, content_type: str = "text/plain") -> Reply:
+    """POST raw bytes (a C2SP tlog-witness request, say); any status is returned."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return Reply(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers.items()), e.read())
+
+
 def post_batch(port: int, token: str, body: dict[str, Any]) -> tuple[int, bytes]:
     reply = call(port, "/v1/batches", body=body, token=token)
     return reply.status, reply.body

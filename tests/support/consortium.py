@@ -155,8 +155,10 @@ class Consortium:
         for args in (
             ("org", "add", org, "--name", f"The {m.name}"),
             ("asset", "add", "--org", org, "--id", asset),
+            ("read-point", "add", "--org", org, "--id", f"{m.name}-dock-1"),
             ("gateway", "enroll", "--org", org, "--id", m.gateway.gw,
-             "--public-key", m.gateway.public_key_b64, "--asset", asset),
+             "--public-key", m.gateway.public_key_b64, "--asset", asset,
+             "--read-point", f"{m.name}-dock-1"),
         ):  # fmt: skip
             out = m.cli(*args)
             assert out.returncode == 0, (args, out.stdout, out.stderr)
