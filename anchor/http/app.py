@@ -26,6 +26,7 @@ from anchor.consortium import witness as witness_mod
 from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember
 from anchor.consortium.member import MemberNode
 from anchor.consortium.policy_file import load_consortium
+from anchor.consortium.status import consortium_status
 from anchor.errors import AnchorError
 from anchor.http.keys import (
     CONFIG,
@@ -174,6 +175,23 @@ async def get_log_info(request: web.Request) -> web.Response:
             "size": size,
         }
     )
+
+
+async def get_consortium(request: web.Request) -> web.Response:
+    """The consortium as this member sees it (anchor.consortium.status)."""
+    member = request.app.get(MEMBER)
+    if member is None:
+        raise AnchorError("not-found", "this node is a consortium of one; it has no members")
+    limit = min(query_int(request, "limit", 20), 100)
+    body = await _public(
+        request,
+        consortium_status,
+        request.app[STORE],
+        request.app[SIGNER],
+        member.health(),
+        limit=limit,
+    )
+    return json_response(body)
 
 
 async def get_latest_checkpoint(request: web.Request) -> web.Response:
@@ -434,6 +452,7 @@ ROUTES = [
     web.get("/v1/log/consistency", get_consistency),
     web.get("/v1/log/leaves/{index}", get_leaf),
     web.get("/tlog/checkpoint", get_tlog_checkpoint),
+    web.get("/v1/consortium", get_consortium),
     web.post("/witness/add-checkpoint", post_add_checkpoint),
     web.get("/tlog/tile/{level}/{rest:.+}", get_tlog_tile),
     # Gateway ids may contain "/" (proofs.records allows it).

@@ -372,6 +372,17 @@ _DOC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/consortium": {
+            "get": {
+                "summary": "The consortium as this member sees it: members, policy, each"
+                " recent checkpoint's cosigners and finality, each member's last cosignature",
+                "parameters": [_q("limit", False, "recent checkpoints (max 100)")],
+                "responses": {
+                    "200": _ok({"type": "object"}),
+                    **_problems(400, 404),
+                },
+            }
+        },
         "/tlog/checkpoint": {
             "get": {
                 "summary": "The latest signed checkpoint (C2SP tlog-tiles), cacheable 2 s",

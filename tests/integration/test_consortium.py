@@ -70,7 +70,18 @@ def test_members_order_apply_cosign_and_finalise(tmp_path) -> None:
             assert out.returncode == 0, (m.name, out.stdout, out.stderr)
             status, blocks = m.get("/v1/blocks?limit=5")
             assert status == 200
-        print(json.dumps(blocks)[:500])
+            assert blocks["blocks"][0]["final"] and blocks["blocks"][0]["cosignatures"] >= 2
+        # What the explorer draws: members, each checkpoint's cosigners, each node's health.
+        status, view = packer.get("/v1/consortium")
+        assert status == 200, view
+        assert [m["name"] for m in view["members"]] == ["packer", "carrier", "warehouse"]
+        assert view["quorum"]["k"] == 2 and view["quorum"]["of"] == 3
+        assert view["this_member"]["member"] == "packer"
+        assert view["this_member"]["cosigning"] == "ok"
+        top = view["checkpoints"][0]
+        assert top["final"] and top["size"] == 7
+        assert len(top["cosigners"]) >= 2
+        assert all(m["last_cosigned"] is not None for m in view["members"])
 
 
 def _verify(bundle: Any, policy: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
