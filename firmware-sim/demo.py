@@ -51,9 +51,11 @@ from .processes import (
     AnchorNode,
     GatewayNode,
     ProcessGroup,
+    compose_consortium,
     free_port,
     get_json,
     mosquitto,
+    nats_cluster,
     tool,
 )
 from .pty_device import PtyDevice
@@ -375,16 +377,55 @@ def _gateway_line(node: GatewayNode) -> str:
     )
 
 
-def _anchor_line(anchor: AnchorNode) -> str:
-    try:
-        cp = anchor.latest_checkpoint()
-    except (OSError, urllib.error.URLError, ValueError):
-        return "not answering"
-    final = "final" if cp.get("final") else "not final yet"
-    return (
-        f"checkpoint #{cp.get('height')}: {cp.get('size')} batches in the log,"
-        f" root {str(cp.get('hash', cp.get('root', '')))[:12]}…, {final}"
+def _consortium(
+    workdir: Path, group: ProcessGroup, nats_urls: list[str], n: Narrator
+) -> dict[str, AnchorNode]:
+    """Three member nodes, one per organisation, each with its own SQLite ledger and
+    keys and its own nats-server first in its list; set up as their operators would:
+    ``init`` each, ``compose-policy`` from the keys they print (2 of 3 make a
+    checkpoint final), the same policy file installed on each, ``serve`` each."""
+    members: dict[str, AnchorNode] = {}
+    for i, org in enumerate(ORGS):
+        urls = [nats_urls[i], *(u for j, u in enumerate(nats_urls) if j != i)]
+        m = AnchorNode(workdir / f"member-{org}", free_port(), nats_urls=urls,
+                       member=f"{org}.demo.coldtrail.local/witness")  # fmt: skip
+        m.init()
+        members[org] = m
+        n.say(org, f"coldtrail-anchor init: member key, SQLite ledger; log key {m.log_vkey}")
+    compose_consortium(members, quorum=2)
+    (workdir / "policy.txt").write_text(members["acme-foods"].policy_path.read_text())
+    n.say(
+        "consortium", f"policy: 2 of {len(members)} members cosign a checkpoint before it is final"
     )
+    for org, m in members.items():
+        m.serve(group)
+        n.say(org, f"member node serving on {m.url} (explorer {m.url}/explorer)")
+    return members
+
+
+def _finality_lines(member: AnchorNode, seen: dict[str, int]) -> list[str]:
+    """One line per checkpoint that became final since the last call (the newest few):
+    its size and which members cosigned it, as this member's view shows."""
+    try:
+        view = get_json(f"{member.url}/v1/consortium?limit=20")
+    except (OSError, urllib.error.URLError, ValueError):
+        return ["not answering"]
+    assert isinstance(view, dict)
+    last = seen.get("height", -1)
+    fresh = [cp for cp in view["checkpoints"] if cp["final"] and cp["height"] > last]
+    if not fresh:
+        top = view["checkpoints"][0] if view["checkpoints"] else None
+        return [] if top is None else [f"checkpoint #{top['height']} waits for cosignatures"]
+    seen["height"] = fresh[0]["height"]
+    lines = []
+    for cp in reversed(fresh[:3]):
+        names = ", ".join(c["member"] for c in cp["cosigners"])
+        lines.append(
+            f"checkpoint #{cp['height']} ({cp['size']} batches) FINAL, cosigned by {names}"
+        )
+    if len(fresh) > 3:
+        lines.insert(0, f"{len(fresh) - 3} more checkpoints became final")
+    return lines
 
 
 def _summary(n: Narrator, answer: dict[str, Any], plan: DemoPlan) -> None:
@@ -568,25 +609,27 @@ def run_demo(
         "  every process listens on 127.0.0.1 only; logs: */*.log; PIDs: processes.json"
     )
     try:
-        with mosquitto(workdir / "mosquitto", group) as broker_port:
+        with (
+            mosquitto(workdir / "mosquitto", group) as broker_port,
+            nats_cluster(workdir / "nats", group, list(ORGS)) as nats_urls,
+        ):
             n.say("mosquitto", f"MQTT broker on 127.0.0.1:{broker_port}")
-            anchor = AnchorNode(workdir / "anchor", free_port())
-            anchor.init()
-            n.say("anchor", "coldtrail-anchor init: node key, member key, ledger (SQLite)")
-            n.say("anchor", f"log key {anchor.log_vkey}")
-            for org, name in ORGS.items():
-                anchor.add_org(org, name)
+            n.say("nats", f"three clustered nats-servers, one per organisation: {nats_urls}")
+            members = _consortium(workdir, group, nats_urls, n)
+            anchor = members["northside-cold"]  # any member answers for the whole log
             gateways = _gateways(workdir, workdir / "tty", broker_port)
-            tokens = {org: anchor.token(org) for org in ORGS}
+            tokens = {}
+            for org, name in ORGS.items():
+                members[org].add_org(org, name)  # on its own member: a signed stream entry
+                tokens[org] = members[org].token(org)
             for node in gateways:
-                node.init_and_enroll(anchor, tokens[node.org])
+                node.init_and_enroll(members[node.org], tokens[node.org])
                 n.say(
                     node.gw,
-                    f"coldtrail-gateway init; enrolled for {node.org} on asset {node.asset}"
+                    f"coldtrail-gateway init; enrolled for {node.org} at its member"
+                    f" {members[node.org].url} on asset {node.asset}"
                     f" (key {node.public_key[:12]}…, token 0600)",
                 )
-            anchor.serve(group)
-            n.say("anchor", f"serving on {anchor.url} (explorer: {anchor.url}/explorer)")
             with (
                 _devices(workdir / "tty", rng) as devices,
                 Publisher.connected(
@@ -602,10 +645,13 @@ def run_demo(
                     " Shelly sensors on MQTT",
                 )
 
+                seen: dict[str, int] = {}
+
                 def progress() -> None:
                     for node in gateways:
                         n.say(node.gw, _gateway_line(node))
-                    n.say("anchor", _anchor_line(anchor))
+                    for line in _finality_lines(anchor, seen):
+                        n.say("consortium", line)
 
                 Journey(plan, devices, publisher, n, stop, progress).run()
                 n.say("scenario", "journey over; waiting for every gateway's last receipt")
@@ -666,7 +712,7 @@ def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) ->
     # members, quorum), never to keys or a quorum the bundle brings along.
     policy_path = workdir / "policy.txt"
     policy_path.write_text(anchor.cli("policy").stdout)
-    n.raw(f"Consortium policy (coldtrail-anchor policy) written to {policy_path}")
+    n.raw(f"Consortium policy (coldtrail-anchor compose-policy) written to {policy_path}")
     argv = [*tool("coldtrail-verify", "proofs.verify_cli"), str(bundle_path)]
     argv += ["--policy", str(policy_path)]
     n.raw(f"$ coldtrail-verify {bundle_path} --policy {policy_path}")
@@ -675,4 +721,5 @@ def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) ->
         n.raw(f"  {line}")
     n.raw(f"\nConsumer page: {anchor.url}{plan.digital_link_path}")
     n.raw(f"Explorer:      {anchor.url}/explorer")
+    n.raw(f"Consortium:    {anchor.url}/v1/consortium")
     return result.returncode

