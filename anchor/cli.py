@@ -11,12 +11,15 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,8 +36,9 @@ from anchor.auth import (
     revoke_gateway,
 )
 from anchor.config import AnchorConfig, load_config
-from anchor.consortium.admin import publish_registry
+from anchor.consortium.admin import publish_entry, publish_registry
 from anchor.consortium.checkpoints import gather_cosignatures, sign_checkpoint
+from anchor.consortium.policy_file import load_consortium
 from anchor.errors import AnchorError, ConfigError, LedgerCorrupt
 from anchor.http.app import create_app, open_signer
 from anchor.http.keys import INGESTOR
@@ -49,6 +53,7 @@ from proofs.keys import SigningKey
 from proofs.keystore import load_signing_key, save_signing_key
 from proofs.note import ALG_COSIGNATURE_V1, NoteSigner, NoteVerifier
 from proofs.policy import Group, Policy, Witness
+from proofs.policy_change import PolicyChange, policy_hash, sign_change
 
 __all__ = ["compose_policy", "consortium_policy", "init_node", "main"]
 
@@ -95,7 +100,7 @@ def init_node(config: AnchorConfig) -> tuple[str, list[str]]:
         config.db_file.chmod(0o600)
     try:
         if not config.consortium_policy:
-            signer = open_signer(config)
+            signer = open_signer(config, store)
             with store.transaction() as tx:
                 sign_checkpoint(tx, signer)
             gather_cosignatures(store, signer)
@@ -223,6 +228,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a member: its name, the two vkeys `init` printed, and its node's base URL",
     )
     cp_.add_argument("--quorum", type=int, required=True, help="members needed for finality")
+    pc = sub.add_parser(
+        "policy-change", help="change a consortium's policy (signed by the quorum in force)"
+    ).add_subparsers(dest="action", required=True)
+    propose = pc.add_parser("propose", help="a change to NEW_POLICY, signed by this member")
+    propose.add_argument("new_policy", help="the new tlog-policy file")
+    pc_sign = pc.add_parser("sign", help="add this member's signature to a proposed change")
+    pc_sign.add_argument("change", help="the change (JSON) another member proposed")
+    pc_submit = pc.add_parser("submit", help="order a change the quorum in force signed")
+    pc_submit.add_argument("change")
+    pc.add_parser("show", help="the policy in force and the changes since the genesis file")
     vl = sub.add_parser("verify-ledger", help="re-verify the whole stored ledger")
     vl.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -320,7 +335,7 @@ def _consortium_admin(
     """A registry change of a consortium member goes through the ordering stream, so
     every member applies it (anchor.consortium.admin); the lists read the store."""
     cmd, action = args.command, args.action
-    signer = open_signer(config)
+    signer = open_signer(config, store)
     token = ""
     model: Any
     if cmd == "org":
@@ -363,9 +378,52 @@ def _consortium_admin(
     return EXIT_OK
 
 
+def _policy_change(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -> int:
+    """Propose, sign, submit or show a change of the consortium's policy: each member's
+    operator signs with its cosigning key; the change takes effect when the quorum of
+    the policy in force has signed it and it is ordered on the stream."""
+    if not config.consortium_policy:
+        print("coldtrail-anchor: this node is not a consortium member", file=sys.stderr)
+        return EXIT_USAGE
+    signer = open_signer(config, store)
+    history = signer.consortium
+    assert history is not None
+    me = load_consortium(config).me
+    key = load_signing_key(config.cosigner_key_file)
+    if args.action == "show":
+        latest = history.latest
+        print(f"# policy version {latest.version}, in force from checkpoint {latest.from_height}")
+        print(latest.text, end="")
+        for c in history.changes():
+            names = ", ".join(n for n, _ in c.signatures)
+            print(f"# change to version {c.version}: signed by {names}")
+        return EXIT_OK
+    if args.action == "propose":
+        text = Path(args.new_policy).read_text()
+        latest = history.latest
+        change = PolicyChange(
+            config.log_origin, latest.version + 1, policy_hash(latest.policy), text
+        )
+    else:
+        change = PolicyChange.from_dict(json.loads(Path(args.change).read_text()))
+    if args.action in ("propose", "sign"):
+        change = sign_change(change, me.name, key)
+        print(json.dumps(change.to_dict(), indent=1))
+        signed = ", ".join(n for n, _ in change.signatures)
+        print(f"signed by {me.name}; signatures so far: {signed}", file=sys.stderr)
+        return EXIT_OK
+    history.check(change)  # the quorum in force signed it: say so before ordering it
+    data = json.dumps(change.to_dict()).encode()
+    msg_id = f"policy-{hashlib.sha256(change.statement()).hexdigest()}"
+    seq, applied = publish_entry(config, store, "policy", data, msg_id)
+    state = "in force here" if applied else "ordered; this member's node has not applied it yet"
+    print(f"policy version {change.version} ordered as stream entry {seq}: {state}")
+    return EXIT_OK
+
+
 def _attest(config: AnchorConfig) -> Attest:
     """Registry rows are signed with the log key (docs/adr/0311)."""
-    return attester(open_signer(config).log_key)
+    return attester(load_signing_key(config.node_key_file))
 
 
 def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -> int:
@@ -373,6 +431,8 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
     now = _now_ms()
     if config.consortium_policy and (cmd, action) in _REGISTRY_COMMANDS:
         return _consortium_admin(args, config, store, now)
+    if cmd == "policy-change":
+        return _policy_change(args, config, store)
     if cmd == "org" and action == "add":
         org = add_organisation(store, args.id, args.name, now)
         print(f"organisation {org.id} added")
@@ -415,14 +475,14 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
         t = store.revoke_token(args.id, now)
         print(f"token {t.id} revoked")
     elif cmd == "checkpoint":
-        signer = open_signer(config)
+        signer = open_signer(config, store)
         with store.transaction() as tx:
             cp = sign_checkpoint(tx, signer)
         cp = gather_cosignatures(store, signer) or cp  # after the commit, never inside it
         print(cp.note, end="")
         print(f"height {cp.height}, size {cp.size}, final {cp.final}", file=sys.stderr)
     elif cmd == "verify-ledger":
-        signer = open_signer(config)
+        signer = open_signer(config, store)
         bar: ProgressBar | None = None
 
         def progress(done: int, total: int, label: str) -> None:

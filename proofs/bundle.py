@@ -24,6 +24,7 @@ from .keys import PublicKey
 from .merkle import MerkleTree, verify_inclusion
 from .note import ALG_COSIGNATURE_V1, ALG_ED25519, Checkpoint, NoteVerifier, SignedNote
 from .policy import Policy
+from .policy_change import PolicyChange, follow
 from .records import Gap, Manifest, Reading, Scan, manifest_from_dict, record_from_dict, verify
 
 __all__ = [
@@ -42,8 +43,11 @@ __all__ = [
 BUNDLE_FORMAT = "coldtrail-bundle/1"
 # v1 signs subject, summary and checkpoint; v2 adds the set of proven records, so a
 # record dropped from (or swapped into) an attested bundle breaks the attestation.
+# v3 adds the log's trust statement (cosigners and quorum, the policy changes carried):
+# with several cosigners a changed quorum that is still met would otherwise go unnoticed.
 ATTESTATION_V1 = "coldtrail-attestation/v1"
 ATTESTATION_V2 = "coldtrail-attestation/v2"
+ATTESTATION_V3 = "coldtrail-attestation/v3"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
@@ -124,6 +128,7 @@ def build_bundle(
     quorum: int = 0,
     subject: dict[str, Any] | None = None,
     attest: Callable[[bytes], bytes] | None = None,
+    policy_changes: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Assemble a bundle. ``attest`` signs with the log key; it is required when the
     subject carries claims beyond GS1 keys (the anchor's range and verdict)."""
@@ -137,8 +142,10 @@ def build_bundle(
         "batches": [b.to_dict() for b in batches],
         "summary": summarize(records),
     }
+    if policy_changes:
+        bundle["policy_changes"] = list(policy_changes)
     if attest is not None:
-        bundle["attestation_format"] = ATTESTATION_V2
+        bundle["attestation_format"] = ATTESTATION_V3
         message = _attested_bytes(bundle, records)
         bundle["attestation"] = base64.b64encode(attest(message)).decode()
     return bundle
@@ -165,7 +172,7 @@ def _attested_bytes(
     }
     if fmt == ATTESTATION_V1:
         return f"{ATTESTATION_V1}\n".encode() + canonical_json(body)
-    if fmt != ATTESTATION_V2:
+    if fmt not in (ATTESTATION_V2, ATTESTATION_V3):
         raise FormatError(f"unknown attestation format {fmt!r}", code="bad-attestation-format")
     if records is None:
         records = [
@@ -178,7 +185,10 @@ def _attested_bytes(
         "records": len(records),
         "leaves": proven_digest(records),
     }
-    return f"{ATTESTATION_V2}\n".encode() + canonical_json(body)
+    if fmt == ATTESTATION_V3:
+        body["log"] = bundle.get("log")
+        body["policy_changes"] = bundle.get("policy_changes", [])
+    return f"{fmt}\n".encode() + canonical_json(body)
 
 
 @dataclass(slots=True)
@@ -377,6 +387,17 @@ def verify_bundle(
     if bundle.get("format") != BUNDLE_FORMAT:
         raise FormatError(f"not a {BUNDLE_FORMAT} bundle", code="bad-bundle-format")
     pins = effective_policy(trusted_log_vkeys, trusted_cosigner_vkeys, quorum, policy)
+    changes = bundle.get("policy_changes", [])
+    if not isinstance(changes, list):
+        raise FormatError("'policy_changes' is a list", code="bad-bundle")
+    followed: list[str] = []
+    if pins is not None and changes and pins.logs:
+        # The pinned (genesis) policy, carried forward by changes its quorum signed.
+        parsed = [PolicyChange.from_dict(c) for c in changes]
+        pins, version = follow(pins, parsed, pins.logs[0].name)
+        followed.append(
+            f"followed {len(parsed)} signed change(s) to the policy in force (version {version})"
+        )
     log = _need(bundle, "log", dict, "bundle")
     bundle_vkey = _need(log, "vkey", str, "log")
     bundle_log = NoteVerifier.from_vkey(bundle_vkey)
@@ -431,10 +452,10 @@ def verify_bundle(
             "needs",
             code="no-quorum",
         )
-    policy_lines: list[str] = []
+    policy_lines: list[str] = list(followed)
     if pins is not None:
         witnessed = pins.witnessed(cosigned_keys)
-        policy_lines = pins.explain(witnessed)
+        policy_lines += pins.explain(witnessed)
         if not pins.satisfied(witnessed):
             raise VerificationError(
                 f"the checkpoint's cosignatures do not meet the pinned policy: "

@@ -130,11 +130,14 @@ def _print_report(report: BundleReport) -> None:
         f"size {report.tree_size}"
     )
     if report.attested:
+        fmt = report.attestation_format or ""
         binds = (
             f", summary and exactly these {report.records} records"
-            if report.attestation_format and report.attestation_format.endswith("/v2")
+            if fmt.endswith(("/v2", "/v3"))
             else " and summary"
         )
+        if fmt.endswith("/v3"):
+            binds += ", with its cosigners and quorum"
         print(
             f"  attested:   by the log key ({report.attestation_format}): subject, verdict{binds}"
         )

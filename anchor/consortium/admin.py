@@ -5,7 +5,8 @@ store: they sign the new row with the member's log key and publish it on the ord
 stream (:mod:`anchor.consortium.registry_entries`), so every member applies it in the
 same place in the same order. The command then waits until this member's running node
 has applied it, and reports a refusal (another member's organisation, a bad row) as
-the node's apply step decided it.
+the node's apply step decided it. A policy change (``coldtrail-anchor policy-change
+submit``) goes the same way once the quorum in force has signed it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from anchor.errors import AnchorError
 from anchor.ledger.ports import LedgerStore
 from anchor.ordering.jetstream import OrderingStream
 
-__all__ = ["publish_registry"]
+__all__ = ["publish_entry", "publish_registry"]
 
 
 def publish_registry(
@@ -35,8 +36,16 @@ def publish_registry(
     wait_s: float = 30.0,
 ) -> tuple[int, bool]:
     """Publish ``model`` as a registry entry; ``(stream seq, applied here yet)``."""
-    settings = load_consortium(config)
     entry = sign_entry(op, model, signer.log_key, signer.log_vkey)
+    return publish_entry(config, store, "registry", entry.to_bytes(), entry.msg_id(), wait_s)
+
+
+def publish_entry(
+    config: AnchorConfig, store: LedgerStore, kind: str, data: bytes, msg_id: str,
+    wait_s: float = 30.0,
+) -> tuple[int, bool]:  # fmt: skip
+    """Publish a stream entry; ``(seq, applied here yet)``, or the apply step's refusal."""
+    settings = load_consortium(config)
 
     async def publish() -> int:
         stream = await OrderingStream.connect(
@@ -47,9 +56,7 @@ def publish_registry(
             name=f"{settings.me.name} (command line)",
         )
         try:
-            seq, _ = await stream.publish(
-                "registry", entry.to_bytes(), entry.msg_id(), settings.me.name
-            )
+            seq, _ = await stream.publish(kind, data, msg_id, settings.me.name)
             return seq
         finally:
             await stream.close()

@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from anchor.consortium.policies import PolicyHistory
 from anchor.errors import LedgerCorrupt
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint
@@ -39,7 +40,6 @@ from proofs.note import (
     verify_cosignature,
 )
 from proofs.note import Checkpoint as CheckpointText
-from proofs.policy import Policy
 from proofs.records import manifest_from_json, verify
 
 _log = logging.getLogger("coldtrail.anchor.checkpoints")
@@ -159,7 +159,7 @@ class CheckpointSigner:
         members: list[Cosigner],
         threshold: int,
         *,
-        consortium: Policy | None = None,
+        consortium: PolicyHistory | None = None,
     ) -> None:
         self.origin = origin
         self.log_key = log_key
@@ -177,17 +177,21 @@ class CheckpointSigner:
     @property
     def registry_keys(self) -> list[PublicKey]:
         """The keys registry rows may be signed with: this node's log key, and in a
-        consortium every member's (anchor.consortium.registry_entries)."""
+        consortium the key of every member any of its policies named
+        (anchor.consortium.registry_entries)."""
         if self.consortium is None:
             return [self.log_key.public_key]
-        return [v.public_key for v in self.consortium.logs]
+        keys = {v.public_key.raw: v.public_key for p in self.consortium.all_logs() for v in p.logs}
+        return list(keys.values())
 
-    def cosigners(self, note: SignedNote) -> list[str]:
-        """Names of the members whose cosignature on ``note`` verifies."""
+    def cosigners(self, note: SignedNote, height: int | None = None) -> list[str]:
+        """Names of the members whose cosignature on ``note`` verifies (in a consortium,
+        under the policy that judges checkpoint ``height``; None: the latest)."""
         if self.consortium is None:
             return self.policy.cosigners_of(note)
+        policy = self.consortium.at(height)
         verified: list[NoteVerifier] = []
-        for w in self.consortium.witnesses:
+        for w in policy.witnesses:
             for sig in note.signatures:
                 if sig.name == w.verifier.name and sig.key_id == w.verifier.key_id:
                     try:
@@ -195,12 +199,12 @@ class CheckpointSigner:
                     except ProofsError:
                         continue
                     verified.append(w.verifier)
-        return sorted(self.consortium.witnessed(verified))
+        return sorted(policy.witnessed(verified))
 
-    def is_final(self, cosigners: list[str]) -> bool:
+    def is_final(self, cosigners: list[str], height: int | None = None) -> bool:
         if self.consortium is None:
             return len(cosigners) >= self.policy.threshold
-        return self.consortium.satisfied(cosigners)
+        return self.consortium.at(height).satisfied(cosigners)
 
     @property
     def log_vkey(self) -> str:
@@ -209,7 +213,7 @@ class CheckpointSigner:
     @property
     def member_vkeys(self) -> list[str]:
         if self.consortium is not None:
-            return [w.verifier.to_vkey() for w in self.consortium.witnesses]
+            return [w.verifier.to_vkey() for w in self.consortium.latest.policy.witnesses]
         return [m.verifier.to_vkey() for m in self.members]
 
     @property
@@ -218,9 +222,9 @@ class CheckpointSigner:
         whose quorum is one group of its witnesses is exactly that; any other shape is
         stated as all of them (never weaker than the policy; auditors pin the policy
         itself with ``coldtrail-verify --policy``)."""
-        c = self.consortium
-        if c is None:
+        if self.consortium is None:
             return self.policy.threshold
+        c = self.consortium.latest.policy
         group = next((g for g in c.groups if g.name == c.quorum), None)
         names = {w.name for w in c.witnesses}
         if group is not None and set(group.members) == names:

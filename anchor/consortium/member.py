@@ -33,6 +33,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from typing import Any, Protocol
 
 from anchor.consortium import registry_entries
 from anchor.consortium.checkpoints import CheckpointSigner, sign_checkpoint
+from anchor.consortium.policies import PolicyVersion
 from anchor.consortium.witness import SIZE_TYPE, Witness, WitnessError
 from anchor.errors import AnchorError, LedgerCorrupt
 from anchor.ingest.pipeline import Ingestor
@@ -59,6 +61,7 @@ from proofs.note import Checkpoint as CheckpointText
 from proofs.note import NoteSignature, SignedNote, verify_cosignature
 from proofs.policy import Policy
 from proofs.policy import Witness as PolicyWitness
+from proofs.policy_change import PolicyChange
 
 __all__ = ["APPLY_MAX_RECORDS", "ORG_HEADER", "ConsortiumSettings", "MemberNode"]
 
@@ -85,7 +88,8 @@ class PeerTransport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConsortiumSettings:
-    policy: Policy
+    policy: Policy  # the genesis policy, as the file says (anchor.consortium.policies)
+    genesis_text: str
     me: PolicyWitness  # this member as the policy names it
     nats_urls: list[str]
     stream: str
@@ -114,7 +118,8 @@ class MemberNode:
         self.storage: StorageHealth = ingestor.storage
         self.witness = witness
         self.settings = settings
-        self.policy = settings.policy
+        assert self.signer.consortium is not None, "a member's signer holds its policies"
+        self.policies = self.signer.consortium
         self.applier = LedgerApplier(
             self.store,
             self.signer,
@@ -445,10 +450,51 @@ class MemberNode:
                 )
             except AnchorError as e:
                 refusal = e
+        elif entry.kind == "policy":
+            try:
+                adopted = await self.run_in_writer(self._commit_policy, entry)
+            except AnchorError as e:
+                refusal = e
+            else:
+                self._applied_to(entry.seq, [])
+                self._adopted(adopted)
+                return
         else:
             refusal = AnchorError("malformed", f"unknown stream entry kind {entry.kind!r}")
         await self.run_in_writer(self._commit_position, entry, refusal)
         self._applied_to(entry.seq, [] if refusal is None else [(entry.seq, refusal)])
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (the latest version)."""
+        return self.policies.latest.policy
+
+    def _commit_policy(self, entry: StreamEntry) -> PolicyVersion:
+        """Adopt a policy change signed by the quorum in force; it judges the checkpoints
+        signed after this entry. Refused (for every member alike) otherwise."""
+        try:
+            change = PolicyChange.from_dict(json.loads(entry.data))
+            self.policies.check(change)
+        except (ValueError, ProofsError) as e:
+            raise AnchorError("forbidden", f"the policy change is refused: {e}") from e
+        with self.store.transaction() as tx:
+            latest = tx.latest_checkpoint()
+            from_height = 0 if latest is None else latest.height + 1
+            tx.add_policy_change(change.version, json.dumps(change.to_dict()), from_height,
+                                 entry.seq, entry.timestamp_ms)  # fmt: skip
+            tx.set_stream_position(self.settings.stream, entry.seq)
+        return self.policies.adopt(change, from_height)
+
+    def _adopted(self, version: PolicyVersion) -> None:
+        """Witness the logs of the new policy; say whether this member is still in it."""
+        self.witness.set_logs(self.signer.origin, list(version.policy.logs))
+        still = any(w.verifier == self.settings.me.verifier for w in version.policy.witnesses)
+        _log.warning(
+            "policy version %d in force from checkpoint %d: %s%s",
+            version.version, version.from_height, "; ".join(version.policy.explain([])),
+            "" if still else " (this member is no longer a witness of it)",
+        )  # fmt: skip
+        self._new_checkpoint.set()
 
     def _commit_cut(self, entry: StreamEntry) -> bool:
         with self.store.transaction() as tx:
@@ -509,8 +555,9 @@ class MemberNode:
             self._set_final(cp)
             return True
         note = SignedNote.parse(cp.note)
-        have = self._cosigners(note)
-        wanted = [w for w in self.policy.witnesses if w.name not in have]
+        have = self._cosigners(note, cp.height)
+        judge = self.policies.at(cp.height)
+        wanted = [w for w in judge.witnesses if w.name not in have]
         sigs = await asyncio.gather(*(self._ask(w, cp, note) for w in wanted))
         added = 0
         for sig in sigs:
@@ -519,8 +566,8 @@ class MemberNode:
                 added += 1
         if not added:
             return False
-        have = self._cosigners(note)
-        final = self.policy.satisfied(have)
+        have = self._cosigners(note, cp.height)
+        final = judge.satisfied(have)
         stored: Checkpoint = await self.run_in_writer(
             self._store_cosignatures, cp, note, have, final
         )
@@ -544,8 +591,8 @@ class MemberNode:
             self.metrics.final_size.set(cp.size)
             self._final_changed.set()
 
-    def _cosigners(self, note: SignedNote) -> frozenset[str]:
-        return frozenset(self.signer.cosigners(note))
+    def _cosigners(self, note: SignedNote, height: int) -> frozenset[str]:
+        return frozenset(self.signer.cosigners(note, height))
 
     async def _ask(
         self, w: PolicyWitness, cp: Checkpoint, note: SignedNote

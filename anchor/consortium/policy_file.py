@@ -54,6 +54,7 @@ def load_consortium(config: AnchorConfig) -> ConsortiumSettings:
         )
     return ConsortiumSettings(
         policy=policy,
+        genesis_text=raw.decode("utf-8"),
         me=me,
         nats_urls=config.nats_url_list(),
         stream=config.stream_name,

@@ -30,9 +30,10 @@ def consortium_status(
     *,
     limit: int = 20,
 ) -> dict[str, Any]:
-    policy = signer.consortium
-    if policy is None:
+    if signer.consortium is None:
         raise ValueError("this node is not a consortium member")
+    history = signer.consortium
+    policy = history.latest.policy
     size = store.log_size()
     recent = store.checkpoints(limit=max(limit, RECENT))
     last: dict[str, tuple[int, int, int]] = {}  # name -> (height, size, cosigned at)
@@ -40,7 +41,7 @@ def consortium_status(
     for cp in recent:  # newest first
         note = SignedNote.parse(cp.note)
         cosigners: list[dict[str, Any]] = []
-        for w in policy.witnesses:
+        for w in history.at(cp.height).witnesses:
             for sig in note.signatures:
                 if sig.name != w.verifier.name or sig.key_id != w.verifier.key_id:
                     continue
@@ -82,7 +83,9 @@ def consortium_status(
         )
     return {
         "origin": signer.origin,
-        "policy": policy.to_text(),
+        "policy": history.latest.text,
+        "policy_version": history.latest.version,
+        "policy_changes": [c.to_dict() for c in history.changes()],
         "quorum": {
             "name": policy.quorum,
             "k": None if group is None else group.threshold,

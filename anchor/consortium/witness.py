@@ -121,6 +121,10 @@ class Witness:
         # (MemberNode.review); it may wait, so it runs before the write transaction.
         self.review = review
 
+    def set_logs(self, origin: str, verifiers: Sequence[NoteVerifier]) -> None:
+        """Witness ``origin`` with these keys from now on (a consortium's policy changed)."""
+        self.logs[origin] = [v for v in verifiers if v.name == origin]
+
     def add_checkpoint(self, body: bytes) -> str:
         """The cosignature lines for a valid request; raise :class:`WitnessError`."""
         req = parse_add_checkpoint(body)

@@ -25,9 +25,10 @@ from anchor.config import AnchorConfig
 from anchor.consortium import witness as witness_mod
 from anchor.consortium.checkpoints import CheckpointSigner, InProcessMember
 from anchor.consortium.member import MemberNode
+from anchor.consortium.policies import PolicyHistory
 from anchor.consortium.policy_file import load_consortium
 from anchor.consortium.status import consortium_status
-from anchor.errors import AnchorError
+from anchor.errors import AnchorError, ConfigError
 from anchor.http.keys import (
     CONFIG,
     INGESTOR,
@@ -50,9 +51,11 @@ from anchor.ingest.verify import BatchVerifier
 from anchor.ledger import tiles
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint, StoredBatch
+from anchor.ledger.ports import LedgerStore
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import ColdChainRange, ProvenanceConfig
 from anchor.storage import open_store
+from proofs.errors import ProofsError
 from proofs.identifiers import is_identifier
 from proofs.keystore import load_signing_key
 from proofs.note import ALG_COSIGNATURE_V1, NoteSigner
@@ -78,12 +81,21 @@ _MAX_PAGE = 1000
 T = TypeVar("T")
 
 
-def open_signer(config: AnchorConfig) -> CheckpointSigner:
+def open_signer(config: AnchorConfig, store: LedgerStore | None = None) -> CheckpointSigner:
+    """The node's log key and how its checkpoints become final. A consortium member's
+    policies are the genesis file and, given its ``store``, the changes applied since."""
     node_key = load_signing_key(config.node_key_file)
     if config.consortium_policy:
         # The members cosign over the network; none is in this process.
-        policy = load_consortium(config).policy
-        return CheckpointSigner(config.log_origin, node_key, [], 0, consortium=policy)
+        history = PolicyHistory(config.log_origin, load_consortium(config).genesis_text)
+        if store is not None:
+            with store.transaction() as tx:
+                rows = tx.policy_changes()
+            try:
+                history.load(rows)
+            except (ValueError, ProofsError) as e:
+                raise ConfigError(f"the stored policy changes do not verify: {e}") from e
+        return CheckpointSigner(config.log_origin, node_key, [], 0, consortium=history)
     member_key = load_signing_key(config.cosigner_key_file)
     member = InProcessMember(config.member_name, member_key)
     return CheckpointSigner(config.log_origin, node_key, [member], config.quorum)
@@ -485,15 +497,16 @@ _WITNESS = web.AppKey("witness", witness_mod.Witness)
 
 async def _signer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[SIGNER] = open_signer(config)
+    app[SIGNER] = open_signer(config, app[STORE])
     # This node's cosigning key also witnesses the logs the config names (C2SP) and,
     # in a consortium, every member's log.
     member = NoteSigner(
         config.member_name, load_signing_key(config.cosigner_key_file), ALG_COSIGNATURE_V1
     )
     logs = config.witness_verifiers()
-    if config.consortium_policy:
-        logs += list(load_consortium(config).policy.logs)
+    policies = app[SIGNER].consortium
+    if policies is not None:
+        logs += list(policies.latest.policy.logs)
     app[_WITNESS] = witness_mod.Witness(logs, member, app[STORE], time.time)
     yield
 

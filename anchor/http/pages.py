@@ -741,9 +741,18 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
 
     store = app[STORE]
     signer = app[SIGNER]
-    trust = LogTrust(
-        signer.log_vkey, tuple(signer.member_vkeys), signer.bundle_quorum, signer.log_key.sign
-    )
+
+    def trust() -> LogTrust:
+        # Read each time: a consortium's members and quorum change with its policy.
+        changes = () if signer.consortium is None else signer.consortium.changes()
+        return LogTrust(
+            signer.log_vkey,
+            tuple(signer.member_vkeys),
+            signer.bundle_quorum,
+            signer.log_key.sign,
+            tuple(c.to_dict() for c in changes),
+        )
+
     source = await asyncio.to_thread(provenance_source, store, trust)
     app[PROVENANCE_SOURCE] = source
 

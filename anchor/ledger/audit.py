@@ -256,10 +256,10 @@ def verify_ledger(
             raise _fail(where, f"covers {cp.size} leaves but the log has {size}")
         if roots.get(cp.size) != cp.root:
             raise _fail(where, "root is not the log's root at that size")
-        cosigners = signer.cosigners(note)
+        cosigners = signer.cosigners(note, cp.height)
         if len(cosigners) != cp.cosignatures:
             raise _fail(where, f"{len(cosigners)} valid cosignatures, {cp.cosignatures} recorded")
-        if cp.final != signer.is_final(cosigners):
+        if cp.final != signer.is_final(cosigners, cp.height):
             raise _fail(where, "finality flag contradicts the quorum policy")
         if previous is not None:
             if cp.size < previous.size:

@@ -153,6 +153,15 @@ class LedgerTx(abc.ABC):
         """``(msg_id, code, detail)`` if the apply step refused stream entry ``seq``."""
 
     @abc.abstractmethod
+    def policy_changes(self) -> list[tuple[int, str, int]]:
+        """``(version, change JSON, first height it judges)`` of each policy change."""
+
+    @abc.abstractmethod
+    def add_policy_change(
+        self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
+    ) -> None: ...
+
+    @abc.abstractmethod
     def org_member(self, org_id: str) -> str | None:
         """The log verifier key of the member that registered ``org_id`` (consortium)."""
 

@@ -1079,6 +1079,7 @@ def assemble_bundle(
         quorum=trust.quorum,
         subject=subject,
         attest=trust.attest,
+        policy_changes=trust.policy_changes,
     )
     _json_safe_summary(bundle)
     return BundleResult(bundle, sum(len(p.records) for p in proofs), unproven)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from anchor.ledger.rollups import Rollup
 from proofs.records import Gap, Manifest, Reading, Scan
@@ -28,6 +28,7 @@ __all__ = [
     "ReadingQuery",
     "Record",
     "ScanQuery",
+    "TrustFn",
     "holder_of",
 ]
 
@@ -167,6 +168,13 @@ class LogTrust:
     quorum: int = 0
     # Signs with the log key: the anchor attests a bundle's subject claims (range, verdict).
     attest: Callable[[bytes], bytes] | None = None
+    # A consortium's policy changes since its genesis policy (proofs.policy_change), as
+    # JSON: a verifier that pinned the genesis policy follows them to the one in force.
+    policy_changes: tuple[dict[str, Any], ...] = ()
+
+
+# A consortium's trust changes when its policy does: sources take a function.
+TrustFn = Callable[[], LogTrust]
 
 
 class ProvenanceSource(Protocol):

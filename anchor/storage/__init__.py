@@ -13,7 +13,7 @@ from anchor.config import AnchorConfig
 from anchor.errors import ConfigError
 from anchor.ledger.derived import ensure_rollups
 from anchor.ledger.ports import LedgerStore
-from anchor.provenance.source import LogTrust, ProvenanceSource
+from anchor.provenance.source import ProvenanceSource, TrustFn
 from anchor.storage.dsn import is_postgres_url, redact_dsn
 
 __all__ = ["describe_store", "open_store", "provenance_source"]
@@ -47,7 +47,7 @@ def _open(config: AnchorConfig) -> LedgerStore:
     return SqliteLedger(config.db_file)
 
 
-def provenance_source(store: LedgerStore, trust: LogTrust) -> ProvenanceSource:
+def provenance_source(store: LedgerStore, trust: TrustFn) -> ProvenanceSource:
     """The read port over ``store`` (its driver's own reading queries)."""
     if type(store).__module__.startswith("anchor.storage.postgres"):
         from anchor.storage.postgres.provenance import PostgresProvenanceSource

@@ -8,6 +8,8 @@ placeholders; a driver supplies ``_one``, ``_all`` and ``_many``):
   after a restart;
 - ``org_members``: which member (its log verifier key) registered each organisation,
   the only member that may enrol its gateways, places and tokens;
+- ``consortium_policies``: the policy changes applied from the stream
+  (anchor.consortium.policies), each with the first checkpoint height it judges;
 - ``split_views``: two signed checkpoints of one log and one size with different roots,
   kept as evidence (anchor.consortium.evidence).
 """
@@ -26,6 +28,25 @@ class ConsortiumSql:
 
     def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         raise NotImplementedError
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def policy_changes(self) -> list[tuple[int, str, int]]:
+        """``(version, change JSON, from_height)`` of every applied policy change."""
+        rows = self._all(
+            "SELECT version, change_json, from_height FROM consortium_policies ORDER BY version"
+        )
+        return [(int(v), str(c), int(h)) for v, c, h in rows]
+
+    def add_policy_change(
+        self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
+    ) -> None:
+        self._many(
+            "INSERT INTO consortium_policies (version, change_json, from_height, stream_seq,"
+            " adopted_at) VALUES (?,?,?,?,?) ON CONFLICT (version) DO NOTHING",
+            [(version, change_json, from_height, stream_seq, at)],
+        )
 
     def stream_position(self, stream: str) -> int:
         row = self._one("SELECT seq FROM stream_applied WHERE stream = ?", (stream,))

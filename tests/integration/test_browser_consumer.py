@@ -139,7 +139,7 @@ def test_a_bundle_that_repeats_a_batch_turns_the_mark_red(anchor: Anchor, page: 
     def repeat_a_batch(route: Route) -> None:
         response = route.fetch()
         bundle = response.json()
-        assert bundle["attestation_format"] == "coldtrail-attestation/v2"
+        assert bundle["attestation_format"] == "coldtrail-attestation/v3"
         bundle["batches"].append(bundle["batches"][0])
         route.fulfill(response=response, body=json.dumps(bundle))
 

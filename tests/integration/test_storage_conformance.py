@@ -550,7 +550,7 @@ def test_provenance_source_reads_the_same_answers(store: LedgerStore) -> None:
     a, b = _two_gateways(store)
     lost = a.skip(2)
     append(store, batch_of(a, [a.gap(lost_from=lost[0], lost_to=lost[1]), a.reading(3.0)]))
-    source = provenance_source(store, LogTrust("log+vkey"))
+    source = provenance_source(store, lambda: LogTrust("log+vkey"))
     try:
         points = source.readings(ReadingQuery(asset="truck-07"), 100)
         assert [(p.seq, p.val, p.q) for p in points] == [

@@ -366,7 +366,8 @@ function checkSubject(subject, records) {
 async function checkAttestation(C, bundle, logKey, leaves) {
   // The subject's claims beyond GS1 keys (range, verdict) are the anchor's word: they
   // must carry the log key's signature, as proofs/bundle.py checks offline. Version 2
-  // also signs which records are proven (SHA-256 over their sorted leaf hashes).
+  // also signs which records are proven (SHA-256 over their sorted leaf hashes), version 3
+  // the log's cosigners and quorum too.
   const subject = bundle.subject || {};
   const claims = Object.keys(subject).filter((k) => !(k in SUBJECT_AIS));
   if (bundle.attestation === undefined) {
@@ -381,13 +382,18 @@ async function checkAttestation(C, bundle, logKey, leaves) {
     summary: bundle.summary === undefined ? null : bundle.summary,
     checkpoint: bundle.checkpoint === undefined ? null : bundle.checkpoint,
   };
-  if (format === "coldtrail-attestation/v2") {
+  if (format === "coldtrail-attestation/v2" || format === "coldtrail-attestation/v3") {
     const sorted = leaves.map(toHex).sort().map(fromHex);
     body.proven = {
       batches: bundle.batches.length,
       records: leaves.length,
       leaves: toHex(await C.sha256(concat(...sorted))),
     };
+    if (format === "coldtrail-attestation/v3") {
+      // v3 also signs the log's trust statement and the policy changes carried.
+      body.log = bundle.log === undefined ? null : bundle.log;
+      body.policy_changes = bundle.policy_changes === undefined ? [] : bundle.policy_changes;
+    }
   } else if (format !== "coldtrail-attestation/v1") {
     fail(`unknown attestation format ${format}`);
   }

@@ -9,3 +9,6 @@ CREATE TABLE split_views (
     origin TEXT COLLATE "C" NOT NULL, size BIGINT NOT NULL, note_a TEXT NOT NULL,
     note_b TEXT NOT NULL, source TEXT NOT NULL, seen_at BIGINT NOT NULL);
 CREATE TABLE org_members (org_id TEXT COLLATE "C" PRIMARY KEY, member TEXT NOT NULL);
+CREATE TABLE consortium_policies (
+    version BIGINT PRIMARY KEY, change_json TEXT NOT NULL, from_height BIGINT NOT NULL,
+    stream_seq BIGINT NOT NULL, adopted_at BIGINT NOT NULL);

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from anchor.ledger.ports import LedgerStore
-from anchor.provenance.source import LogTrust
+from anchor.provenance.source import TrustFn
 from anchor.storage.postgres.store import PostgresLedger
 from anchor.storage.sqlite.provenance import _POINT_COLS as _SQLITE_POINT_COLS
 from anchor.storage.sqlite.provenance import LedgerProvenanceSource
@@ -55,7 +55,7 @@ class _Dialect:
 class PostgresProvenanceSource(LedgerProvenanceSource):
     """The read port over a :class:`PostgresLedger`; blocking, call it from a worker thread."""
 
-    def __init__(self, store: LedgerStore, trust: LogTrust) -> None:
+    def __init__(self, store: LedgerStore, trust: TrustFn) -> None:
         if not isinstance(store, PostgresLedger):
             raise TypeError("PostgresProvenanceSource reads a PostgresLedger")
         super().__init__(store, trust)

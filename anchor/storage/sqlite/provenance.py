@@ -29,6 +29,7 @@ from anchor.provenance.source import (
     ReadingPoint,
     ReadingQuery,
     ScanQuery,
+    TrustFn,
     holder_of,
 )
 from anchor.storage.sqlite.store import SqliteLedger
@@ -86,7 +87,7 @@ def _block(c: Checkpoint) -> BlockInfo:
 class LedgerProvenanceSource:
     """Adapter over the ledger; blocking, call it from a worker thread."""
 
-    def __init__(self, store: LedgerStore, trust: LogTrust) -> None:
+    def __init__(self, store: LedgerStore, trust: TrustFn) -> None:
         self._store = store
         self._trust = trust
         self._local = threading.local()
@@ -128,7 +129,7 @@ class LedgerProvenanceSource:
 
     # -- trust and enrolment
     def log_trust(self) -> LogTrust:
-        return self._trust
+        return self._trust()
 
     def gateway(self, gw: str) -> GatewayInfo | None:
         g = self._store.gateway(gw)
@@ -303,7 +304,7 @@ class LedgerProvenanceSource:
         ]
 
     def proof_checkpoint(self) -> BlockInfo | None:
-        c = self._store.latest_checkpoint(final_only=self._trust.quorum > 0)
+        c = self._store.latest_checkpoint(final_only=self._trust().quorum > 0)
         if c is None or c.size == 0:
             return None
         return _block(c)

@@ -87,3 +87,6 @@ CREATE TABLE IF NOT EXISTS split_views (
     origin TEXT NOT NULL, size INTEGER NOT NULL, note_a TEXT NOT NULL, note_b TEXT NOT NULL,
     source TEXT NOT NULL, seen_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS org_members (org_id TEXT PRIMARY KEY, member TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS consortium_policies (
+    version INTEGER PRIMARY KEY, change_json TEXT NOT NULL, from_height INTEGER NOT NULL,
+    stream_seq INTEGER NOT NULL, adopted_at INTEGER NOT NULL);
