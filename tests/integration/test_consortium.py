@@ -258,3 +258,62 @@ def test_a_tampered_member_stops_cosigning_and_a_split_view_is_kept_and_alerted(
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_a_policy_change_needs_the_quorum_in_force_and_then_rules_finality(tmp_path) -> None:
+    with Consortium(tmp_path, finality_timeout_s=4.0) as c:
+        packer, carrier, warehouse = c.members
+        args = []
+        for m in c.members:
+            args += ["--member", m.name, m.log_vkey, m.cosigner_vkey, m.url]
+        out = packer.cli("compose-policy", "--quorum", "3", *args)
+        assert out.returncode == 0, out.stderr
+        (tmp_path / "all-three.txt").write_text(out.stdout)
+        out = packer.cli("policy-change", "propose", str(tmp_path / "all-three.txt"))
+        assert out.returncode == 0, out.stderr
+        (tmp_path / "one.json").write_text(out.stdout)
+        # One signature of the two the policy in force needs: refused before ordering.
+        out = packer.cli("policy-change", "submit", str(tmp_path / "one.json"))
+        assert out.returncode == 1 and "not signed by the quorum" in out.stderr, out.stderr
+        out = carrier.cli("policy-change", "sign", str(tmp_path / "one.json"))
+        assert out.returncode == 0, out.stderr
+        (tmp_path / "two.json").write_text(out.stdout)
+        out = packer.cli("policy-change", "submit", str(tmp_path / "two.json"))
+        assert out.returncode == 0 and "in force here" in out.stdout, out.stdout + out.stderr
+        for m in c.members:
+            _wait(lambda m=m: m.get("/v1/consortium")[1]["policy_version"] == 1,
+                  f"{m.name} to adopt version 1")  # fmt: skip
+
+        _, body = _lot_batch(packer, "LOT-AFTER-CHANGE")
+        status, receipt = packer.post(body)
+        assert status == 201, receipt
+        assert _cosigners(c.policy_text, receipt["receipt"]["checkpoint"]) == {
+            "packer", "carrier", "warehouse"
+        }  # fmt: skip
+        # Now all three are needed: with the warehouse down nothing becomes final...
+        c.kill(warehouse)
+        manifest, body = packer.gateway.readings_batch(2)
+        status, problem = packer.post(body)
+        assert status == 503 and "not yet cosigned" in problem["detail"], problem
+        # ...and the same batch sent again once it is back gets its final receipt.
+        c.start(warehouse)
+        status, receipt = _wait(
+            lambda: (lambda r: r if r[0] in (200, 201) else None)(packer.post(body)),
+            "the receipt once the warehouse cosigns again",
+            timeout_s=60,
+        )
+        verify_receipt(receipt, manifest, packer.log_vkey)
+
+        # An auditor pinned to the genesis policy follows the signed change.
+        c.wait_same_tree()
+        status, bundle = carrier.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=LOT-AFTER-CHANGE")
+        assert status == 200 and len(bundle["policy_changes"]) == 1, bundle
+        out = _verify(bundle, tmp_path / "policy.txt", tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "followed 1 signed change(s)" in out.stdout and "3 of 3 needed" in out.stdout
+        # The change is part of what the log key attests: dropping it is refused.
+        del bundle["policy_changes"]
+        assert _verify(bundle, tmp_path / "policy.txt", tmp_path).returncode != 0
+        for m in c.members:
+            out = m.cli("verify-ledger", "--quiet")
+            assert out.returncode == 0, (m.name, out.stdout, out.stderr)

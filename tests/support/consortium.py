@@ -112,20 +112,22 @@ class Consortium:
             m.gateway = GatewaySim(gw=f"{name}-gw-1", asset=f"{name}-asset-1")
             # Its own server first: each organisation runs one (nats-py tries them in order).
             others = [u for u in urls if u != urls[i]]
-            extra = "".join(f"{k} = {_toml(v)}\n" for k, v in self.extra_config.items())
+            settings: dict[str, Any] = {
+                "data_dir": str(root),
+                "listen_host": "127.0.0.1",
+                "listen_port": m.port,
+                "log_origin": ORIGIN,
+                "member_name": f"{name}.example/witness",
+                "consortium_policy": "policy.txt",
+                "nats_urls": ",".join([urls[i], *others]),
+                "checkpoint_interval_s": 5.0,
+                "finality_timeout_s": 20.0,
+                "public_rate_per_s": 100000.0,
+                "public_burst_requests": 100000,
+                **self.extra_config,
+            }
             m.config.write_text(
-                "[anchor]\n"
-                f'data_dir = "{root}"\n'
-                'listen_host = "127.0.0.1"\n'
-                f"listen_port = {m.port}\n"
-                f'log_origin = "{ORIGIN}"\n'
-                f'member_name = "{name}.example/witness"\n'
-                'consortium_policy = "policy.txt"\n'
-                f'nats_urls = "{",".join([urls[i], *others])}"\n'
-                "checkpoint_interval_s = 5.0\n"
-                "finality_timeout_s = 20.0\n"
-                "public_rate_per_s = 100000.0\n"
-                "public_burst_requests = 100000\n" + extra
+                "[anchor]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
             )
             out = m.cli("init")
             assert out.returncode == 0, out.stderr
