@@ -20,6 +20,7 @@ BENCHES = {
     "anchor-scale": "bench.anchor_log_scale",
     "anchor-pg": "bench.anchor_postgres",
     "e2e": "bench.e2e_latency",
+    "consortium": "bench.consortium",
 }
 
 

@@ -358,18 +358,20 @@ class MemberNode:
             return tx.stream_position(self.settings.stream)
 
     async def _apply_entries(self, entries: list[StreamEntry]) -> None:
-        """Apply consecutive entries: runs of batches in one transaction each."""
+        """Apply consecutive entries: each run of batches and cuts in one transaction
+        (a returning member catches up with one fsync per fetched run, not per entry);
+        registry and policy entries on their own, in order."""
         run: list[StreamEntry] = []
         for entry in entries:
-            if entry.kind == "batch":
+            if entry.kind in ("batch", "cut"):
                 run.append(entry)
                 continue
             if run:
-                await self._apply_batches(run)
+                await self._apply_run(run)
                 run = []
             await self._apply_other(entry)
         if run:
-            await self._apply_batches(run)
+            await self._apply_run(run)
 
     async def _check_entry(self, entry: StreamEntry) -> Submission | AnchorError:
         org = entry.headers.get(ORG_HEADER, "")
@@ -389,19 +391,39 @@ class MemberNode:
         # The same batch again (a resend beyond the duplicate window): a no-op.
         return Submission(org, manifest, manifest_hash, None, [], b"")
 
-    async def _apply_batches(self, run: list[StreamEntry]) -> None:
-        checked = await asyncio.gather(*(self._check_entry(e) for e in run))
+    async def _apply_run(self, run: list[StreamEntry]) -> None:
+        batches = [e for e in run if e.kind == "batch"]
+        # The checks that need no write, for every batch of the run at once (signatures
+        # in the verifier's worker processes); then the run in order, in one transaction.
+        checked = dict(
+            zip(
+                (e.seq for e in batches),
+                await asyncio.gather(*(self._check_entry(e) for e in batches)),
+                strict=True,
+            )
+        )
         started = time.perf_counter()
-        results = await self.run_in_writer(self._commit_batches, run, checked)
+        refused, signed = await self.run_in_writer(self._commit_run, run, checked)
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self._applied_to(run[-1].seq, results)
+        self._applied_to(run[-1].seq, refused)
+        if signed:
+            self.metrics.checkpoints_signed.inc(signed)
+            self._new_checkpoint.set()
 
-    def _commit_batches(
-        self, run: list[StreamEntry], checked: list[Submission | AnchorError]
-    ) -> list[tuple[int, AnchorError]]:
+    def _commit_run(
+        self, run: list[StreamEntry], checked: dict[int, Submission | AnchorError]
+    ) -> tuple[list[tuple[int, AnchorError]], int]:
+        """Apply ``run`` in one transaction: the refused entries, checkpoints signed."""
         refused: list[tuple[int, AnchorError]] = []
+        signed = 0
         with self.store.transaction() as tx:
-            for entry, c in zip(run, checked, strict=True):
+            for entry in run:
+                if entry.kind == "cut":
+                    before = tx.latest_checkpoint()
+                    cp = sign_checkpoint(tx, self.signer, entry.timestamp_ms)
+                    signed += before is None or cp.height != before.height
+                    continue
+                c = checked[entry.seq]
                 if isinstance(c, Submission):
                     try:
                         with tx.savepoint():
@@ -420,7 +442,7 @@ class MemberNode:
             size = tx.log_size()
         self.storage.committed()
         self.metrics.log_size.set(size)
-        return refused
+        return refused, signed
 
     def _applied_to(self, seq: int, refused: list[tuple[int, AnchorError]]) -> None:
         for s, e in refused:
@@ -434,13 +456,6 @@ class MemberNode:
         self._applied_changed.set()
 
     async def _apply_other(self, entry: StreamEntry) -> None:
-        if entry.kind == "cut":
-            signed = await self.run_in_writer(self._commit_cut, entry)
-            self._applied_to(entry.seq, [])
-            if signed:
-                self.metrics.checkpoints_signed.inc()
-                self._new_checkpoint.set()
-            return
         refusal: AnchorError | None = None
         if entry.kind == "registry":
             try:
@@ -495,13 +510,6 @@ class MemberNode:
             "" if still else " (this member is no longer a witness of it)",
         )  # fmt: skip
         self._new_checkpoint.set()
-
-    def _commit_cut(self, entry: StreamEntry) -> bool:
-        with self.store.transaction() as tx:
-            before = tx.latest_checkpoint()
-            cp = sign_checkpoint(tx, self.signer, entry.timestamp_ms)
-            tx.set_stream_position(self.settings.stream, entry.seq)
-        return before is None or cp.height != before.height
 
     def _commit_position(self, entry: StreamEntry, refusal: AnchorError | None) -> None:
         with self.store.transaction() as tx:
