@@ -536,6 +536,7 @@ async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
         await node.open()
         app[_WITNESS].review = node.review
         ingestor.sequencer = node
+        ingestor.remember_verified = True
         app[MEMBER] = node
     ingestor.start()
     app[INGESTOR] = ingestor

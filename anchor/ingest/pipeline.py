@@ -19,6 +19,7 @@ the seam where a replicated stream replaces the local queue (docs/adr/0302).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -27,7 +28,7 @@ from anchor.auth import Principal, require_role
 from anchor.consortium.checkpoints import CheckpointSigner
 from anchor.errors import AnchorError
 from anchor.ingest.parse import parse_ingest_body
-from anchor.ingest.verify import BatchVerifier
+from anchor.ingest.verify import BatchVerifier, VerifiedRecords
 from anchor.ledger.apply import IngestOutcome, LedgerApplier, Submission
 from anchor.ledger.chain import check_chain, check_scope, load_neighbours
 from anchor.ledger.model import Checkpoint, NewBatch, NewRecord, StoredBatch
@@ -71,6 +72,10 @@ class Ingestor:
         self.max_records = max_records
         self.group_max_batches = group_max_batches
         self.max_batch_lookahead = max_batch_lookahead
+        # A consortium member applies what it accepted from the stream: its records'
+        # signatures, verified once here, need not be verified again (VerifiedCache).
+        self.verified = VerifiedCache()
+        self.remember_verified = False
         # Whether the last write committed; /healthz reports it (docs/anchor.md).
         self.storage = StorageHealth(metrics)
         applier = LedgerApplier(
@@ -102,14 +107,23 @@ class Ingestor:
 
     async def ingest(self, principal: Principal, body: bytes) -> IngestOutcome:
         require_role(principal, "gateway")
-        checked = await self.check(principal.org_id, body, _now_ms(), self.max_records)
+        checked = await self.check(
+            principal.org_id, body, _now_ms(), self.max_records, remember=self.remember_verified
+        )
         if isinstance(checked, Submission):
             return await self.sequencer.submit(checked)
         existing, manifest, manifest_hash = checked
         return await self._resend(existing, manifest, manifest_hash, principal)
 
     async def check(
-        self, org_id: str, body: bytes, now: int, max_records: int, *, early_chain: bool = True
+        self,
+        org_id: str,
+        body: bytes,
+        now: int,
+        max_records: int,
+        *,
+        early_chain: bool = True,
+        remember: bool = False,
     ) -> Submission | tuple[StoredBatch, Manifest, str]:
         """Every check of a batch that needs no write: the verified submission, or the
         stored batch of the same ``batch_seq`` (a resend, answered by :meth:`_resend`).
@@ -119,6 +133,8 @@ class Ingestor:
         member verifies every entry itself. There ``early_chain`` is off: the chain checks
         against the store as it stands mid-stream would depend on how the stream was
         fetched; the authoritative ones in the apply step see every earlier entry.
+        ``remember`` keeps the verified records (:class:`VerifiedCache`) for the member's
+        own apply step, which then checks everything but the record signatures again.
         Raises :class:`AnchorError` with the code.
         """
         # Parsing up to 8 MiB of JSON takes long enough to stall other requests.
@@ -168,23 +184,27 @@ class Ingestor:
             )
         records: list[NewRecord] = []
         gaps: list[tuple[int, int]] = []
+        verified_records: VerifiedRecords | None = None
         if not request.evicted:
             if len(request.records) != manifest.count:
                 raise AnchorError(
                     "root-mismatch",
                     f"{len(request.records)} records sent; the manifest counts {manifest.count}",
                 )
-            verified = await self.verifier.verify(
-                public_key.raw, manifest.gw, manifest.first_seq, request.records
-            )
-            self.metrics.records_verified.inc(len(verified.records))
-            root = await asyncio.to_thread(_merkle_root, verified.leaf_hashes)
-            if root.hex() != manifest.root:
-                raise AnchorError(
-                    "root-mismatch",
-                    f"the records do not reproduce the root of manifest {manifest.batch_seq}",
+            verified = self.verified.take(manifest_hash, public_key.raw)
+            if verified is None:
+                verified = await self.verifier.verify(
+                    public_key.raw, manifest.gw, manifest.first_seq, request.records
                 )
+                self.metrics.records_verified.inc(len(verified.records))
+                root = await asyncio.to_thread(_merkle_root, verified.leaf_hashes)
+                if root.hex() != manifest.root:
+                    raise AnchorError(
+                        "root-mismatch",
+                        f"the records do not reproduce the root of manifest {manifest.batch_seq}",
+                    )
             records, gaps = verified.records, verified.evicted_gaps
+            verified_records = verified
             check_scope(gateway, records)
         if early_chain:
             check_chain(
@@ -212,6 +232,8 @@ class Ingestor:
             accepted_at=now,
             records=records,
         )
+        if remember:
+            self.verified.put(manifest_hash, public_key.raw, verified_records)
         return Submission(org_id, manifest, manifest_hash, batch, gaps, body)
 
     async def _resend(
@@ -230,6 +252,39 @@ class Ingestor:
         return await self.sequencer.submit(
             Submission(principal.org_id, manifest, manifest_hash, None, [], b"")
         )
+
+
+class VerifiedCache:
+    """Records verified at ingest, by manifest hash and gateway key, until the member's
+    apply step takes them (bounded; an entry it never takes is evicted oldest first).
+
+    What it saves is exactly the stateless part: whether the records carry the key's
+    signatures and reproduce the manifest's root, a pure function of the bytes and the
+    key. Every check that depends on the ledger runs again at apply."""
+
+    def __init__(self, max_records: int = 50_000) -> None:
+        self.max_records = max_records
+        self._held = 0
+        self._entries: collections.OrderedDict[str, tuple[bytes, VerifiedRecords]] = (
+            collections.OrderedDict()
+        )
+
+    def put(self, manifest_hash: str, key: bytes, verified: VerifiedRecords | None) -> None:
+        if verified is None or len(verified.records) > self.max_records:
+            return
+        self.take(manifest_hash, key)
+        self._entries[manifest_hash] = (key, verified)
+        self._held += len(verified.records)
+        while self._held > self.max_records:
+            _, (_, old) = self._entries.popitem(last=False)
+            self._held -= len(old.records)
+
+    def take(self, manifest_hash: str, key: bytes) -> VerifiedRecords | None:
+        held = self._entries.pop(manifest_hash, None)
+        if held is None:
+            return None
+        self._held -= len(held[1].records)
+        return held[1] if held[0] == key else None
 
 
 def _merkle_root(leaf_hashes: list[bytes]) -> bytes:

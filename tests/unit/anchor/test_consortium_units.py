@@ -1,6 +1,6 @@
-"""Registry changes on the consortium's stream (anchor.consortium.registry_entries):
-signed by a member's log key, applied alike by every member, only by the organisation's
-own member, and idempotent; with the in-memory SQLite twin (pure apply logic)."""
+"""Consortium pieces with pure logic, on the in-memory SQLite twin: registry changes on
+the stream (signed by a member's log key, applied alike by every member, only by the
+organisation's own member, idempotent) and the cache of records verified at ingest."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from anchor.auth import new_gateway, new_organisation, new_place, new_token
+from anchor.auth import authenticate, new_gateway, new_organisation, new_place, new_token
 from anchor.consortium.registry_entries import RegistryEntry, apply_entry, decode_entry, sign_entry
 from anchor.errors import AnchorError
 from anchor.ledger.audit import _verify_registry
@@ -56,6 +56,9 @@ def test_a_member_registers_its_organisation_and_every_row_verifies(store) -> No
     assert gw is not None and gw.org_id == "plant" and gw.places == frozenset({"line-4"})
     t = store.token(row.id)
     assert t is not None and t.token_hash == row.token_hash
+    # The token issued at the plant's member works at any member that applied it.
+    principal = authenticate(store, f"Bearer {token}", T + 1)
+    assert (principal.org_id, principal.role) == ("plant", "gateway")
     with store.transaction() as tx:
         assert tx.org_member("plant") == A.to_vkey()
     # verify-ledger checks each row against the consortium's log keys.
@@ -131,3 +134,23 @@ def test_a_row_of_the_wrong_shape_is_malformed(store) -> None:
         apply_entry(store, decode_entry(bad.to_bytes()), MEMBERS)
     assert e.value.code == "malformed"
     assert json.loads(entry.to_bytes())["op"] == "organisation"
+
+
+def test_the_verified_cache_is_bounded_and_keyed_by_the_gateway_key() -> None:
+    from anchor.ingest.pipeline import VerifiedCache
+    from anchor.ingest.verify import VerifiedRecords
+
+    def records(n: int) -> VerifiedRecords:
+        return VerifiedRecords(records=[object()] * n)  # type: ignore[list-item]
+
+    cache = VerifiedCache(max_records=10)
+    cache.put("m1", b"k1", records(4))
+    cache.put("m2", b"k1", records(4))
+    assert cache.take("m1", b"other key") is None  # a different key never gets it
+    assert cache.take("m1", b"k1") is None  # and the entry is gone
+    cache.put("m3", b"k1", records(4))
+    cache.put("m4", b"k1", records(4))  # 12 > 10: the oldest (m2) goes
+    assert cache.take("m2", b"k1") is None
+    assert cache.take("m3", b"k1") is not None and cache.take("m4", b"k1") is not None
+    cache.put("huge", b"k1", records(11))
+    assert cache.take("huge", b"k1") is None
