@@ -218,10 +218,11 @@ async def run_gateway(
                 # gap is counted and named by the disk-full gap of the next commit.
                 log.error("restart gap not stored: %s", e)
         async with contextlib.AsyncExitStack() as stack:
+            home = config.uplink_anchors[0]
             if transport is None:
                 transport = await stack.enter_async_context(
                     HttpAnchorTransport(
-                        config.uplink_url,
+                        home.url,
                         token,
                         ca_file=config.uplink_ca_file,
                         timeout_s=config.uplink_timeout_s,
@@ -230,7 +231,7 @@ async def run_gateway(
             uplink = Uplink(
                 spool,
                 transport,
-                config.uplink_anchor_vkey,
+                home.anchor_vkey,
                 backoff=Backoff(config.uplink_backoff_initial_s, config.uplink_backoff_max_s),
                 backfill_batches_per_s=config.uplink_backfill_batches_per_s,
                 live_window_s=config.uplink_live_window_s,
