@@ -196,7 +196,7 @@ class GatewayConfig:
                     f" uplink.anchors[0]'s is for {origin!r}: all members sign one log",
                     code="anchor-origin-mismatch",
                 )
-        return listed
+        return tuple(listed)
 
 
 def _member(url: str, vkey: str, where: str) -> AnchorMember:
