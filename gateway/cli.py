@@ -121,6 +121,13 @@ def _print_status(config: GatewayConfig, report: SpoolReport, live: dict[str, An
     if live:
         up = live.get("uplink", {})
         print(f"uplink         {up.get('state')}")
+        if up.get("members", 1) > 1:
+            index = up.get("member_index", 0)
+            place = "the home member" if index == 0 else f"member {index + 1}, failed over"
+            print(
+                f"  anchor       {up.get('member')} ({place}; {up.get('members')} listed,"
+                f" {up.get('failovers')} failovers, {up.get('failbacks')} failbacks)"
+            )
         if up.get("last_error"):
             print(f"  last error   {up.get('last_error')}")
         for name, src in sorted(live.get("sources", {}).items()):

@@ -7,6 +7,12 @@ Each key maps mechanically to a field named ``<table>_<key>`` of
 variable ``COLDTRAIL_<TABLE>_<KEY>`` (e.g. ``COLDTRAIL_SPOOL_BUDGET_BYTES``),
 so an operator can find any setting from any of the three names.
 
+The anchoring service is one member node (``[uplink] url`` + ``anchor_vkey``) or
+several (``[[uplink.anchors]]`` tables, each ``url`` + ``anchor_vkey``; in the
+environment ``COLDTRAIL_UPLINK_ANCHORS`` as whitespace-separated ``url vkey``
+pairs). Either way :attr:`GatewayConfig.uplink_anchors` lists them, the home
+member first (docs/adr/0214).
+
 Nothing here touches the spool: changing any value never resets stored data.
 """
 
@@ -29,9 +35,18 @@ from proofs.note import ALG_ED25519, NoteVerifier
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "GatewayConfig", "SourceSpec", "load_config"]
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_ANCHOR_MEMBERS",
+    "AnchorMember",
+    "GatewayConfig",
+    "SourceSpec",
+    "load_config",
+]
 
 ENV_PREFIX = "COLDTRAIL_"
+# Each member costs a timeout when it is down; a longer list only lengthens a failed round.
+MAX_ANCHOR_MEMBERS = 16
 # docs/ingest-contract.md: the anchor refuses more than 10 000 records or 8 MiB per batch.
 _CONTRACT_MAX_RECORDS = 10_000
 _CONTRACT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -47,10 +62,33 @@ class SourceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AnchorMember:
+    """One member node of the anchoring service: where to post batches, and the log
+    verifier key its own receipts and checkpoints are signed with."""
+
+    url: str
+    anchor_vkey: str
+
+    def __post_init__(self) -> None:
+        _check_anchor_url(self.url)
+        _check(bool(self.anchor_vkey), "anchor_vkey is required")
+        try:
+            verifier = NoteVerifier.from_vkey(self.anchor_vkey)
+        except FormatError as e:
+            raise ConfigError(f"anchor_vkey: {e.message}", code="bad-config") from e
+        _check(verifier.alg == ALG_ED25519, "anchor_vkey must be an Ed25519 (0x01) key")
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        return NoteVerifier.from_vkey(self.anchor_vkey)
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     gateway_id: str
-    uplink_url: str
-    uplink_anchor_vkey: str
+    # The one-member form; code reads uplink_anchors, which then holds that member.
+    uplink_url: str = ""
+    uplink_anchor_vkey: str = ""
     gateway_state_dir: Path = Path("/var/lib/coldtrail-gateway")
     gateway_key_file: Path = Path("gateway.key")  # relative paths are under state_dir
     gateway_registry_file: Path = Path("registry.json")
@@ -70,6 +108,10 @@ class GatewayConfig:
     uplink_backoff_max_s: float = 300.0
     uplink_backfill_batches_per_s: float = 5.0
     uplink_live_window_s: float = 60.0
+    # Member nodes, the home member first (docs/adr/0214).
+    uplink_anchors: tuple[AnchorMember, ...] = ()
+    # After a failover, the home member is asked first again this long after it failed.
+    uplink_failback_s: float = 60.0
     metrics_port: int = 9108  # 0 turns the endpoint off; it always binds 127.0.0.1
     clock_jump_threshold_s: float = 2.0
     sources: tuple[SourceSpec, ...] = ()
@@ -104,16 +146,71 @@ class GatewayConfig:
         )
         _check(self.uplink_backfill_batches_per_s > 0, "uplink.backfill_batches_per_s > 0")
         _check(self.uplink_live_window_s >= 0, "uplink.live_window_s must not be negative")
+        _check(self.uplink_failback_s >= 0, "uplink.failback_s must not be negative")
         _check(0 <= self.metrics_port <= 65535, "metrics.port must be 0..65535")
         _check(self.clock_jump_threshold_s > 0, "clock.jump_threshold_s must be positive")
-        _check_anchor_url(self.uplink_url)
-        try:
-            verifier = NoteVerifier.from_vkey(self.uplink_anchor_vkey)
-        except FormatError as e:
-            raise ConfigError(f"uplink.anchor_vkey: {e.message}", code="bad-config") from e
-        _check(verifier.alg == ALG_ED25519, "uplink.anchor_vkey must be an Ed25519 (0x01) key")
+        object.__setattr__(self, "uplink_anchors", self._anchor_members())
         names = [s.name for s in self.sources]
         _check(len(names) == len(set(names)), "every [[sources]] entry needs a unique name")
+
+    def _anchor_members(self) -> tuple[AnchorMember, ...]:
+        listed = self.uplink_anchors
+        if self.uplink_url or self.uplink_anchor_vkey:
+            # A list equal to the one anchor: this config rebuilt from itself (replace()).
+            if listed and [(m.url, m.anchor_vkey) for m in listed] != [
+                (self.uplink_url, self.uplink_anchor_vkey)
+            ]:
+                raise ConfigError(
+                    "uplink.url/uplink.anchor_vkey and [[uplink.anchors]] are both set"
+                    " (the environment's COLDTRAIL_UPLINK_URL counts too): use one form",
+                    code="uplink-form-conflict",
+                )
+            return (_member(self.uplink_url, self.uplink_anchor_vkey, "uplink."),)
+        if not listed:
+            raise ConfigError(
+                "uplink.url and uplink.anchor_vkey, or [[uplink.anchors]], are required",
+                code="missing-key",
+            )
+        if len(listed) > MAX_ANCHOR_MEMBERS:
+            raise ConfigError(
+                f"[[uplink.anchors]] lists {len(listed)} member nodes; at most"
+                f" {MAX_ANCHOR_MEMBERS} are allowed",
+                code="too-many-anchors",
+            )
+        origin = listed[0].verifier.name
+        for i, member in enumerate(listed):
+            verifier = member.verifier
+            for j, earlier in enumerate(listed[:i]):
+                same_url = _url_key(earlier.url) == _url_key(member.url)
+                if same_url or earlier.verifier.public_key == verifier.public_key:
+                    what = "url" if same_url else "anchor_vkey"
+                    raise ConfigError(
+                        f"uplink.anchors[{i}] has the same {what} as uplink.anchors[{j}]:"
+                        " list each member node once, with its own log key",
+                        code="duplicate-anchor",
+                    )
+            if verifier.name != origin:
+                # The members sign one consortium log, and a receipt names its origin.
+                raise ConfigError(
+                    f"uplink.anchors[{i}].anchor_vkey is for log {verifier.name!r} but"
+                    f" uplink.anchors[0]'s is for {origin!r}: all members sign one log",
+                    code="anchor-origin-mismatch",
+                )
+        return tuple(listed)
+
+
+def _member(url: str, vkey: str, where: str) -> AnchorMember:
+    try:
+        return AnchorMember(url, vkey)
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e.message}", code=e.code) from e
+
+
+def _url_key(url: str) -> tuple[str, str, int | None, str]:
+    """What makes two member URLs the same node: scheme, host, port and path."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, parts.hostname or "", port, parts.path.rstrip("/")
 
 
 def _check(ok: bool, sentence: str) -> None:
@@ -123,7 +220,11 @@ def _check(ok: bool, sentence: str) -> None:
 
 def _check_anchor_url(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
-    _check(parts.scheme in ("https", "http") and bool(parts.hostname), "uplink.url must be a URL")
+    _check(parts.scheme in ("https", "http") and bool(parts.hostname), "url must be a URL")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when it is read
+    except ValueError as e:
+        raise ConfigError(f"url has a bad port: {e}", code="bad-config") from e
     if parts.scheme == "http":
         # Plain HTTP would hand the bearer token to anyone on the path; only loopback
         # (tests, a local TLS-terminating proxy) is allowed to skip TLS.
@@ -131,7 +232,7 @@ def _check_anchor_url(url: str) -> None:
         loopback = host == "localhost"
         with contextlib.suppress(ValueError):
             loopback = loopback or ipaddress.ip_address(host).is_loopback
-        _check(loopback, "uplink.url must be https:// (plain http is allowed on loopback only)")
+        _check(loopback, "url must be https:// (plain http is allowed on loopback only)")
 
 
 def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
@@ -154,9 +255,37 @@ def _convert(name: str, kind: Any, raw: Any, origin: str) -> Any:
             if not isinstance(raw, str):
                 raise ValueError("expected a string")
             return raw
+        if kind == tuple[AnchorMember, ...]:
+            try:
+                return _anchors(raw)
+            except ConfigError as e:
+                raise ConfigError(f"{origin}: {e.message}", code=e.code) from e
     except ValueError as e:
         raise ConfigError(f"{origin}: {name}: {e}") from e
     raise ConfigError(f"{origin}: {name} has an unsupported type")  # pragma: no cover
+
+
+def _anchors(raw: Any) -> tuple[AnchorMember, ...]:
+    """``[[uplink.anchors]]`` tables, or the environment's ``url vkey url vkey ...``."""
+    if isinstance(raw, str):
+        words = raw.split()
+        if not words or len(words) % 2:
+            raise ValueError("expected whitespace-separated 'url anchor_vkey' pairs")
+        raw = [{"url": u, "anchor_vkey": k} for u, k in zip(words[::2], words[1::2], strict=True)]
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("[[uplink.anchors]] must be a non-empty array of tables")
+    members = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ValueError(f"uplink.anchors[{i}] must be a table")
+        unknown = sorted(set(entry) - {"url", "anchor_vkey"})
+        if unknown:
+            raise ConfigError(f"unknown key uplink.anchors[{i}].{unknown[0]}", code="unknown-key")
+        url, vkey = entry.get("url", ""), entry.get("anchor_vkey", "")
+        if not isinstance(url, str) or not isinstance(vkey, str):
+            raise ValueError(f"uplink.anchors[{i}]: url and anchor_vkey are strings")
+        members.append(_member(url, vkey, f"uplink.anchors[{i}]."))
+    return tuple(members)
 
 
 def _sources(raw: Any, gateway_id: str) -> tuple[SourceSpec, ...]:
@@ -202,7 +331,11 @@ def config_from_mapping(
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
             values[name] = _convert(name, hints[name], environ[env_name], env_name)
-    missing = [n for n in ("gateway_id", "uplink_url", "uplink_anchor_vkey") if n not in values]
+    # One anchor (url + anchor_vkey) or a list of member nodes; both: GatewayConfig says so.
+    required = ["gateway_id"]
+    if "uplink_anchors" not in values:
+        required += ["uplink_url", "uplink_anchor_vkey"]
+    missing = [n for n in required if n not in values]
     if missing:
         keys = ", ".join(m.replace("_", ".", 1) for m in missing)
         raise ConfigError(f"{origin}: missing required keys: {keys}", code="missing-key")

@@ -37,7 +37,7 @@ from .sdnotify import Notifier
 from .signer import GATEWAY_SRC, Signer
 from .silence import SilenceWatch
 from .spool import Spool
-from .uplink import AnchorTransport, Backoff, HttpAnchorTransport, Uplink
+from .uplink import AnchorLink, AnchorTransport, Backoff, HttpAnchorTransport, Uplink
 
 __all__ = ["SourceFactory", "configure_logging", "read_token", "run_gateway"]
 
@@ -161,13 +161,13 @@ async def run_gateway(
     *,
     extra_sources: Sequence[Source] = (),
     source_factory: SourceFactory | None = None,
-    transport: AnchorTransport | None = None,
+    transports: Sequence[AnchorTransport] | None = None,
     notifier: Notifier | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop`` is set). Raises on a startup refusal."""
     key = load_signing_key(config.gateway_key_file)
-    token = read_token(config.uplink_token_file) if transport is None else ""
+    token = read_token(config.uplink_token_file) if transports is None else ""
     registry = RegistryFile(config.gateway_registry_file)
     signer = Signer(
         config.gateway_id,
@@ -218,22 +218,28 @@ async def run_gateway(
                 # gap is counted and named by the disk-full gap of the next commit.
                 log.error("restart gap not stored: %s", e)
         async with contextlib.AsyncExitStack() as stack:
-            if transport is None:
-                transport = await stack.enter_async_context(
-                    HttpAnchorTransport(
-                        config.uplink_url,
-                        token,
-                        ca_file=config.uplink_ca_file,
-                        timeout_s=config.uplink_timeout_s,
+            if transports is None:
+                transports = [
+                    await stack.enter_async_context(
+                        HttpAnchorTransport(
+                            member.url,
+                            token,
+                            ca_file=config.uplink_ca_file,
+                            timeout_s=config.uplink_timeout_s,
+                        )
                     )
-                )
+                    for member in config.uplink_anchors
+                ]
             uplink = Uplink(
                 spool,
-                transport,
-                config.uplink_anchor_vkey,
+                [
+                    AnchorLink(member.url, transport, member.anchor_vkey)
+                    for member, transport in zip(config.uplink_anchors, transports, strict=True)
+                ],
                 backoff=Backoff(config.uplink_backoff_initial_s, config.uplink_backoff_max_s),
                 backfill_batches_per_s=config.uplink_backfill_batches_per_s,
                 live_window_s=config.uplink_live_window_s,
+                failback_s=config.uplink_failback_s,
                 metrics=metrics,
             )
             batcher = Batcher(

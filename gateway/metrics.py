@@ -65,6 +65,23 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        # Labelled by the member's URL: at most 16 (uplink.anchors), fixed by the config.
+        self.uplink_failovers = Counter(
+            "coldtrail_uplink_failovers",
+            "Moves to another anchor member node after the one in use failed, by that member",
+            ["member"],
+            registry=r,
+        )
+        self.uplink_failbacks = Counter(
+            "coldtrail_uplink_failbacks",
+            "Returns to the home anchor member node after a failover",
+            registry=r,
+        )
+        self.uplink_member = Gauge(
+            "coldtrail_uplink_member_index",
+            "Anchor member node in use: its place in uplink.anchors (0: the home member)",
+            registry=r,
+        )
         self.bad_receipts = Counter(
             "coldtrail_uplink_bad_receipts",
             "Receipts that did not verify (records were kept)",

@@ -14,6 +14,13 @@ refusal of the gateway itself (401/403) holds everything until a person acts.
 5xx, 408, 429 and transport errors are retried with exponential backoff and
 jitter, waiting at least the ``Retry-After`` the anchor sent (a 503 for a full
 ledger disk says how long); a receipt that fails ``verify_receipt`` never deletes anything.
+
+The anchor may be several member nodes (docs/adr/0214), each signing with its own
+log key. A member that fails the batch in one of those ways hands it to the next
+member at once, and only when every member failed does the backoff start; a 4xx
+refusal is an answer, not a failure. A receipt is checked against the key of the
+member that sent it, never another member's. Which member is asked when is
+:class:`gateway.failover.Failover`'s business.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,11 +46,13 @@ from proofs.errors import ProofsError
 from proofs.receipt import verify_receipt
 
 from .errors import SpoolError, UplinkError
+from .failover import Failover, Move
 from .manifests import batch_payload
 from .metrics import GatewayMetrics
 from .spool import OutgoingBatch
 
 __all__ = [
+    "AnchorLink",
     "AnchorReply",
     "AnchorTransport",
     "Backoff",
@@ -86,6 +95,16 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
 class AnchorTransport(Protocol):
     async def post_batch(self, payload: bytes) -> AnchorReply:
         """POST one batch; raise :class:`UplinkError` when no HTTP reply arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorLink:
+    """One anchor member node as the uplink uses it: how to reach it, and the log key
+    its receipts must verify with. ``url`` names it in the status, logs and metrics."""
+
+    url: str
+    transport: AnchorTransport
+    anchor_vkey: str
 
 
 class UplinkStore(Protocol):
@@ -185,6 +204,11 @@ class UplinkStatus:
     consecutive_failures: int = 0
     batches_sent: int = 0
     records_sent: int = 0
+    member: str = ""  # the URL of the anchor member node in use
+    member_index: int = 0  # its place in uplink.anchors (0: the home member)
+    members: int = 1
+    failovers: int = 0
+    failbacks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +218,11 @@ class UplinkStatus:
             "consecutive_failures": self.consecutive_failures,
             "batches_sent": self.batches_sent,
             "records_sent": self.records_sent,
+            "member": self.member,
+            "member_index": self.member_index,
+            "members": self.members,
+            "failovers": self.failovers,
+            "failbacks": self.failbacks,
         }
 
 
@@ -216,12 +245,12 @@ class Uplink:
     def __init__(
         self,
         store: UplinkStore,
-        transport: AnchorTransport,
-        anchor_vkey: str,
+        members: Sequence[AnchorLink],
         *,
         backoff: Backoff,
         backfill_batches_per_s: float,
         live_window_s: float,
+        failback_s: float = 60.0,
         metrics: GatewayMetrics | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -229,8 +258,8 @@ class Uplink:
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._store = store
-        self._transport = transport
-        self._vkey = anchor_vkey
+        self._members = tuple(members)
+        self._failover = Failover(len(self._members), failback_s=failback_s, clock=clock)
         self._backoff = backoff
         self._backfill_interval_s = 1.0 / backfill_batches_per_s
         self._live_window_ms = live_window_s * 1000.0
@@ -244,17 +273,59 @@ class Uplink:
         # False while the anchor is unreachable or holds everything (the batcher then
         # closes batches by count only); True again after the next receipt.
         self.link_up = True
-        self.status = UplinkStatus()
-        self._retry_after_s: float | None = None  # from the anchor's last failing answer
+        self.status = UplinkStatus(members=len(self._members))
+        self._show_member()
+        # Each member that failed in this round: what went wrong, its Retry-After (None:
+        # it sent none); after a failed round, the shortest, if every member sent one.
+        self._round: list[tuple[str, float | None]] = []
+        self._retry_after_s: float | None = None
 
     def _fail(self, reason: str, message: str) -> Outcome:
+        self._count_failure(reason, message)
+        return self._retry()
+
+    def _count_failure(self, reason: str, message: str) -> None:
         self.status.last_error = message
         self.status.last_error_ms = self._wall_ms()
-        self.status.state = "retrying"
         if self._metrics:
             self._metrics.uplink_failures.labels(reason).inc()
+
+    def _retry(self) -> Outcome:
+        self.status.state = "retrying"
         self.link_up = False
         return Outcome.RETRY
+
+    def _show_member(self) -> None:
+        index = self._failover.current
+        self.status.member = self._members[index].url
+        self.status.member_index = index
+        if self._metrics:
+            self._metrics.uplink_member.set(index)
+
+    def _member_failed(
+        self, index: int, reason: str, message: str, retry_after_s: float | None = None
+    ) -> None:
+        url = self._members[index].url
+        self._failover.failed(index, retry_after_s)
+        self._round.append((f"{url}: {message}", retry_after_s))
+        self._count_failure(reason, f"{url}: {message}")
+        if len(self._members) > 1:
+            log.warning("uplink: anchor member %s failed: %s", url, message)
+
+    def _member_answered(self, index: int) -> None:
+        url = self._members[index].url
+        move = self._failover.answered(index)
+        if move is Move.FAILED_OVER:
+            self.status.failovers += 1
+            log.warning("uplink: failed over to anchor member %s", url)
+            if self._metrics:
+                self._metrics.uplink_failovers.labels(url).inc()
+        elif move is Move.FAILED_BACK:
+            self.status.failbacks += 1
+            log.warning("uplink: back on the home anchor member %s", url)
+            if self._metrics:
+                self._metrics.uplink_failbacks.inc()
+        self._show_member()
 
     def _backfill_slot(self) -> float:
         """Take the backfill slot if it has come (0.0), else return the seconds left."""
@@ -289,67 +360,103 @@ class Uplink:
         sent = False
         try:
             payload = batch_payload(batch.manifest_json, batch.records, batch.evicted)
-            self.status.state = f"sending batch {manifest.batch_seq}"
             self._retry_after_s = None
-            try:
-                reply = await self._transport.post_batch(payload)
-            except UplinkError as e:
-                return self._fail("transport", e.message)
-            if reply.status in (200, 201):
-                try:
-                    data = json.loads(reply.body)
-                    verify_receipt(data, manifest, self._vkey)
-                except (ValueError, UnicodeDecodeError) as e:
-                    if self._metrics:
-                        self._metrics.bad_receipts.inc()
-                    return self._fail("bad-receipt", f"anchor reply is not JSON: {e}")
-                except ProofsError as e:
-                    # Forged, for another batch, or signed by a key we do not trust: the
-                    # records stay until a receipt we can check arrives.
-                    if self._metrics:
-                        self._metrics.bad_receipts.inc()
-                    log.error("batch %d: receipt rejected: %s", manifest.batch_seq, e)
-                    return self._fail("bad-receipt", f"receipt rejected: {e}")
-                await self._store.confirm(manifest.batch_seq, canonical_json(data))
-                sent = True
-                self.status.batches_sent += 1
-                self.status.records_sent += len(batch.records)
-                self.status.consecutive_failures = 0
-                self.status.state = "sent"
-                self.link_up = True
-                if self._metrics:
-                    self._metrics.batches_out.inc()
-                    self._metrics.records_out.inc(len(batch.records))
-                return Outcome.SENT
-            if 400 <= reply.status < 500 and reply.status not in _RETRYABLE_4XX:
-                code, detail = _problem(reply)
-                await self._store.refuse(manifest.batch_seq, reply.status, code, detail)
-                sent = True  # refuse() already released it
-                log.error(
-                    "anchor refused batch %d (HTTP %d %s): %s; kept in the spool,"
-                    " see `coldtrail-gateway status`",
-                    manifest.batch_seq,
-                    reply.status,
-                    code,
-                    detail,
+            self._round = []
+            # The same bytes to each member in turn: resending is idempotent, the
+            # consortium dedupes by manifest hash, so an answer lost at one member is
+            # no reason to hold the batch back from the next.
+            for index in self._failover.order():
+                outcome = await self._send(index, batch, payload)
+                if outcome is not None:
+                    sent = True  # confirmed, or refuse() released it
+                    return outcome
+            waits = [w for _, w in self._round]
+            if None not in waits:
+                self._retry_after_s = min((w for w in waits if w is not None), default=None)
+            if len(self._members) > 1:
+                errors = "; ".join(e for e, _ in self._round)
+                self.status.last_error = (
+                    f"no anchor member took batch {manifest.batch_seq}: {errors}"
                 )
-                if self._metrics:
-                    self._metrics.uplink_refused.labels(code).inc()
-                self.status.state = f"refused: batch {manifest.batch_seq} ({code})"
-                return Outcome.REFUSED
-            code, detail = _problem(reply)
-            self._retry_after_s = reply.retry_after_s
-            return self._fail(
-                f"http-{reply.status}", f"anchor answered {reply.status} {code}: {detail}"
-            )
+            return self._retry()
         finally:
             if not sent:
                 with contextlib.suppress(Exception):
                     await self._store.release()
 
+    async def _send(self, index: int, batch: OutgoingBatch, payload: bytes) -> Outcome | None:
+        """Offer the batch to one member: SENT or REFUSED when it answered, None when it
+        failed and the next member should be asked."""
+        member = self._members[index]
+        manifest = batch.manifest
+        self.status.state = f"sending batch {manifest.batch_seq} to {member.url}"
+        try:
+            reply = await member.transport.post_batch(payload)
+        except UplinkError as e:
+            self._member_failed(index, "transport", e.message)
+            return None
+        if reply.status in (200, 201):
+            try:
+                data = json.loads(reply.body)
+                # The key of the member that answered, not any member's: trust in one
+                # member's key says nothing about what another node signs.
+                verify_receipt(data, manifest, member.anchor_vkey)
+            except (ValueError, UnicodeDecodeError) as e:
+                if self._metrics:
+                    self._metrics.bad_receipts.inc()
+                self._member_failed(index, "bad-receipt", f"anchor reply is not JSON: {e}")
+                return None
+            except ProofsError as e:
+                # Forged, for another batch, or signed by a key we do not trust for this
+                # member: the records stay until a receipt we can check arrives.
+                if self._metrics:
+                    self._metrics.bad_receipts.inc()
+                log.error(
+                    "batch %d: receipt from %s rejected: %s", manifest.batch_seq, member.url, e
+                )
+                self._member_failed(index, "bad-receipt", f"receipt rejected: {e}")
+                return None
+            self._member_answered(index)
+            await self._store.confirm(manifest.batch_seq, canonical_json(data))
+            self.status.batches_sent += 1
+            self.status.records_sent += len(batch.records)
+            self.status.consecutive_failures = 0
+            self.status.state = "sent"
+            self.link_up = True
+            if self._metrics:
+                self._metrics.batches_out.inc()
+                self._metrics.records_out.inc(len(batch.records))
+            return Outcome.SENT
+        if 400 <= reply.status < 500 and reply.status not in _RETRYABLE_4XX:
+            # An answer, not a failure: the members share one enrolment and one log,
+            # so the next member would refuse the batch for the same reason.
+            self._member_answered(index)
+            code, detail = _problem(reply)
+            await self._store.refuse(manifest.batch_seq, reply.status, code, detail)
+            log.error(
+                "anchor refused batch %d (HTTP %d %s): %s; kept in the spool,"
+                " see `coldtrail-gateway status`",
+                manifest.batch_seq,
+                reply.status,
+                code,
+                detail,
+            )
+            if self._metrics:
+                self._metrics.uplink_refused.labels(code).inc()
+            self.status.state = f"refused: batch {manifest.batch_seq} ({code})"
+            return Outcome.REFUSED
+        code, detail = _problem(reply)
+        self._member_failed(
+            index,
+            f"http-{reply.status}",
+            f"anchor answered {reply.status} {code}: {detail}",
+            reply.retry_after_s,
+        )
+        return None
+
     def retry_delay_s(self) -> float:
         """The backoff after the current run of failures, but at least the Retry-After
-        the anchor sent with the last one."""
+        the members sent in the last round (the shortest, when every one sent one)."""
         delay = self._backoff.delay_s(self.status.consecutive_failures, self._rng)
         if self._retry_after_s is not None:
             delay = max(delay, self._retry_after_s)

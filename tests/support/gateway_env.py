@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,20 +44,27 @@ class AnchorEndpoint(Protocol):
 
 def write_gateway_setup(
     tmp: Path,
-    anchor: AnchorEndpoint,
+    anchor: AnchorEndpoint | Sequence[AnchorEndpoint],
     *,
     gw: str = "truck-07",
     key: SigningKey | None = None,
     **tables: dict[str, Any],
 ) -> GatewaySetup:
+    """One anchor as ``[uplink] url``/``anchor_vkey``; a sequence of member nodes (one
+    token for all) as ``[[uplink.anchors]]``, the first one home."""
+    listed = isinstance(anchor, Sequence)
+    members = list(anchor) if isinstance(anchor, Sequence) else [anchor]
+    home = members[0]
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     key = key or SigningKey.generate()
     save_signing_key(key, state / "gateway.key")
-    anchor.enroll(gw, key.public_key)
+    for member in members:
+        assert member.token == home.token, "the members share the gateway's one token"
+        member.enroll(gw, key.public_key)
     token = state / "anchor.token"
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, anchor.token.encode() + b"\n")
+    os.write(fd, home.token.encode() + b"\n")
     os.close(fd)
     write_registry(
         state / "registry.json",
@@ -69,9 +76,9 @@ def write_gateway_setup(
         "spool": {},
         "batch": {"max_records": 50, "max_age_s": 0.2},
         "uplink": {
-            "url": anchor.url,
+            "url": home.url,
             "token_file": "anchor.token",
-            "anchor_vkey": anchor.vkey,
+            "anchor_vkey": home.vkey,
             "timeout_s": 5.0,
             "backoff_initial_s": 0.05,
             "backoff_max_s": 0.5,
@@ -79,12 +86,19 @@ def write_gateway_setup(
         },
         "metrics": {"port": 0},
     }
+    if listed:
+        del config["uplink"]["url"], config["uplink"]["anchor_vkey"]
     for table, values in tables.items():
         config.setdefault(table, {}).update(values)
     lines: list[str] = []
     for table, values in config.items():
         lines.append(f"[{table}]")
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    for member in members if listed else []:
+        lines.append("[[uplink.anchors]]")
+        lines.append(f"url = {_toml_value(member.url)}")
+        lines.append(f"anchor_vkey = {_toml_value(member.vkey)}")
         lines.append("")
     path = tmp / "gateway.toml"
     path.write_text("\n".join(lines))

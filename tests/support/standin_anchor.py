@@ -8,21 +8,33 @@ appends accepted manifests to an in-memory RFC 6962 log, signs checkpoints (C2SP
 note) and receipts with its log key. Tests can stop and restart it on the same
 port, make it refuse (everything, or chosen batch_seqs), or make it hand out bad
 receipts.
+
+Several stand-ins with one ``origin`` and their own log keys are the member nodes
+of a consortium (docs/adr/0214). :meth:`StandinAnchor.answer` is the ingest without
+HTTP, for in-memory transports. Run as a script (``python standin_anchor.py --help``)
+it is a process of its own that a test can kill -9; it then appends every batch it
+accepts to a journal file before it answers, so the test can see afterwards what it
+took (tests/support/standin_process.py starts it).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
 from proofs.canonical import canonical_json
 from proofs.errors import FormatError, ProofsError, VerificationError
 from proofs.keys import PublicKey, SigningKey
+from proofs.keystore import load_signing_key
 from proofs.merkle import MerkleTree, leaf_hash
 from proofs.note import Checkpoint, NoteSigner, SignedNote
 from proofs.receipt import Receipt, sign_receipt
@@ -109,14 +121,21 @@ def _check_apart(gw: str, lower: Manifest, upper: Manifest) -> None:
 
 class StandinAnchor:
     def __init__(
-        self, *, origin: str = "standin.coldtrail.test/log", token: str = "gw-token"
+        self,
+        *,
+        origin: str = "standin.coldtrail.test/log",
+        token: str = "gw-token",
+        log_key: SigningKey | None = None,
+        port: int | None = None,
+        journal: BinaryIO | None = None,
     ) -> None:
         self.origin = origin
         self.token = token
-        self.log_key = SigningKey.generate()
+        self.log_key = log_key or SigningKey.generate()
         self._signer = NoteSigner(origin, self.log_key)
         self.vkey = self._signer.verifier.to_vkey()
-        self.port = _free_port()
+        self.port = port or _free_port()
+        self._journal = journal
         self.gateways: dict[str, PublicKey] = {}
         self.leaves: list[bytes] = []
         self.chains: dict[str, _Chain] = {}
@@ -170,18 +189,27 @@ class StandinAnchor:
     # --- ingest ---------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        status, body, headers = self.answer(
+            await request.read(), request.headers.get("Authorization"), request.content_type
+        )
+        return web.Response(body=body, status=status, headers=headers)
+
+    def answer(
+        self, payload: bytes, authorization: str | None, content_type: str = "application/json"
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One ``POST /v1/batches``, without HTTP: (status, body, headers)."""
         batch_seq = -1
         evicted = False
         try:
             if self.refuse_with is not None:
                 status, code = self.refuse_with
                 raise _Problem(status, code, f"stand-in told to refuse with {code}")
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
+            if authorization != f"Bearer {self.token}":
                 raise _Problem(401, "unauthenticated", "missing or wrong bearer token")
-            if request.content_type != "application/json":
+            if content_type != "application/json":
                 raise _Problem(415, "unsupported-media-type", "send application/json")
             try:
-                body = json.loads(await request.read())
+                body = json.loads(payload)
                 manifest = Manifest.from_dict(body["manifest"])
                 raw_records = body["records"]
                 evicted = body["evicted"]
@@ -194,20 +222,19 @@ class StandinAnchor:
             status, reply = self._ingest(manifest, records, raw_records, evicted)
         except _Problem as p:
             self.requests.append((batch_seq, p.status, evicted))
-            return web.json_response(
-                {
-                    "type": f"https://coldtrail.dev/problems/{p.code}",
-                    "title": p.code.replace("-", " ").capitalize(),
-                    "status": p.status,
-                    "detail": p.detail,
-                    "code": p.code,
-                },
-                status=p.status,
-                content_type="application/problem+json",
-                headers={} if self.retry_after is None else {"Retry-After": self.retry_after},
-            )
+            problem = {
+                "type": f"https://coldtrail.dev/problems/{p.code}",
+                "title": p.code.replace("-", " ").capitalize(),
+                "status": p.status,
+                "detail": p.detail,
+                "code": p.code,
+            }
+            headers = {"Content-Type": "application/problem+json"}
+            if self.retry_after is not None:
+                headers["Retry-After"] = self.retry_after
+            return p.status, json.dumps(problem).encode(), headers
         self.requests.append((batch_seq, status, evicted))
-        return web.json_response(reply, status=status)
+        return status, json.dumps(reply).encode(), {"Content-Type": "application/json"}
 
     def _ingest(
         self,
@@ -299,6 +326,16 @@ class StandinAnchor:
         accepted = Accepted(manifest, manifest.to_json(), raw_records, evicted, receipt, records)
         chain.by_batch[manifest.batch_seq] = accepted
         self.accepted.append(accepted)
+        if self._journal is not None:
+            # Before the answer: once the gateway may have a receipt, the journal has it.
+            entry = {
+                "manifest": manifest.to_json().decode(),
+                "records": raw_records,
+                "evicted": evicted,
+                "receipt": receipt,
+            }
+            self._journal.write(json.dumps(entry).encode() + b"\n")
+            self._journal.flush()
         return 201, self._reply(receipt, manifest)
 
     def _reply(self, receipt: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
@@ -318,3 +355,40 @@ def _receipt_from_body(body: dict[str, Any]) -> Receipt:
         return Receipt.from_dict({"receipt": body, "sig": ""})
     except ProofsError as e:  # pragma: no cover - built from our own receipt
         raise AssertionError(e) from e
+
+
+async def _serve(anchor: StandinAnchor) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with anchor:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="the stand-in anchor as a process of its own")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--origin", required=True)
+    parser.add_argument("--log-key-file", type=Path, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument(
+        "--enroll-file", type=Path, required=True, help='JSON {"gw id": "base64 public key"}'
+    )
+    parser.add_argument("--journal", type=Path, required=True, help="accepted batches, appended")
+    args = parser.parse_args(argv)
+    with args.journal.open("ab") as journal:
+        anchor = StandinAnchor(
+            origin=args.origin,
+            token=args.token,
+            log_key=load_signing_key(args.log_key_file),
+            port=args.port,
+            journal=journal,
+        )
+        for gw, public_b64 in json.loads(args.enroll_file.read_text()).items():
+            anchor.enroll(gw, PublicKey.from_base64(public_b64))
+        asyncio.run(_serve(anchor))
+
+
+if __name__ == "__main__":
+    main()

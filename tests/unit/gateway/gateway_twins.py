@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock, ClockReading
+from gateway.errors import UplinkError
 from gateway.registry import DeviceRegistry, ScannerEntry, SensorEntry
 from gateway.signer import Signer
+from gateway.uplink import AnchorReply
 from proofs.keys import SigningKey
 from proofs.records import ClockEvidence, Manifest
+from support.standin_anchor import StandinAnchor
 
 BOOT = "11111111-2222-3333-4444-555555555555"
 
@@ -73,3 +76,26 @@ class MemoryBatchStore:
         self.unbatched -= n
         self.sealed.append(n)
         return None
+
+
+class StandinTransport:
+    """The uplink's ``AnchorTransport`` in memory: hands each POST to a stand-in anchor
+    (tests/support/standin_anchor.py) without HTTP. While ``down`` it fails as an
+    unreachable anchor does; with ``lose_reply`` the anchor takes the batch and the
+    answer is lost on the way back."""
+
+    def __init__(self, anchor: StandinAnchor) -> None:
+        self.anchor = anchor
+        self.down = False
+        self.lose_reply = False
+        self.posts = 0
+
+    async def post_batch(self, payload: bytes) -> AnchorReply:
+        self.posts += 1
+        if self.down:
+            raise UplinkError("anchor unreachable: connection refused", code="transport-error")
+        status, body, headers = self.anchor.answer(payload, f"Bearer {self.anchor.token}")
+        if self.lose_reply:
+            raise UplinkError("anchor unreachable: connection reset", code="transport-error")
+        retry_after = headers.get("Retry-After")
+        return AnchorReply(status, body, None if retry_after is None else float(retry_after))

@@ -20,7 +20,14 @@ from gateway.manifests import batch_payload
 from gateway.metrics import GatewayMetrics
 from gateway.observations import Measurement
 from gateway.spool import Spool
-from gateway.uplink import Backoff, HttpAnchorTransport, Outcome, Uplink, parse_retry_after
+from gateway.uplink import (
+    AnchorLink,
+    Backoff,
+    HttpAnchorTransport,
+    Outcome,
+    Uplink,
+    parse_retry_after,
+)
 from support.standin_anchor import StandinAnchor
 
 
@@ -47,8 +54,7 @@ def uplink(spool, transport, anchor, metrics=None, **kw) -> Uplink:
     kw.setdefault("live_window_s", 60.0)
     return Uplink(
         spool,
-        transport,
-        anchor.vkey,
+        [AnchorLink(anchor.url, transport, anchor.vkey)],
         backoff=Backoff(0.01, 0.05),
         metrics=metrics,
         rng=random.Random(1),
@@ -108,8 +114,7 @@ async def test_receipt_from_an_untrusted_anchor_key_never_deletes(tmp_path, anch
     async with HttpAnchorTransport(anchor.url, anchor.token) as transport:
         up = Uplink(
             spool,
-            transport,
-            other.vkey,
+            [AnchorLink(anchor.url, transport, other.vkey)],
             backoff=Backoff(0.01, 0.05),
             backfill_batches_per_s=100,
             live_window_s=60,
