@@ -623,6 +623,8 @@ def run_demo(
                 members[org].add_org(org, name)  # on its own member: a signed stream entry
                 tokens[org] = members[org].token(org)
             for node in gateways:
+                # Its own member first; the others when that one is down (ADR 0214).
+                node.other_members = [m for org, m in members.items() if org != node.org]
                 node.init_and_enroll(members[node.org], tokens[node.org])
                 n.say(
                     node.gw,

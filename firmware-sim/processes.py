@@ -425,6 +425,8 @@ class GatewayNode:
     env: dict[str, str] = field(default_factory=dict)
     public_key: str = ""
     child: Child | None = None
+    # A consortium: the other members' nodes after its own, to fail over to.
+    other_members: list[AnchorNode] = field(default_factory=list)
 
     @property
     def config_path(self) -> Path:
@@ -435,13 +437,12 @@ class GatewayNode:
         return self.workdir / "state"
 
     def write_config(self, anchor: AnchorNode) -> None:
+        uplink: dict[str, Any] = {"token_file": "anchor.token"}
+        if not self.other_members:
+            uplink.update(url=anchor.url, anchor_vkey=anchor.log_vkey)
         tables: dict[str, dict[str, Any]] = {
             "gateway": {"id": self.gw, "state_dir": str(self.state_dir)},
-            "uplink": {
-                "url": anchor.url,
-                "token_file": "anchor.token",
-                "anchor_vkey": anchor.log_vkey,
-            },
+            "uplink": uplink,
             "metrics": {"port": self.metrics_port},
         }
         for name, values in self.settings.items():
@@ -451,6 +452,13 @@ class GatewayNode:
             lines.append(f"[{name}]")
             lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
             lines.append("")
+            if name == "uplink" and self.other_members:
+                # Its own organisation's member first (home), then the others.
+                for member in (anchor, *self.other_members):
+                    lines.append("[[uplink.anchors]]")
+                    lines.append(f"url = {_toml(member.url)}")
+                    lines.append(f"anchor_vkey = {_toml(member.log_vkey)}")
+                    lines.append("")
         for source in self.sources:
             routes = source.get("routes", [])
             lines.append("[[sources]]")
