@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from anchor.consortium.monitor import Monitor
 from proofs.keystore import load_signing_key
 from proofs.note import Checkpoint as CheckpointText
 from proofs.note import NoteSigner, SignedNote
@@ -31,6 +33,11 @@ from support.procs import free_port, stop_process, wait_for_port
 GTIN = "09506000134352"
 
 pytestmark = pytest.mark.integration
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return bytes(resp.read())
 
 
 def _cosigners(policy_text: str, note_text: str) -> set[str]:
@@ -71,6 +78,17 @@ def test_members_order_apply_cosign_and_finalise(tmp_path) -> None:
             status, blocks = m.get("/v1/blocks?limit=5")
             assert status == 200
             assert blocks["blocks"][0]["final"] and blocks["blocks"][0]["cosignatures"] >= 2
+        # A monitor trusting nothing but the policy: every member's checkpoint is signed
+        # by a policy log, final, and consistent with the last one it saw (from tiles).
+        monitor = Monitor(parse_policy(c.policy_text),
+                          [(m.name, m.url) for m in c.members], _fetch)  # fmt: skip
+        first = monitor.poll()
+        assert {e.kind for e in first} == {"final"}, first
+        for m in c.members:
+            assert m.post(m.gateway.readings_batch(3)[1])[0] == 201
+        c.wait_same_tree()
+        second = monitor.poll()
+        assert {e.kind for e in second} == {"final"}, second
         # What the explorer draws: members, each checkpoint's cosigners, each node's health.
         status, view = packer.get("/v1/consortium")
         assert status == 200, view
@@ -79,7 +97,7 @@ def test_members_order_apply_cosign_and_finalise(tmp_path) -> None:
         assert view["this_member"]["member"] == "packer"
         assert view["this_member"]["cosigning"] == "ok"
         top = view["checkpoints"][0]
-        assert top["final"] and top["size"] == 7
+        assert top["final"] and top["size"] == 10
         assert len(top["cosigners"]) >= 2
         assert all(m["last_cosigned"] is not None for m in view["members"])
 
@@ -161,6 +179,18 @@ def test_a_lot_verifies_against_the_policy_and_a_stolen_key_forges_nothing(tmp_p
             assert status == 201, answer
             status, fake = thief.get(f"/v1/provenance/bundle?gtin={GTIN}&lot=LOT-FORGED")
             assert status == 200, fake
+            # A monitor that watches the thief's node beside the members sees two
+            # signed checkpoints of size 1 and keeps both as evidence.
+            evidence = tmp_path / "evidence"
+            watch = ["--url", packer.url, "--url", carrier.url, "--url", thief.url]
+            out = packer.cli("monitor", "--once", "--policy", str(policy), *watch,
+                             "--evidence", str(evidence))  # fmt: skip
+            assert out.returncode == 1, out.stdout + out.stderr
+            assert "ALARM split-view" in out.stdout, out.stdout
+            notes = sorted(evidence.glob("size-1-*.note"))
+            assert len(notes) == 2
+            roots = {n.read_text().split("\n")[2] for n in notes}
+            assert len(roots) == 2  # both signed notes, with their two roots
         finally:
             stop_process(proc)
         # Signed by a log key of the policy and cosigned by a member of it...

@@ -177,3 +177,23 @@ def _stream_leader(c: Consortium) -> Any:
 
     name = asyncio.run(leader())
     return next(n for n in c.nats.nodes if n.name == name)
+
+
+def test_a_member_on_postgresql_applies_the_same_tree_and_catches_up(tmp_path, pg_dsn) -> None:
+    """Members choose their own store: the warehouse keeps its copy in PostgreSQL."""
+    with Consortium(tmp_path, member_config={"warehouse": {"store": pg_dsn}}) as c:
+        packer, _, warehouse = c.members
+        for m in c.members:
+            for _ in range(2):
+                assert m.post(m.gateway.readings_batch(5)[1])[0] == 201
+        c.wait_same_tree()
+        c.kill(warehouse)
+        for _ in range(5):
+            assert packer.post(packer.gateway.readings_batch(5)[1])[0] == 201
+        c.start(warehouse)
+        assert c.wait_same_tree(timeout_s=90) == 11
+        status, health = warehouse.get("/healthz")
+        assert status == 200 and health["consortium"]["cosigning"] == "ok", health
+        for m in c.members:
+            out = m.cli("verify-ledger", "--quiet")
+            assert out.returncode == 0, (m.name, out.stdout, out.stderr)

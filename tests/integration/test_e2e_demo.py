@@ -203,9 +203,10 @@ def test_flipping_any_value_of_the_bundle_makes_the_verifier_exit_1(
 
 
 def test_the_bounded_demo_leaves_no_process_behind(demo: DemoRun) -> None:
-    assert len(demo.pids) == 5  # mosquitto, anchor, three gateways
+    # mosquitto, three nats-servers, three member nodes, three gateways
+    assert len(demo.pids) == 10
     _assert_nothing_left(demo.workdir, demo.pids)
-    assert "all 5 processes stopped" in demo.output
+    assert "all 10 processes stopped" in demo.output
 
 
 def test_ctrl_c_mid_journey_stops_every_process(tmp_path: Path) -> None:
@@ -219,7 +220,7 @@ def test_ctrl_c_mid_journey_stops_every_process(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert "PACKED" in out.read_text(), out.read_text()
         pids = _pids(workdir)
-        assert len(pids) == 5
+        assert len(pids) == 10
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C at the terminal delivers
         assert proc.wait(timeout=60) == 130, out.read_text()
     finally:
@@ -227,4 +228,4 @@ def test_ctrl_c_mid_journey_stops_every_process(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     _assert_nothing_left(workdir, pids)
-    assert "all 5 processes stopped" in out.read_text()
+    assert "all 10 processes stopped" in out.read_text()

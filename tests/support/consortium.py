@@ -82,7 +82,13 @@ class Consortium:
     """``with Consortium(tmp) as c:`` three members up, each with one organisation,
     one asset, one enrolled gateway and its gateway token."""
 
-    def __init__(self, workdir: Path | None = None, quorum: int = 2, **config: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        quorum: int = 2,
+        member_config: dict[str, dict[str, Any]] | None = None,
+        **config: Any,
+    ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="coldtrail-consortium-")
@@ -90,6 +96,7 @@ class Consortium:
         self.workdir = workdir
         self.quorum = quorum
         self.extra_config = config
+        self.member_config = member_config or {}  # one member's own settings (its store)
         self.nats = NatsCluster()
         self.members: list[Member] = []
         self.policy_text = ""
@@ -125,6 +132,7 @@ class Consortium:
                 "public_rate_per_s": 100000.0,
                 "public_burst_requests": 100000,
                 **self.extra_config,
+                **self.member_config.get(name, {}),
             }
             m.config.write_text(
                 "[anchor]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
