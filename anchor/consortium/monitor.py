@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -199,7 +200,8 @@ class Monitor:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         paths = []
         for i, (member, text) in enumerate(notes):
-            path = self.evidence_dir / f"size-{size}-{stamp}-{i}-{member}.note"
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", member).strip("_")[:64]
+            path = self.evidence_dir / f"size-{size}-{stamp}-{i}-{safe}.note"
             path.write_text(text)
             paths.append(str(path))
         return tuple(paths)
