@@ -270,6 +270,16 @@ class MemberNode:
         with self.store.transaction() as tx:
             return self.applier.receipt_for(tx, batch.leaf_index, created, final)
 
+    async def request_cut(self) -> None:
+        """Ask for a cut if the log grew past the latest checkpoint (or has none), without
+        waiting for it: at start (a returning member may have a long backlog to apply
+        first) and on the checkpoint interval (a member killed between publishing a batch
+        and its cut leaves the log grown)."""
+        latest = await asyncio.to_thread(self.store.latest_checkpoint)
+        size = await asyncio.to_thread(self.store.log_size)
+        if latest is None or latest.size < size:
+            self._cut_wanted.set()
+
     async def checkpoint_now(self) -> Checkpoint:
         """Ask for a cut and return the latest checkpoint once this member applied it."""
         stream = self._require_stream()

@@ -543,7 +543,10 @@ async def _ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
     # The empty log gets its genesis checkpoint; a log that grew while no
     # checkpoint was signed (a crash between commits cannot cause it, an
     # import could) is checkpointed before the first request.
-    await ingestor.checkpoint_now()
+    if MEMBER in app:
+        await app[MEMBER].request_cut()  # applied in turn, after any backlog
+    else:
+        await ingestor.checkpoint_now()
     app[METRICS].log_size.set(await asyncio.to_thread(app[STORE].log_size))
     yield
     await ingestor.stop()
@@ -557,7 +560,10 @@ async def _checkpoint_interval_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(interval)
             try:
-                await ingestor.checkpoint_now()
+                if MEMBER in app:
+                    await app[MEMBER].request_cut()
+                else:
+                    await ingestor.checkpoint_now()
             except Exception:  # the next tick retries; receipts sign their own
                 _log.exception("interval checkpoint failed")
 
