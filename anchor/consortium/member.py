@@ -98,6 +98,7 @@ class ConsortiumSettings:
     finality_timeout_s: float
     review_wait_s: float = 10.0
     review_interval_s: float = 6 * 3600.0  # the whole store reviewed again this often
+    recosign_every_s: float = 5.0  # a final checkpoint a member has not cosigned: ask again
     split_view_webhook: str = ""
 
 
@@ -528,9 +529,23 @@ class MemberNode:
             tx.set_stream_position(self.settings.stream, entry.seq)
 
     async def _review_loop(self) -> None:
+        # A returning member first catches up with the stream (it cannot cosign the
+        # others' checkpoints before anyway), then reviews its store, then cosigns.
+        await self._caught_up()
         while True:
             await asyncio.to_thread(self.review_store)
             await asyncio.sleep(self.settings.review_interval_s)
+
+    async def _caught_up(self) -> None:
+        stream = self._require_stream()
+        while True:
+            try:
+                head = await stream.last_seq()
+            except Exception:  # no stream leader right now: ask again
+                head = None
+            if head is not None and self._applied >= head:
+                return
+            await asyncio.sleep(1.0)
 
     async def _cut_loop(self) -> None:
         """Publish one cut after each burst of batches this member ordered."""
@@ -553,29 +568,35 @@ class MemberNode:
             await self._new_checkpoint.wait()
             self._new_checkpoint.clear()
             try:
-                final = await self._finalise_latest()
+                state = await self._finalise_latest()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 _log.exception("gathering cosignatures failed; trying again")
-                final = False
-            if not final:
-                # Ask again soon, or as soon as a newer checkpoint is signed.
+                state = "pending"
+            if state != "complete":
+                # Ask again soon (a checkpoint not yet final), or now and then (a final
+                # one a member has not cosigned: it may be back, and the explorer shows
+                # each member's last cosignature), or as soon as a newer one is signed.
+                wait = 1.0 if state == "pending" else self.settings.recosign_every_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._new_checkpoint.wait(), 1.0)
+                    await asyncio.wait_for(self._new_checkpoint.wait(), wait)
                 self._new_checkpoint.set()
 
-    async def _finalise_latest(self) -> bool:
+    async def _finalise_latest(self) -> str:
+        """Gather cosignatures of the latest checkpoint: ``complete`` (every witness
+        cosigned), ``final`` (the quorum did, some witness not yet) or ``pending``."""
         cp = await asyncio.to_thread(self.store.latest_checkpoint)
         if cp is None:
-            return True
-        if cp.final:
-            self._set_final(cp)
-            return True
+            return "complete"
         note = SignedNote.parse(cp.note)
         have = self._cosigners(note, cp.height)
         judge = self.policies.at(cp.height)
         wanted = [w for w in judge.witnesses if w.name not in have]
+        if cp.final:
+            self._set_final(cp)
+            if not wanted:
+                return "complete"
         sigs = await asyncio.gather(*(self._ask(w, cp, note) for w in wanted))
         added = 0
         for sig in sigs:
@@ -583,19 +604,21 @@ class MemberNode:
                 note = note.with_signature(sig)
                 added += 1
         if not added:
-            return False
+            return "final" if cp.final else "pending"
         have = self._cosigners(note, cp.height)
         final = judge.satisfied(have)
         stored: Checkpoint = await self.run_in_writer(
             self._store_cosignatures, cp, note, have, final
         )
-        if stored.final:
+        if stored.final and not cp.final:
             self._set_final(stored)
             _log.info(
                 "checkpoint %d (size %d) is final: cosigned by %s",
                 stored.height, stored.size, ", ".join(sorted(have)),
             )  # fmt: skip
-        return stored.final
+        if not stored.final:
+            return "pending"
+        return "complete" if len(have) == len(judge.witnesses) else "final"
 
     def _store_cosignatures(
         self, cp: Checkpoint, note: SignedNote, have: frozenset[str], final: bool
@@ -638,7 +661,8 @@ class MemberNode:
                 continue
             if status != 200:
                 self.metrics.cosign_requests.labels(w.name, str(status)).inc()
-                _log.warning(
+                # 503: behind, reviewing or refusing (it says why on its /healthz).
+                (_log.debug if status == 503 else _log.warning)(
                     "witness %s did not cosign size %d: %d %s",
                     w.name, cp.size, status, text.strip()[:200],
                 )  # fmt: skip

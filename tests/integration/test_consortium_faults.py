@@ -197,3 +197,20 @@ def test_a_member_on_postgresql_applies_the_same_tree_and_catches_up(tmp_path, p
         for m in c.members:
             out = m.cli("verify-ledger", "--quiet")
             assert out.returncode == 0, (m.name, out.stdout, out.stderr)
+
+
+def test_a_member_returning_to_a_long_backlog_starts_at_once_and_catches_up(tmp_path) -> None:
+    """Its backlog takes longer to verify than its finality timeout: it must still start
+    (serving reads, applying in turn), not wait for its first cut and give up."""
+    with Consortium(tmp_path, member_config={"warehouse": {"finality_timeout_s": 1.0}}) as c:
+        packer, carrier, warehouse = c.members
+        c.kill(warehouse)
+        for _ in range(15):
+            for m in (packer, carrier):
+                assert m.post(m.gateway.readings_batch(400)[1])[0] == 201
+        c.start(warehouse)  # listens before it has applied the backlog
+        status, health = warehouse.get("/healthz")
+        assert status == 200, health
+        assert c.wait_same_tree(timeout_s=120) == 30
+        out = warehouse.cli("verify-ledger", "--quiet")
+        assert out.returncode == 0, out.stdout + out.stderr
