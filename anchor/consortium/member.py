@@ -191,7 +191,7 @@ class MemberNode:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await asyncio.wait_for(task, 10.0)
         self._tasks.clear()
         if self.stream is not None:
             await self.stream.close()

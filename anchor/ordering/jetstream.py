@@ -124,11 +124,13 @@ class OrderingStream:
                     ) from e
                 await asyncio.sleep(0.5)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Drain, but never wait on servers that are gone: a stopping member must stop."""
         try:
-            await self._nc.drain()
-        except Exception:  # already closed or the servers are gone
-            await self._nc.close()
+            await asyncio.wait_for(self._nc.drain(), timeout_s)
+        except Exception:  # already closed, the servers are gone, or the drain hung
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._nc.close(), timeout_s)
 
     @property
     def connected(self) -> bool:
