@@ -496,3 +496,24 @@ def test_series_keep_samples_and_learn_their_interval() -> None:
     assert s.interval_ms == 15 * MIN
     assert s.values == (5.0, 6.0, 7.0, 7.5) and type(s.values[0]) is float
     assert s.samples[0] == cc.Sample(0, 5.0) and len(s) == 4
+
+
+def test_the_engine_imports_nothing_beyond_what_proofs_may() -> None:
+    # proofs is stdlib + PyNaCl/cryptography/rfc8785 (tests/unit/proofs/test_verifier_install.py);
+    # numpy is only the bench's yardstick.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; before = set(sys.modules); import proofs.coldchain\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+        ).stdout.split()
+    )
+    assert "proofs" in loaded
+    assert not loaded - {"proofs", "rfc8785"} - set(sys.stdlib_module_names)
