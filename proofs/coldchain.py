@@ -1013,7 +1013,9 @@ def _words(ms: int) -> str:
     """A duration for people: rounded to the minute, seconds below one."""
     if ms < _MINUTE_MS:
         return f"{ms / 1000:.0f} s"
-    days, minutes = divmod(round(ms / _MINUTE_MS), 24 * 60)
+    minutes = round(ms / _MINUTE_MS)
+    # whole days only from two days up: "24 h" reads better than "1 d"
+    days, minutes = divmod(minutes, 24 * 60) if minutes >= 2 * 24 * 60 else (0, minutes)
     hours, minutes = divmod(minutes, 60)
     parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n]
     return " ".join(parts)
