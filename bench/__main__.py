@@ -21,6 +21,7 @@ BENCHES = {
     "anchor-pg": "bench.anchor_postgres",
     "e2e": "bench.e2e_latency",
     "consortium": "bench.consortium",
+    "coldchain": "bench.coldchain",
 }
 
 

@@ -64,3 +64,15 @@ def test_the_postgresql_bench_measures_libsodiums_two_core_limit() -> None:
     from bench import anchor_postgres
 
     assert anchor_postgres._libsodium_verifies(0.05) > 0
+
+
+def test_the_coldchain_bench_finds_numpy_and_the_engine_agree() -> None:
+    from bench import coldchain
+    from proofs import coldchain as cc
+
+    lot = coldchain.make_lot(sensors=2, per_sensor=3000)
+    for profile in (cc.CONTROLLED_COLD, cc.FROZEN):
+        verdict = coldchain.ours(lot, profile, None)
+        theirs = coldchain.numpy_figures(lot, profile)
+        assert coldchain._agree(verdict, theirs)
+        assert "mkt_max_window_c" in theirs["probe-0"] or profile.mkt_window_ms is None
