@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from anchor.http.pages import (
     setup_web,
 )
 from anchor.http.problems import problem_middleware
-from support.provenance_fixtures import standard_journey
+from support.provenance_fixtures import serve_journey, standard_journey
 
 NOW_MS = 1_800_000_000_000
 NOW_S = NOW_MS // 1000
@@ -236,3 +237,17 @@ async def test_a_node_that_is_no_member_has_no_consortium_page(aiohttp_client: A
     for path in ("/explorer", "/explorer/blocks/1"):
         page = await (await client.get(path)).text()
         assert "/explorer/consortium" not in page and "Cosignatures" not in page
+
+
+async def test_a_single_node_app_has_no_consortium_page(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """The real app factory on a node with no consortium_policy: no view is bound."""
+    client, _, _ = await serve_journey(aiohttp_client, tmp_path / "anchor")
+    resp = await client.get("/explorer/consortium", headers={"Accept": "text/html"})
+    assert resp.status == 404 and resp.content_type == "application/problem+json"
+    resp = await client.get("/v1/consortium")
+    assert resp.status == 404
+    page = await (await client.get("/explorer")).text()
+    assert '<nav class="top-nav"><a href="/explorer">Blocks</a></nav>' in page
+    assert "/explorer/consortium" not in page
