@@ -140,12 +140,18 @@ def test_a_member_with_no_recent_cosignature_is_silent() -> None:
 
 def test_refusal_and_split_views_are_shown_in_red_at_the_top() -> None:
     doc = _doc()
-    doc["this_member"].update(cosigning="refused", refusal="entry 7 does not verify", split_views=2)
+    doc["this_member"].update(
+        cosigning="refused",
+        refusal="entry 7 does not verify",
+        split_views=2,
+        stream_connected=False,
+    )
     page = render_consortium(doc, NOW_MS)
     alerts = re.search(r'<div id="alerts">(.*?)</div>', page)
     assert alerts, page
     assert "refuses to cosign: entry 7 does not verify" in alerts.group(1)
     assert "2 split view(s)" in alerts.group(1)
+    assert "not connected to the consortium&#x27;s stream" in alerts.group(1)
     assert page.index('id="alerts"') < page.index('id="health"')
     assert 'id="this-node" class="node-alert"' in page
     assert '<dd class="alert-text">refused: entry 7 does not verify</dd>' in page
