@@ -14,13 +14,76 @@ import base64
 from typing import Any
 
 from anchor.consortium.checkpoints import CheckpointSigner
+from anchor.consortium.policies import PolicyHistory
+from anchor.ledger.model import Checkpoint
 from anchor.ledger.ports import LedgerStore
 from proofs.errors import ProofsError
 from proofs.note import SignedNote, verify_cosignature
+from proofs.policy import Policy
 
-__all__ = ["consortium_status"]
+__all__ = ["checkpoint_status", "consortium_status"]
 
 RECENT = 50
+
+
+def _history(signer: CheckpointSigner) -> PolicyHistory:
+    if signer.consortium is None:
+        raise ValueError("this node is not a consortium member")
+    return signer.consortium
+
+
+def _cosigners(policy: Policy, note_text: str) -> list[dict[str, Any]]:
+    """The members whose cosignature on this note verifies, in policy order, each with
+    the time it states (seconds since 1970, as tlog-cosignature/v1 carries it)."""
+    note = SignedNote.parse(note_text)
+    cosigners: list[dict[str, Any]] = []
+    for w in policy.witnesses:
+        for sig in note.signatures:
+            if sig.name != w.verifier.name or sig.key_id != w.verifier.key_id:
+                continue
+            try:
+                at = verify_cosignature(note.text, sig, w.verifier)
+            except ProofsError:
+                continue
+            cosigners.append({"member": w.name, "at": at})
+    return cosigners
+
+
+def _row(cp: Checkpoint, cosigners: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "height": cp.height,
+        "size": cp.size,
+        "root": base64.b64encode(cp.root).decode(),
+        "time": cp.signed_at,
+        "final": cp.final,
+        "cosigners": cosigners,
+    }
+
+
+def _quorum(policy: Policy) -> dict[str, Any]:
+    group = next((g for g in policy.groups if g.name == policy.quorum), None)
+    return {
+        "name": policy.quorum,
+        "k": None if group is None else group.threshold,
+        "of": None if group is None else len(group.members),
+        "rules": policy.explain([]),
+    }
+
+
+def checkpoint_status(
+    store: LedgerStore, signer: CheckpointSigner, height: int
+) -> dict[str, Any] | None:
+    """One checkpoint as :func:`consortium_status` lists it, with the members and quorum
+    it is judged by (the explorer's block page); None when there is no such height."""
+    policy = _history(signer).at(height)
+    cp = store.checkpoint(height)
+    if cp is None:
+        return None
+    return {
+        "checkpoint": _row(cp, _cosigners(policy, cp.note)),
+        "members": [w.name for w in policy.witnesses],
+        "quorum": _quorum(policy),
+    }
 
 
 def consortium_status(
@@ -30,39 +93,26 @@ def consortium_status(
     *,
     limit: int = 20,
 ) -> dict[str, Any]:
-    if signer.consortium is None:
-        raise ValueError("this node is not a consortium member")
-    history = signer.consortium
+    """The ``GET /v1/consortium`` document: ``limit`` recent checkpoints, each member's
+    last cosignature among the last ``max(limit, RECENT)``. Checkpoint times are ms
+    since 1970; cosignature times (``at``) seconds, as tlog-cosignature/v1 states them."""
+    history = _history(signer)
     policy = history.latest.policy
     size = store.log_size()
     recent = store.checkpoints(limit=max(limit, RECENT))
     last: dict[str, tuple[int, int, int]] = {}  # name -> (height, size, cosigned at)
+    missed: dict[str, tuple[int, int]] = {}  # name -> (height, time) of the oldest so far
     rows: list[dict[str, Any]] = []
     for cp in recent:  # newest first
-        note = SignedNote.parse(cp.note)
-        cosigners: list[dict[str, Any]] = []
-        for w in history.at(cp.height).witnesses:
-            for sig in note.signatures:
-                if sig.name != w.verifier.name or sig.key_id != w.verifier.key_id:
-                    continue
-                try:
-                    at = verify_cosignature(note.text, sig, w.verifier)
-                except ProofsError:
-                    continue
-                cosigners.append({"member": w.name, "at": at})
-                last.setdefault(w.name, (cp.height, cp.size, at))
+        cosigners = _cosigners(history.at(cp.height), cp.note)
+        names = {c["member"] for c in cosigners}
+        for w in policy.witnesses:
+            if w.name not in last and w.name not in names:
+                missed[w.name] = (cp.height, cp.signed_at)
+        for c in cosigners:
+            last.setdefault(c["member"], (cp.height, cp.size, c["at"]))
         if len(rows) < limit:
-            rows.append(
-                {
-                    "height": cp.height,
-                    "size": cp.size,
-                    "root": base64.b64encode(cp.root).decode(),
-                    "time": cp.signed_at,
-                    "final": cp.final,
-                    "cosigners": cosigners,
-                }
-            )
-    group = next((g for g in policy.groups if g.name == policy.quorum), None)
+            rows.append(_row(cp, cosigners))
     members: list[dict[str, Any]] = []
     for i, w in enumerate(policy.witnesses):
         log_v = policy.logs[i] if i < len(policy.logs) else None
@@ -79,6 +129,11 @@ def consortium_status(
                 # Entries this member's log holds that it has not cosigned (within the
                 # recent checkpoints; None: no cosignature among them).
                 "behind": None if seen is None else size - seen[1],
+                # The oldest recent checkpoint signed after its last cosignature: since
+                # when it has been silent (None: it cosigned the newest checkpoint).
+                "first_missed": None
+                if w.name not in missed
+                else {"height": missed[w.name][0], "time": missed[w.name][1]},
             }
         )
     return {
@@ -86,12 +141,7 @@ def consortium_status(
         "policy": history.latest.text,
         "policy_version": history.latest.version,
         "policy_changes": [c.to_dict() for c in history.changes()],
-        "quorum": {
-            "name": policy.quorum,
-            "k": None if group is None else group.threshold,
-            "of": None if group is None else len(group.members),
-            "rules": policy.explain([]),
-        },
+        "quorum": _quorum(policy),
         "log_size": size,
         "members": members,
         "this_member": this_member,

@@ -9,7 +9,9 @@ Routes (``setup_web`` adds them to the app):
   or ``sensor``, with ``from``/``to``, ``limit`` and ``cursor`` for raw readings;
 - ``GET /v1/provenance/bundle``: the same selectors; a downloadable ``coldtrail-bundle/1``;
 - ``GET /explorer``, ``/explorer/blocks/{height}``, ``/explorer/gateways/{id}``,
-  ``/explorer/orgs/{id}``: plain server-rendered HTML.
+  ``/explorer/orgs/{id}``: plain server-rendered HTML;
+- ``GET /explorer/consortium``: on a consortium member node, its members, policy, recent
+  checkpoints' cosigners and each member node's health (404 on a node that is none).
 
 Every value that reaches HTML goes through :func:`esc`; every page carries a
 Content-Security-Policy that allows scripts and styles from this origin only.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import html
 import json
 import math
@@ -63,10 +66,12 @@ from proofs.records import Scan
 
 __all__ = [
     "CALLER_RESOLVER",
+    "CONSORTIUM_VIEW",
     "CONTENT_SECURITY_POLICY",
     "PROVENANCE_CONFIG",
     "PROVENANCE_SOURCE",
     "Caller",
+    "ConsortiumView",
     "esc",
     "openapi_paths",
     "setup_web",
@@ -112,9 +117,25 @@ async def _public_only(request: web.Request) -> Caller:
     return Caller()
 
 
+@dataclass(frozen=True, slots=True)
+class ConsortiumView:
+    """How the explorer reads the consortium on a member node (anchor.consortium.status).
+
+    ``health`` is this node's own state from memory and runs on the event loop; ``status``
+    (``this_member``, ``limit``) -> the ``GET /v1/consortium`` document and ``checkpoint``
+    (``height``) -> one checkpoint's cosigners and finality read the ledger, so they run
+    in the public pool. Absent from the app on a node that is no consortium member.
+    """
+
+    health: Callable[[], dict[str, Any]]
+    status: Callable[[dict[str, Any], int], dict[str, Any]]
+    checkpoint: Callable[[int], dict[str, Any] | None]
+
+
 PROVENANCE_SOURCE = web.AppKey("provenance_source", ProvenanceSource)
 PROVENANCE_CONFIG = web.AppKey("provenance_config", ProvenanceConfig)
 CALLER_RESOLVER: web.AppKey[CallerResolver] = web.AppKey("provenance_caller")
+CONSORTIUM_VIEW = web.AppKey("consortium_view", ConsortiumView)
 
 
 # --- HTML helpers -------------------------------------------------------------------
@@ -165,8 +186,11 @@ def unit_label(unit: str) -> str:
     return {"CEL": "°C", "P1": "%", "FAH": "°F"}.get(unit, unit)
 
 
-def _page(title: str, body: str, *, scripts: Sequence[str] = ()) -> str:
+def _page(
+    title: str, body: str, *, scripts: Sequence[str] = (), nav: Sequence[tuple[str, str]] = ()
+) -> str:
     script_tags = "".join(f'<script type="module" src="{esc(src)}"></script>' for src in scripts)
+    links = "".join(f'<a href="{esc(href)}">{esc(label)}</a>' for href, label in nav)
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -174,9 +198,18 @@ def _page(title: str, body: str, *, scripts: Sequence[str] = ()) -> str:
         f"<title>{esc(title)}</title>"
         '<link rel="stylesheet" href="/static/coldtrail.css">'
         f"{script_tags}</head><body>"
-        '<header class="top"><a href="/explorer" class="brand">coldtrail</a></header>'
-        f"<main>{body}</main></body></html>\n"
+        '<header class="top"><a href="/explorer" class="brand">coldtrail</a>'
+        + (f'<nav class="top-nav">{links}</nav>' if links else "")
+        + f"</header><main>{body}</main></body></html>\n"
     )
+
+
+def explorer_nav(*, consortium: bool) -> list[tuple[str, str]]:
+    """The explorer's header links; the consortium page only on a member node."""
+    nav = [("/explorer", "Blocks")]
+    if consortium:
+        nav.append(("/explorer/consortium", "Consortium"))
+    return nav
 
 
 def _html(text: str, status: int = 200) -> web.Response:
@@ -408,6 +441,13 @@ class _Web:
     @property
     def gate(self) -> PublicGate:
         return self.app[PUBLIC_GATE]
+
+    @property
+    def consortium(self) -> ConsortiumView | None:
+        return self.app.get(CONSORTIUM_VIEW)
+
+    def nav(self) -> list[tuple[str, str]]:
+        return explorer_nav(consortium=self.consortium is not None)
 
     async def caller(self, request: web.Request) -> Caller:
         known = request.get(_CALLER)
@@ -696,7 +736,8 @@ class _Web:
             int_param(before, "before", default=0, lo=0, hi=_MAX_HEIGHT) if before else None
         )
         blocks = await self._run(self.source.latest_blocks, 21, before_height)
-        return _html(render_blocks(blocks[:20], more=len(blocks) > 20))
+        member = self.consortium is not None
+        return _html(render_blocks(blocks[:20], more=len(blocks) > 20, consortium=member))
 
     async def explorer_block(self, request: web.Request) -> web.StreamResponse:
         height = int_param(request.match_info["height"], "height", default=0, lo=0, hi=_MAX_HEIGHT)
@@ -708,7 +749,11 @@ class _Web:
         start = first + offset
         end = min(block.tree_size, start + 100)
         leaves = await self._run(self.source.leaves, start, end)
-        return _html(render_block(block, leaves, offset, more=end < block.tree_size))
+        view = self.consortium
+        cosigning = None if view is None else await self._run(view.checkpoint, height)
+        more = end < block.tree_size
+        page = render_block(block, leaves, offset, more=more, nav=self.nav(), cosigning=cosigning)
+        return _html(page)
 
     async def explorer_gateway(self, request: web.Request) -> web.StreamResponse:
         gw = _id_param(request.match_info["gw"], "gateway")
@@ -717,7 +762,9 @@ class _Web:
         if gateway is None:
             raise AnchorError("not-found", f"no gateway {gw!r}")
         batches = await self._run(self.source.gateway_batches, gw, offset, 51)
-        return _html(render_gateway(gateway, batches[:50], offset, more=len(batches) > 50))
+        return _html(
+            render_gateway(gateway, batches[:50], offset, more=len(batches) > 50, nav=self.nav())
+        )
 
     async def explorer_org(self, request: web.Request) -> web.StreamResponse:
         org_id = _id_param(request.match_info["org"], "organisation")
@@ -725,7 +772,17 @@ class _Web:
         if org is None:
             raise AnchorError("not-found", f"no organisation {org_id!r}")
         gateways = await self._run(self.source.org_gateways, org_id, 0, 500)
-        return _html(render_org(org.id, org.name, gateways))
+        return _html(render_org(org.id, org.name, gateways, nav=self.nav()))
+
+    async def explorer_consortium(self, request: web.Request) -> web.StreamResponse:
+        view = self.consortium
+        if view is None:
+            raise AnchorError("not-found", "this node is a consortium of one; it has no members")
+        limit = int_param(request.query.get("limit"), "limit", default=20, lo=1, hi=100)
+        # Not cached: how long ago each member cosigned, and this node's stream and
+        # review state, move without the ledger moving.
+        doc = await self._run(view.status, view.health(), limit)
+        return _html(render_consortium(doc, int(time.time() * 1000), nav=self.nav()))
 
 
 async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
@@ -735,12 +792,22 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
     they are registered); imported here because ``anchor.http.app`` imports this module.
     """
     from anchor.auth import authenticate
-    from anchor.http.keys import SIGNER, STORE
+    from anchor.consortium.status import checkpoint_status, consortium_status
+    from anchor.http.keys import MEMBER, SIGNER, STORE
     from anchor.provenance.source import LogTrust
     from anchor.storage import provenance_source
 
     store = app[STORE]
     signer = app[SIGNER]
+    member = app.get(MEMBER)
+    if member is not None:
+
+        def status(this_member: dict[str, Any], limit: int) -> dict[str, Any]:
+            return consortium_status(store, signer, this_member, limit=limit)
+
+        app[CONSORTIUM_VIEW] = ConsortiumView(
+            member.health, status, functools.partial(checkpoint_status, store, signer)
+        )
 
     def trust() -> LogTrust:
         # Read each time: a consortium's members and quorum change with its policy.
@@ -834,6 +901,7 @@ def setup_web(
             web.get("/explorer/blocks/{height}", wrap(w.explorer_block, "explorer")),
             web.get("/explorer/gateways/{gw:.+}", wrap(w.explorer_gateway)),
             web.get("/explorer/orgs/{org:.+}", wrap(w.explorer_org)),
+            web.get("/explorer/consortium", wrap(w.explorer_consortium)),
             web.static("/static", STATIC_DIR, follow_symlinks=False),
         ]
     )
@@ -1144,7 +1212,7 @@ def _q(**params: object) -> str:
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
 
 
-def render_blocks(blocks: Sequence[BlockInfo], *, more: bool) -> str:
+def render_blocks(blocks: Sequence[BlockInfo], *, more: bool, consortium: bool = False) -> str:
     rows = [
         f'<tr><td><a href="/explorer/blocks/{esc(b.height)}">{esc(b.height)}</a></td>'
         f'<td><code title="{esc(b.hash_hex)}">{esc(b.hash_hex[:16])}…</code></td>'
@@ -1156,9 +1224,17 @@ def render_blocks(blocks: Sequence[BlockInfo], *, more: bool) -> str:
         if more and blocks
         else ""
     )
+    member = (
+        '<p class="consortium-link">This node is a consortium member: see the'
+        ' <a href="/explorer/consortium">consortium</a>, who cosigned each checkpoint and'
+        " how each member node keeps up.</p>"
+        if consortium
+        else ""
+    )
     body = (
         "<h1>Latest blocks</h1><p>Each block is a signed checkpoint of the append-only log."
         "</p>"
+        + member
         + (
             _table(["Height", "Hash", "Time", "Entries", "Log size"], rows)
             if rows
@@ -1166,7 +1242,7 @@ def render_blocks(blocks: Sequence[BlockInfo], *, more: bool) -> str:
         )
         + nav
     )
-    return _page("coldtrail explorer", body)
+    return _page("coldtrail explorer", body, nav=explorer_nav(consortium=consortium))
 
 
 def _batch_row(b: BatchInfo, with_gateway: bool) -> str:
@@ -1183,9 +1259,19 @@ def _batch_row(b: BatchInfo, with_gateway: bool) -> str:
     )
 
 
-def render_block(block: BlockInfo, leaves: Sequence[BatchInfo], offset: int, *, more: bool) -> str:
+def render_block(
+    block: BlockInfo,
+    leaves: Sequence[BatchInfo],
+    offset: int,
+    *,
+    more: bool,
+    nav: Sequence[tuple[str, str]] = (),
+    cosigning: dict[str, Any] | None = None,
+) -> str:
+    """``cosigning``: on a member node, the block's cosigners and finality
+    (anchor.consortium.status.checkpoint_status)."""
     rows = [_batch_row(b, True) for b in leaves]
-    nav = (
+    pager = (
         f'<p><a href="/explorer/blocks/{esc(block.height)}{esc(_q(offset=offset + 100))}">'
         "More entries</a></p>"
         if more
@@ -1197,21 +1283,27 @@ def render_block(block: BlockInfo, leaves: Sequence[BatchInfo], offset: int, *, 
         f"<dt>Time</dt><dd>{esc(fmt_time(block.time))}</dd>"
         f"<dt>Entries</dt><dd>{esc(block.entries)}</dd>"
         f"<dt>Log size</dt><dd>{esc(block.tree_size)}</dd></dl>"
-        f'<h2>Signed checkpoint</h2><pre class="note">{esc(block.note)}</pre>'
+        + ("" if cosigning is None else render_block_cosigning(cosigning))
+        + f'<h2>Signed checkpoint</h2><pre class="note">{esc(block.note)}</pre>'
         "<h2>Entries (batch manifests)</h2>"
         + (
             _table(["Leaf", "Gateway", "Batch", "Records", "Closed", "Accepted"], rows)
             if rows
             else "<p>No new entries in this block.</p>"
         )
-        + nav
+        + pager
         + '<p><a href="/explorer">All blocks</a></p>'
     )
-    return _page(f"Block {block.height}", body)
+    return _page(f"Block {block.height}", body, nav=nav)
 
 
 def render_gateway(
-    gateway: GatewayInfo, batches: Sequence[BatchInfo], offset: int, *, more: bool
+    gateway: GatewayInfo,
+    batches: Sequence[BatchInfo],
+    offset: int,
+    *,
+    more: bool,
+    nav: Sequence[tuple[str, str]] = (),
 ) -> str:
     rows = [_batch_row(b, False) for b in batches]
     revoked = (
@@ -1219,7 +1311,7 @@ def render_gateway(
         if gateway.revoked_at is not None
         else ""
     )
-    nav = f'<p><a href="{esc(_q(offset=offset + 50))}">Older batches</a></p>' if more else ""
+    pager = f'<p><a href="{esc(_q(offset=offset + 50))}">Older batches</a></p>' if more else ""
     body = (
         f'<h1>Gateway {esc(gateway.id)}</h1><dl class="facts">'
         f'<dt>Organisation</dt><dd><a href="/explorer/orgs/'
@@ -1232,12 +1324,14 @@ def render_gateway(
             if rows
             else "<p>No batches yet.</p>"
         )
-        + nav
+        + pager
     )
-    return _page(f"Gateway {gateway.id}", body)
+    return _page(f"Gateway {gateway.id}", body, nav=nav)
 
 
-def render_org(org_id: str, name: str, gateways: Sequence[GatewayInfo]) -> str:
+def render_org(
+    org_id: str, name: str, gateways: Sequence[GatewayInfo], *, nav: Sequence[tuple[str, str]] = ()
+) -> str:
     rows = [
         f'<tr><td><a href="/explorer/gateways/{esc(urllib.parse.quote(g.id, safe=""))}">'
         f"{esc(g.id)}</a></td><td>{esc(g.asset or '–')}</td>"
@@ -1248,7 +1342,255 @@ def render_org(org_id: str, name: str, gateways: Sequence[GatewayInfo]) -> str:
         f"<h1>{esc(name)}</h1><p>Organisation <code>{esc(org_id)}</code></p><h2>Gateways</h2>"
         + (_table(["Gateway", "Asset", "Status"], rows) if rows else "<p>No gateways.</p>")
     )
-    return _page(f"Organisation {name}", body)
+    return _page(f"Organisation {name}", body, nav=nav)
+
+
+# --- the consortium ----------------------------------------------------------------------
+
+# A member that has left a checkpoint uncosigned this long is "silent", not just "behind":
+# members cosign within a second or two of a checkpoint (anchor.consortium.member).
+SILENT_AFTER_MS = 60_000
+
+
+def policy_words(quorum: dict[str, Any]) -> str:
+    """The consortium's quorum as a sentence: "final when 2 of 3 members have cosigned"."""
+    k, of, name = quorum.get("k"), quorum.get("of"), quorum.get("name")
+    if name == "none":
+        return "final once signed: the policy asks for no cosignature"
+    if k is not None and of is not None:
+        return f"final when {k} of {of} members {'has' if k == 1 else 'have'} cosigned"
+    return f"final when the policy's quorum {name} is met"
+
+
+def fmt_ago(ms: int) -> str:
+    """A duration in the past, in the largest units that matter ("3 min ago")."""
+    s = ms // 1000
+    if s < 1:
+        return "just now"  # also a peer clock a little ahead of this one
+    if s < 60:
+        return f"{s} s ago"
+    if s < 3600:
+        return f"{s // 60} min ago"
+    if s < 86_400:
+        return f"{s // 3600} h {s % 3600 // 60} min ago"
+    return f"{s // 86_400} d ago"
+
+
+def _short_vkey(vkey: str | None) -> str:
+    """A note verifier key as its key id and the start of the key, the whole in a title."""
+    if not vkey:
+        return "–"
+    _name, _, rest = vkey.partition("+")
+    key_id, _, key = rest.partition("+")
+    short = f"{key_id}+{key[:8]}…" if key else vkey
+    return f'<code class="key" title="{esc(vkey)}">{esc(short)}</code>'
+
+
+def _member_url(url: str | None) -> str:
+    if not url:
+        return "–"
+    if urllib.parse.urlsplit(url).scheme in ("http", "https"):
+        return f'<a href="{esc(url)}">{esc(url)}</a>'
+    return f"<code>{esc(url)}</code>"  # named in the policy, but not a link we follow
+
+
+def member_state(member: dict[str, Any], now_ms: int) -> tuple[str, str]:
+    """(``ok`` | ``warn`` | ``bad``, words) for a member row of ``GET /v1/consortium``."""
+    if member.get("last_cosigned") is None:
+        return "bad", "silent: no cosignature among the recent checkpoints"
+    missed = member.get("first_missed")
+    if missed is None:
+        return "ok", "up to date"
+    silent_ms = now_ms - int(missed["time"])
+    if silent_ms >= SILENT_AFTER_MS:
+        return "bad", f"silent for {silent_ms // 60_000} min"
+    return "warn", "behind"
+
+
+def _block_link(height: object) -> str:
+    return f'<a href="/explorer/blocks/{esc(height)}">{esc(height)}</a>'
+
+
+def _health_rows(doc: dict[str, Any], now_ms: int, me: str | None) -> list[str]:
+    rows = []
+    for m in doc["members"]:
+        last = m.get("last_cosigned")
+        cls, words = member_state(m, now_ms)
+        if last is None:
+            cells = "<td>–</td><td>–</td><td>–</td>"
+        else:
+            at_ms = int(last["at"]) * 1000  # cosignatures state seconds
+            cells = (
+                f"<td>{esc(m.get('behind'))}</td>"
+                f"<td>{_block_link(last['height'])} (size {esc(last['size'])})</td>"
+                f'<td><time datetime="{esc(iso_time(at_ms))}" title="{esc(fmt_time(at_ms))}">'
+                f"{esc(fmt_ago(now_ms - at_ms))}</time></td>"
+            )
+        name = esc(m["name"]) + (
+            ' <span class="muted">(this node)</span>' if m["name"] == me else ""
+        )
+        behind = "" if m.get("behind") is None else m["behind"]
+        rows.append(
+            f'<tr data-member="{esc(m["name"])}" data-behind="{esc(behind)}"'
+            f' data-state="{esc(cls)}"><td>{name}</td>'
+            f'<td><span class="state state-{esc(cls)}">{esc(words)}</span></td>{cells}</tr>'
+        )
+    return rows
+
+
+def _this_node(health: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """This node's own health as a section, and the alerts it raises (shown at the top)."""
+    if health is None:
+        return "", []
+    alerts: list[str] = []
+    connected = bool(health.get("stream_connected"))
+    refused = health.get("cosigning") != "ok"
+    splits = int(health.get("split_views") or 0)
+    if refused:
+        alerts.append(
+            f"This node refuses to cosign: {health.get('refusal') or 'no reason given'}."
+            " Its answers cannot be trusted until its store is restored."
+        )
+    if splits:
+        alerts.append(
+            f"This node has seen {splits} split view(s): another signed tree of the same"
+            " size as its own. Both views are kept; see the node's log."
+        )
+    if not connected:
+        alerts.append("This node is not connected to the consortium's stream.")
+    stream = (
+        f'<dd><span class="state state-{"ok" if connected else "bad"}">'
+        f"{'connected' if connected else 'disconnected'}</span>, applied up to entry"
+        f" {esc(health.get('stream_applied'))}</dd>"
+    )
+    final_height = health.get("final_height")
+    final = (
+        "<dd>none yet</dd>"
+        if final_height is None
+        else f"<dd>{_block_link(final_height)} (size {esc(health.get('final_size'))})</dd>"
+    )
+    review = (
+        f'<dd><span class="state state-warn">reviewing</span> ({esc(health.get("reviewed"))}'
+        " entries checked so far)</dd>"
+        if health.get("reviewing")
+        else f"<dd>{esc(health.get('reviewed'))} entries checked</dd>"
+    )
+    cosigning = (
+        f'<dd class="alert-text">refused: {esc(health.get("refusal"))}</dd>'
+        if refused
+        else '<dd><span class="state state-ok">ok</span></dd>'
+    )
+    split_dd = f'<dd class="alert-text">{esc(splits)}</dd>' if splits else "<dd>0</dd>"
+    section = (
+        f'<section id="this-node" class="{"node-alert" if refused or splits else "node"}">'
+        f"<h2>This node: {esc(health.get('member'))}</h2>"
+        '<dl class="facts">'
+        f"<dt>Stream</dt>{stream}"
+        f"<dt>Final checkpoint</dt>{final}"
+        f"<dt>Store review</dt>{review}"
+        f"<dt>Cosigning</dt>{cosigning}"
+        f"<dt>Split views seen</dt>{split_dd}</dl></section>"
+    )
+    return section, alerts
+
+
+def _checkpoint_rows(doc: dict[str, Any]) -> list[str]:
+    names = [m["name"] for m in doc["members"]]
+    rows = []
+    for cp in doc["checkpoints"]:
+        at = {c["member"]: int(c["at"]) for c in cp["cosigners"]}
+        marks = "".join(
+            f'<td class="cosigned" title="{esc(n)} cosigned {esc(fmt_time(at[n] * 1000))}">✓</td>'
+            if n in at
+            else f'<td class="uncosigned" title="{esc(n)} has not cosigned">–</td>'
+            for n in names
+        )
+        final = (
+            '<td><span class="state state-ok">final</span></td>'
+            if cp["final"]
+            else '<td><span class="state state-warn">not yet</span></td>'
+        )
+        rows.append(
+            f'<tr data-height="{esc(cp["height"])}" data-cosigners="{esc(len(at))}">'
+            f"<td>{_block_link(cp['height'])}</td><td>{esc(cp['size'])}</td>"
+            f'<td><time datetime="{esc(iso_time(cp["time"]))}">{esc(fmt_time(cp["time"]))}'
+            f"</time></td>{marks}{final}</tr>"
+        )
+    return rows
+
+
+def render_consortium(
+    doc: dict[str, Any], now_ms: int, *, nav: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The consortium page from the ``GET /v1/consortium`` document, as of ``now_ms``."""
+    this = doc.get("this_member")
+    me = None if this is None else this.get("member")
+    node_html, alerts = _this_node(this)
+    alert_html = "".join(f'<p class="alert">{esc(a)}</p>' for a in alerts)
+    quorum = doc["quorum"]
+    members = doc["members"]
+    member_rows = [
+        f"<tr><td>{esc(m['name'])}</td><td>{_member_url(m.get('url'))}</td>"
+        f"<td>{_short_vkey(m.get('cosigner_vkey'))}</td><td>{_short_vkey(m.get('log_vkey'))}</td></tr>"
+        for m in members
+    ]
+    body = (
+        '<p class="kicker">Consortium</p>'
+        f"<h1>{esc(doc['origin'])}</h1>"
+        + (f'<div id="alerts">{alert_html}</div>' if alerts else "")
+        + '<section id="policy"><p class="policy-words">A checkpoint is '
+        f"<strong>{esc(policy_words(quorum))}</strong>. The log holds"
+        f" {esc(doc['log_size'])} entries.</p>"
+        "<details><summary>The policy (C2SP tlog-policy)</summary>"
+        f'<pre class="note">{esc(doc["policy"])}</pre></details></section>'
+        '<section id="health"><h2>Node health</h2>'
+        "<p>From the cosignatures in this node's ledger: each member's last cosigned"
+        " checkpoint and how many entries the log holds beyond it.</p>"
+        + _table(
+            ["Member", "Status", "Behind (entries)", "Last cosigned", "When"],
+            _health_rows(doc, now_ms, me),
+        )
+        + "</section>"
+        + node_html
+        + '<section id="checkpoints"><h2>Recent checkpoints</h2>'
+        + (
+            _table(
+                ["Height", "Size", "Time", *(m["name"] for m in members), "Final"],
+                _checkpoint_rows(doc),
+            )
+            if doc["checkpoints"]
+            else "<p>No checkpoints yet.</p>"
+        )
+        + "</section>"
+        + '<section id="members"><h2>Members</h2>'
+        + _table(["Member", "URL", "Cosigner key", "Log key"], member_rows)
+        + "</section>"
+    )
+    return _page("Consortium", body, nav=nav)
+
+
+def render_block_cosigning(status: dict[str, Any]) -> str:
+    """A block's cosigners and finality (anchor.consortium.status.checkpoint_status)."""
+    cp = status["checkpoint"]
+    names: list[str] = status["members"]
+    at = {c["member"]: int(c["at"]) for c in cp["cosigners"]}
+    items = "".join(
+        f'<li class="cosigned">{esc(n)}: cosigned {esc(fmt_time(at[n] * 1000))}</li>'
+        if n in at
+        else f'<li class="uncosigned">{esc(n)}: not cosigned</li>'
+        for n in names
+    )
+    verdict = (
+        '<span class="state state-ok">Final</span>'
+        if cp["final"]
+        else '<span class="state state-warn">Not final yet</span>'
+    )
+    return (
+        '<h2>Cosignatures</h2><p id="finality">'
+        f"{verdict}: {esc(len(at))} of {esc(len(names))} members cosigned; a checkpoint is"
+        f" {esc(policy_words(status['quorum']))}.</p>"
+        f'<ul class="cosigners">{items}</ul>'
+    )
 
 
 # --- OpenAPI --------------------------------------------------------------------------------
@@ -1387,6 +1729,20 @@ def openapi_paths() -> dict[str, Any]:
                 "parameters": [
                     path("gw", text),
                     query("offset", "batches to skip", {"type": "integer", "minimum": 0}),
+                ],
+                "responses": {"200": html, **problems(400, 404)},
+            }
+        },
+        "/explorer/consortium": {
+            "get": {
+                "summary": "A consortium member's view: members, policy, recent checkpoints'"
+                " cosigners, each member node's health (404 on a node that is no member)",
+                "parameters": [
+                    query(
+                        "limit",
+                        "recent checkpoints",
+                        {"type": "integer", "minimum": 1, "maximum": 100},
+                    )
                 ],
                 "responses": {"200": html, **problems(400, 404)},
             }
