@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import FormatError
-from .note import ALG_COSIGNATURE_V1, ALG_ED25519, NoteVerifier
+from .errors import FormatError, ProofsError
+from .note import ALG_COSIGNATURE_V1, ALG_ED25519, NoteVerifier, SignedNote, verify_cosignature
 
 __all__ = ["MAX_POLICY_BYTES", "Group", "Policy", "Witness", "parse_policy"]
 
@@ -145,6 +145,20 @@ class Policy:
         """The policy names of the witnesses among ``verified`` (cosignatures that checked out)."""
         keys = set(verified)
         return frozenset(w.name for w in self.witnesses if w.verifier in keys)
+
+    def cosigned(self, note: SignedNote) -> dict[str, int]:
+        """The policy's witnesses whose tlog-cosignature/v1 on ``note`` verifies, each
+        with the time it states (seconds since 1970), in policy order."""
+        out: dict[str, int] = {}
+        for w in self.witnesses:
+            for sig in note.signatures:
+                if sig.name != w.verifier.name or sig.key_id != w.verifier.key_id:
+                    continue
+                try:
+                    out.setdefault(w.name, verify_cosignature(note.text, sig, w.verifier))
+                except ProofsError:
+                    continue
+        return out
 
     def met(self, witnessed: Iterable[str]) -> dict[str, bool]:
         """Whether each witness and group has witnessed, given the witnesses that cosigned."""

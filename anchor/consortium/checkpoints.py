@@ -37,7 +37,6 @@ from proofs.note import (
     NoteVerifier,
     SignedNote,
     cosign_checkpoint,
-    verify_cosignature,
 )
 from proofs.note import Checkpoint as CheckpointText
 from proofs.records import manifest_from_json, verify
@@ -189,17 +188,7 @@ class CheckpointSigner:
         under the policy that judges checkpoint ``height``; None: the latest)."""
         if self.consortium is None:
             return self.policy.cosigners_of(note)
-        policy = self.consortium.at(height)
-        verified: list[NoteVerifier] = []
-        for w in policy.witnesses:
-            for sig in note.signatures:
-                if sig.name == w.verifier.name and sig.key_id == w.verifier.key_id:
-                    try:
-                        verify_cosignature(note.text, sig, w.verifier)
-                    except ProofsError:
-                        continue
-                    verified.append(w.verifier)
-        return sorted(policy.witnessed(verified))
+        return sorted(self.consortium.at(height).cosigned(note))
 
     def is_final(self, cosigners: list[str], height: int | None = None) -> bool:
         if self.consortium is None:

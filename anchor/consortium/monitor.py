@@ -34,7 +34,7 @@ from anchor.ledger import tiles
 from anchor.ledger import tree as log
 from proofs.errors import ProofsError
 from proofs.merkle import leaf_hash, node_hash, verify_consistency
-from proofs.note import Checkpoint, SignedNote, verify_cosignature
+from proofs.note import Checkpoint, SignedNote
 from proofs.policy import Policy
 from proofs.policy_change import PolicyChange, follow
 
@@ -181,16 +181,7 @@ class Monitor:
         return events
 
     def _cosigners(self, note: SignedNote) -> frozenset[str]:
-        verified = []
-        for w in self.policy.witnesses:
-            for sig in note.signatures:
-                if sig.name == w.verifier.name and sig.key_id == w.verifier.key_id:
-                    try:
-                        verify_cosignature(note.text, sig, w.verifier)
-                    except ProofsError:
-                        continue
-                    verified.append(w.verifier)
-        return self.policy.witnessed(verified)
+        return frozenset(self.policy.cosigned(note))
 
     def _keep(self, size: int, *notes: tuple[str, str]) -> tuple[str, ...]:
         """Write the signed notes as evidence; their paths."""

@@ -17,8 +17,7 @@ from anchor.consortium.checkpoints import CheckpointSigner
 from anchor.consortium.policies import PolicyHistory
 from anchor.ledger.model import Checkpoint
 from anchor.ledger.ports import LedgerStore
-from proofs.errors import ProofsError
-from proofs.note import SignedNote, verify_cosignature
+from proofs.note import SignedNote
 from proofs.policy import Policy
 
 __all__ = ["checkpoint_status", "consortium_status"]
@@ -35,18 +34,8 @@ def _history(signer: CheckpointSigner) -> PolicyHistory:
 def _cosigners(policy: Policy, note_text: str) -> list[dict[str, Any]]:
     """The members whose cosignature on this note verifies, in policy order, each with
     the time it states (seconds since 1970, as tlog-cosignature/v1 carries it)."""
-    note = SignedNote.parse(note_text)
-    cosigners: list[dict[str, Any]] = []
-    for w in policy.witnesses:
-        for sig in note.signatures:
-            if sig.name != w.verifier.name or sig.key_id != w.verifier.key_id:
-                continue
-            try:
-                at = verify_cosignature(note.text, sig, w.verifier)
-            except ProofsError:
-                continue
-            cosigners.append({"member": w.name, "at": at})
-    return cosigners
+    cosigned = policy.cosigned(SignedNote.parse(note_text))
+    return [{"member": name, "at": at} for name, at in cosigned.items()]
 
 
 def _row(cp: Checkpoint, cosigners: list[dict[str, Any]]) -> dict[str, Any]:

@@ -39,8 +39,10 @@ def cases(draw: st.DrawFn, max_time: int = 200) -> Case:
     interval = draw(st.integers(1, 12))
     start = draw(st.integers(times[0] - 30, times[0]))
     end = draw(st.integers(times[-1] + 1, times[-1] + 40))
-    low = draw(st.one_of(st.none(), st.floats(-20.0, 10.0)))
-    high = draw(st.one_of(st.none(), st.floats(12.0, 40.0)))
+    # Bounds as profiles state them (tenths of a degree): a subnormal bound such as
+    # 5e-324 makes a reading of 0.0 "below" by a depth whose degree-minutes underflow.
+    low = draw(st.one_of(st.none(), st.floats(-20.0, 10.0).map(lambda x: round(x, 1))))
+    high = draw(st.one_of(st.none(), st.floats(12.0, 40.0).map(lambda x: round(x, 1))))
     return Case(times, values, interval, start, end, low, high)
 
 
