@@ -9,19 +9,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "DISPOSITIONS",
     "PLACE_KINDS",
     "ROLES",
     "ApiToken",
     "ChainLink",
     "Checkpoint",
+    "Disposition",
     "Gateway",
     "GatewayHead",
     "NewBatch",
     "NewRecord",
     "Organisation",
     "Place",
+    "Product",
     "ScanEvent",
     "StoredBatch",
+    "StoredProfile",
     "StoredRecord",
 ]
 
@@ -227,3 +231,56 @@ class NewBatch:
     records_evicted: bool
     accepted_at: int
     records: Sequence[NewRecord] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A cold-chain profile (proofs.coldchain.Profile) as registered: never changed or
+    removed, so a verdict that names ``digest`` can be re-derived years later."""
+
+    digest: str  # SHA-256 hex of ``body``
+    body: str  # RFC 8785 canonical JSON of Profile.to_dict()
+    registered_at: int
+    attestation: str = ""  # the log key's signature over its statement (anchor.ledger.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """Master data of one trade item (GTIN), owned by its brand owner's organisation:
+    what people read (name, pack), what the exports need (description, unit of the
+    quantity, UN/ECE Recommendation 20 code) and which profile judges its lots."""
+
+    gtin: str  # GTIN-14
+    org_id: str
+    name: str
+    description: str = ""
+    pack: str = ""  # e.g. "case of 12 x 500 g"
+    unit: str = "C62"  # the trade item's quantity unit: C62 one, KGM kilogram, CS case...
+    profile: str = ""  # digest of a StoredProfile; "" = the anchor's default profile
+    updated_at: int = 0
+    attestation: str = ""
+
+
+DISPOSITIONS = ("release", "quarantine", "reject", "needs-review")
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    """One change of a lot's disposition: by a profile's rule when batches were
+    anchored (``by`` = "anchor"), or an operator's override with a reason. Never edited;
+    the lot's disposition is its latest."""
+
+    gtin: str
+    lot: str
+    n: int  # 1, 2, ... per lot
+    disposition: str  # one of DISPOSITIONS
+    cause: str  # "rule" or "override"
+    rule: str  # the profile rule that decided it, or "" for an override
+    status: str  # the verdict status it followed: pass | fail | indeterminate
+    evidence: str  # canonical JSON: profile digest, rules, checkpoint size, reasons, custodians
+    custodian: str  # the organisation that held the lot at the excursion ("" if none)
+    owner: str  # the lot's owner (the product's organisation, "" if unknown)
+    by: str  # "anchor" or the operator's token id
+    reason: str  # an override's reason in words; the rule's sentence otherwise
+    at: int
+    attestation: str = ""
