@@ -48,7 +48,16 @@ from anchor.http.keys import INGESTOR
 from anchor.ledger.audit import ProgressBar, verify_ledger
 from anchor.ledger.model import ROLES, ApiToken, Gateway
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.products import (
+    load_profile,
+    new_product,
+    profile_of,
+    register_profile,
+    set_product,
+    stored_profile,
+)
 from anchor.ledger.registry import Attest, Revocation, attester
+from anchor.provenance.answer import parse_gtin
 from anchor.storage import describe_store, open_store
 from gateway.sdnotify import Notifier
 from proofs.errors import KeyError_, ProofsError
@@ -185,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         place_add.add_argument("--name", default=None)
         place_list = place_sub.add_parser("list")
         place_list.add_argument("--org", default=None)
+    _product_parsers(sub)
     gw = sub.add_parser("gateway", help="gateways").add_subparsers(dest="action", required=True)
     enroll = gw.add_parser("enroll")
     enroll.add_argument("--org", required=True)
@@ -328,6 +338,31 @@ _REGISTRY_COMMANDS = {
 }
 
 
+def _product_parsers(sub: Any) -> None:
+    product = sub.add_parser(
+        "product", help="product master data per GTIN and the profile that judges its lots"
+    ).add_subparsers(dest="action", required=True)
+    pset = product.add_parser("set", help="add or replace a GTIN's master data")
+    pset.add_argument("--gtin", required=True)
+    pset.add_argument("--org", required=True, help="the brand owner's organisation")
+    pset.add_argument("--name", required=True, help="what people read, e.g. 'Oat yoghurt'")
+    pset.add_argument("--description", default="", help="for the FSMA 204 exports")
+    pset.add_argument("--pack", default="", help="e.g. 'case of 12 x 500 g'")
+    pset.add_argument("--unit", default="C62", help="UN/ECE Rec. 20 unit (C62 each, KGM, CS)")
+    pset.add_argument(
+        "--profile",
+        default="",
+        help="controlled-cold, controlled-room, frozen, a registered digest or a JSON file"
+        " (default: the anchor's default_profile)",
+    )
+    product.add_parser("list").add_argument("--org", default=None)
+    profile = sub.add_parser(
+        "profile", help="cold-chain profiles, registered once under their digest"
+    ).add_subparsers(dest="action", required=True)
+    profile.add_parser("add").add_argument("profile", help="a standard name or a JSON file")
+    profile.add_parser("list")
+
+
 def _print_enrolled(g: Gateway) -> None:
     scope = ", ".join(sorted(g.places)) or "no asset or read point"
     print(f"gateway {g.id} enrolled for {g.org_id} with key {g.key_id}; it reports for {scope}")
@@ -395,6 +430,58 @@ def _consortium_admin(
     else:
         print(f"token {args.id} revoked")
     return EXIT_OK
+
+
+def _products(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore, now: int) -> int:
+    """Product master data and profiles (anchor.ledger.products); in a consortium the
+    change goes through the ordering stream like the rest of the registry."""
+    consortium = bool(config.consortium_policy)
+    if args.command == "profile" and args.action == "list":
+        for sp in store.profiles():
+            p = profile_of(sp)
+            print(f"{sp.digest}\t{p.name}\tv{p.version}\t{p.kind}")
+        return EXIT_OK
+    if args.command == "product" and args.action == "list":
+        for pr in store.products(args.org):
+            print(f"{pr.gtin}\t{pr.org_id}\t{pr.name}\t{pr.pack}\t{pr.profile[:12] or '-'}")
+        return EXIT_OK
+    if args.command == "profile":
+        profile = load_profile(args.profile, store)
+        if consortium:
+            row = stored_profile(profile, now)
+            _publish(args, config, store, "profile", row)
+        else:
+            row = register_profile(store, profile, now, _attest(config))
+        print(f"profile {profile.name} v{profile.version} registered as {row.digest}")
+        return EXIT_OK
+    profile_arg = load_profile(args.profile, store) if args.profile else None
+    product = new_product(
+        parse_gtin(args.gtin), args.org, args.name, now, description=args.description,
+        pack=args.pack, unit=args.unit,
+        profile=profile_arg.digest() if profile_arg is not None else "",
+    )  # fmt: skip
+    if consortium:
+        if profile_arg is not None and store.profile(product.profile) is None:
+            _publish(args, config, store, "profile", stored_profile(profile_arg, now))
+        _publish(args, config, store, "product", product)
+    else:
+        product = set_product(store, product, _attest(config), profile_arg)
+    judged = f"profile {profile_arg.name} ({product.profile[:12]})" if profile_arg else (
+        "the anchor's default profile")  # fmt: skip
+    print(f"product {product.gtin} ({product.name}) set for {product.org_id}; judged by {judged}")
+    return EXIT_OK
+
+
+def _publish(
+    args: argparse.Namespace, config: AnchorConfig, store: LedgerStore, op: str, model: Any
+) -> None:
+    seq, applied = publish_registry(config, open_signer(config, store), store, op, model)
+    if not applied:
+        print(
+            f"published as stream entry {seq}; this member's node has not applied it yet"
+            " (is `coldtrail-anchor serve` running?)",
+            file=sys.stderr,
+        )
 
 
 def _fetch(url: str) -> bytes:
@@ -513,6 +600,8 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
         return _consortium_admin(args, config, store, now)
     if cmd == "policy-change":
         return _policy_change(args, config, store)
+    if cmd in ("product", "profile"):
+        return _products(args, config, store, now)
     if cmd == "org" and action == "add":
         org = add_organisation(store, args.id, args.name, now)
         print(f"organisation {org.id} added")

@@ -26,13 +26,16 @@ from typing import Any
 
 from anchor.auth import ROLES
 from anchor.errors import AnchorError
-from anchor.ledger.model import ApiToken, Gateway, Organisation, Place
+from anchor.ledger.model import ApiToken, Gateway, Organisation, Place, Product, StoredProfile
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.products import profile_of
 from anchor.ledger.registry import (
     Revocation,
     enrolment_statement,
     organisation_statement,
     place_statement,
+    product_statement,
+    profile_statement,
     revocation_statement,
     token_revocation_statement,
     token_statement,
@@ -44,7 +47,10 @@ from proofs.note import NoteVerifier
 
 __all__ = ["REGISTRY_OPS", "RegistryEntry", "apply_entry", "decode_entry", "sign_entry"]
 
-REGISTRY_OPS = ("organisation", "place", "enrolment", "revocation", "token", "token-revocation")
+REGISTRY_OPS = (
+    "organisation", "place", "enrolment", "revocation", "token", "token-revocation", "profile",
+    "product",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,12 @@ def _model(op: str, row: dict[str, Any], sig: str) -> Any:
                         _int(row, "at"), None, _str(row, "label"))  # fmt: skip
     if op == "token-revocation":
         return (_str(row, "id"), _int(row, "at"))
+    if op == "profile":
+        return StoredProfile(_str(row, "digest"), _str(row, "body"), _int(row, "at"), sig)
+    if op == "product":
+        return Product(_str(row, "gtin"), _str(row, "org"), _str(row, "name"),
+                       _str(row, "description"), _str(row, "pack"), _str(row, "unit"),
+                       _str(row, "profile"), _int(row, "at"), sig)  # fmt: skip
     raise AnchorError("malformed", f"registry entry: unknown operation {op!r}")
 
 
@@ -119,6 +131,10 @@ def _statement(op: str, model: Any) -> bytes:
         return revocation_statement(model)
     if op == "token":
         return token_statement(model)
+    if op == "profile":
+        return profile_statement(model)
+    if op == "product":
+        return product_statement(model)
     return token_revocation_statement(*model)
 
 
@@ -143,6 +159,12 @@ def _row(op: str, model: Any) -> dict[str, Any]:
                 "label": model.label}  # fmt: skip
     if op == "token-revocation":
         return {"id": model[0], "at": model[1]}
+    if op == "profile":
+        return {"digest": model.digest, "body": model.body, "at": model.registered_at}
+    if op == "product":
+        return {"gtin": model.gtin, "org": model.org_id, "name": model.name,
+                "description": model.description, "pack": model.pack, "unit": model.unit,
+                "profile": model.profile, "at": model.updated_at}  # fmt: skip
     raise ValueError(f"unknown registry operation {op!r}")
 
 
@@ -189,6 +211,11 @@ def apply_entry(store: LedgerStore, entry: RegistryEntry, log_keys: list[NoteVer
     try:
         if entry.op == "organisation":
             _apply_organisation(store, model, entry.by)
+            return
+        if entry.op == "profile":  # a profile is rules, no organisation's: any member's
+            profile_of(model)
+            with store.transaction() as tx:
+                tx.add_profile(model)
             return
         with store.transaction() as tx:
             owner = tx.org_member(org) if isinstance(org, str) else None
@@ -241,6 +268,15 @@ def _apply_row(store: LedgerStore, op: str, model: Any) -> None:
             raise ValueError(f"no role {model.role!r}")
         if store.token(model.id) is None:
             store.add_token(model)
+    elif op == "product":
+        product = store.product(model.gtin)
+        if product is not None and product.org_id != model.org_id:
+            raise ValueError(f"GTIN {model.gtin} belongs to another organisation")
+        if model.profile and store.profile(model.profile) is None:
+            raise ValueError("the product names an unregistered profile")
+        if product is None or product.updated_at <= model.updated_at:
+            with store.transaction() as tx:
+                tx.put_product(model)
     elif op == "token-revocation":
         t = store.token(model[0])
         if t is not None and t.revoked_at is None:

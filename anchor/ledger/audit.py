@@ -33,15 +33,19 @@ from anchor.ledger import tree as log
 from anchor.ledger.chain import before_first, check_apart, check_link, check_scope
 from anchor.ledger.model import ChainLink, Gateway, NewRecord, StoredBatch, StoredRecord
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.products import profile_of
 from anchor.ledger.registry import (
     Revocation,
+    disposition_statement,
     enrolment_statement,
     place_statement,
+    product_statement,
+    profile_statement,
     revocation_statement,
     verify_attestation,
 )
 from anchor.ledger.rollups import summarise
-from proofs.errors import ProofsError
+from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey
 from proofs.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency
 from proofs.note import Checkpoint as CheckpointText
@@ -425,6 +429,32 @@ def _verify_registry(store: LedgerStore, log_keys: list[PublicKey]) -> None:
         raise _fail(
             "registry", f"revocations of unknown gateways: {', '.join(sorted(revocations))}"
         )
+    _verify_products(store, signed)
+
+
+def _verify_products(store: LedgerStore, signed: Callable[[bytes, str], bool]) -> None:
+    """Profiles hash to their digests, products name registered profiles, and every
+    profile, product and disposition row is the row a log key signed."""
+    digests: set[str] = set()
+    for sp in store.profiles():
+        if not signed(profile_statement(sp), sp.attestation):
+            raise _fail("registry", f"profile {sp.digest[:12]} is not the row the log key signed")
+        try:
+            profile_of(sp)
+        except FormatError as e:
+            raise _fail("registry", f"profile {sp.digest[:12]}: {e.message}") from e
+        digests.add(sp.digest)
+    for p in store.products():
+        if not signed(product_statement(p), p.attestation):
+            raise _fail("registry", f"product {p.gtin} is not the row the log key signed")
+        if p.profile and p.profile not in digests:
+            raise _fail("registry", f"product {p.gtin} names an unregistered profile")
+    for d in store.recent_dispositions(0, 2**62):
+        if not signed(disposition_statement(d), d.attestation):
+            raise _fail(
+                "registry",
+                f"disposition {d.n} of {d.gtin}/{d.lot} is not the row the log key signed",
+            )
 
 
 _DERIVED = ("type", "src", "asset", "t", "q", "val", "unit")

@@ -33,13 +33,16 @@ from anchor.ledger.model import (
     ApiToken,
     ChainLink,
     Checkpoint,
+    Disposition,
     Gateway,
     GatewayHead,
     NewBatch,
     Organisation,
     Place,
+    Product,
     ScanEvent,
     StoredBatch,
+    StoredProfile,
     StoredRecord,
 )
 from anchor.ledger.rollups import Rollup, Sample, SeriesKey
@@ -161,6 +164,38 @@ class LedgerTx(abc.ABC):
         self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
     ) -> None: ...
 
+    # --- products, profiles, dispositions (anchor.storage.sql_products) ---------
+
+    @abc.abstractmethod
+    def profile(self, digest: str) -> StoredProfile | None: ...
+
+    @abc.abstractmethod
+    def profiles(self) -> list[StoredProfile]: ...
+
+    @abc.abstractmethod
+    def product(self, gtin: str) -> Product | None: ...
+
+    @abc.abstractmethod
+    def products(self, org_id: str | None = None) -> list[Product]: ...
+
+    @abc.abstractmethod
+    def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
+        """Every disposition change of one lot, oldest first."""
+
+    @abc.abstractmethod
+    def recent_dispositions(self, since: int, limit: int) -> list[Disposition]: ...
+
+    @abc.abstractmethod
+    def add_profile(self, p: StoredProfile) -> bool:
+        """Register a profile; False (and nothing written) if its digest exists."""
+
+    @abc.abstractmethod
+    def put_product(self, p: Product) -> None:
+        """Add or replace the master data of ``p.gtin``."""
+
+    @abc.abstractmethod
+    def add_disposition(self, d: Disposition) -> None: ...
+
     @abc.abstractmethod
     def org_member(self, org_id: str) -> str | None:
         """The log verifier key of the member that registered ``org_id`` (consortium)."""
@@ -210,6 +245,27 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def places(self, org_id: str | None = None) -> list[Place]: ...
+
+    # --- products, profiles, dispositions (anchor.storage.sql_products) ---------
+
+    @abc.abstractmethod
+    def profile(self, digest: str) -> StoredProfile | None: ...
+
+    @abc.abstractmethod
+    def profiles(self) -> list[StoredProfile]: ...
+
+    @abc.abstractmethod
+    def product(self, gtin: str) -> Product | None: ...
+
+    @abc.abstractmethod
+    def products(self, org_id: str | None = None) -> list[Product]: ...
+
+    @abc.abstractmethod
+    def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
+        """Every disposition change of one lot, oldest first."""
+
+    @abc.abstractmethod
+    def recent_dispositions(self, since: int, limit: int) -> list[Disposition]: ...
 
     @abc.abstractmethod
     def add_token(self, token: ApiToken) -> ApiToken: ...

@@ -2,10 +2,12 @@
 
 The rows that say which organisation owns a place, which key a gateway has and
 which places it may name, and when it was compromised decide what every answer
-counts. They are not log entries (yet), so each row carries an attestation: the
-log key's Ed25519 signature over a canonical statement of the row, made when the
-row is written. ``verify-ledger`` rebuilds each statement from the row and checks
-the signature, so a row edited in the database without the log key is named.
+counts; the profile that judges a product's lots and each disposition of a lot decide
+what a verdict says and what happens to the stock. They are not log entries (yet), so
+each row carries an attestation: the log key's Ed25519 signature over a canonical
+statement of the row, made when the row is written. ``verify-ledger`` rebuilds each
+statement from the row and checks the signature, so a row edited in the database
+without the log key is named.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor.ledger.model import ApiToken, Gateway, Place
+from anchor.ledger.model import ApiToken, Disposition, Gateway, Place, Product, StoredProfile
 from proofs.canonical import canonical_json
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
@@ -25,9 +27,12 @@ __all__ = [
     "Attest",
     "Revocation",
     "attester",
+    "disposition_statement",
     "enrolment_statement",
     "organisation_statement",
     "place_statement",
+    "product_statement",
+    "profile_statement",
     "revocation_statement",
     "token_revocation_statement",
     "token_statement",
@@ -96,6 +101,29 @@ def revocation_statement(r: Revocation) -> bytes:
     return _statement(
         "revocation", {"gw": r.gw, "at": r.at, "recorded_at": r.recorded_at, "reason": r.reason}
     )
+
+
+def profile_statement(p: StoredProfile) -> bytes:
+    """A profile by its digest; the body is what the digest is over."""
+    return _statement("profile", {"digest": p.digest, "body": p.body, "at": p.registered_at})
+
+
+def product_statement(p: Product) -> bytes:
+    return _statement(
+        "product",
+        {"gtin": p.gtin, "org": p.org_id, "name": p.name, "description": p.description,
+         "pack": p.pack, "unit": p.unit, "profile": p.profile, "at": p.updated_at},
+    )  # fmt: skip
+
+
+def disposition_statement(d: Disposition) -> bytes:
+    return _statement(
+        "disposition",
+        {"gtin": d.gtin, "lot": d.lot, "n": d.n, "disposition": d.disposition,
+         "cause": d.cause, "rule": d.rule, "status": d.status, "evidence": d.evidence,
+         "custodian": d.custodian, "owner": d.owner, "by": d.by, "reason": d.reason,
+         "at": d.at},
+    )  # fmt: skip
 
 
 def attester(log_key: SigningKey) -> Attest:

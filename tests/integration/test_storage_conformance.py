@@ -10,24 +10,36 @@ indexes them (``anchor.ingest.verify.new_record``).
 from __future__ import annotations
 
 import random
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from anchor.ingest.verify import new_record
 from anchor.ledger import tree as log
 from anchor.ledger.derived import ensure_rollups, update_rollups
-from anchor.ledger.model import ApiToken, Gateway, NewBatch, NewRecord, Place
+from anchor.ledger.model import ApiToken, Disposition, Gateway, NewBatch, NewRecord, Place
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.products import (
+    new_product,
+    profile_of,
+    register_profile,
+    resolve_profile,
+    set_product,
+)
+from anchor.ledger.registry import attester
 from anchor.ledger.rollups import Rollup, SeriesKey, group_readings, summarise
 from anchor.provenance.source import LogTrust, ReadingQuery, ScanQuery
 from anchor.storage import provenance_source
 from anchor.storage.sqlite.store import SqliteLedger
+from proofs.coldchain import CONTROLLED_COLD, FROZEN
+from proofs.keys import SigningKey
 from proofs.merkle import MerkleTree, leaf_hash
 from proofs.records import Gap, Reading, Scan
 from support.batches import T0, GatewaySim
@@ -131,6 +143,38 @@ def test_organisations_and_places(store: LedgerStore) -> None:
         store.add_place(Place("truck-07", "zeta", "asset", "Theirs", T0))
     with pytest.raises(ValueError, match="no organisation"):
         store.add_place(Place("x", "nobody", "asset", "X", T0))
+
+
+def test_products_profiles_and_dispositions(store: LedgerStore) -> None:
+    store.add_organisation("acme", "Acme", T0)
+    store.add_organisation("zeta", "Zeta", T0)
+    attest = attester(SigningKey.generate())
+    cold = register_profile(store, CONTROLLED_COLD, T0, attest)
+    assert register_profile(store, CONTROLLED_COLD, T0 + 5, attest) == cold  # once, ever
+    assert store.profile(cold.digest) == cold and profile_of(cold) == CONTROLLED_COLD
+    yoghurt = new_product("09506000134352", "acme", "Oat yoghurt", T0, pack="12 x 500 g")
+    yoghurt = set_product(store, yoghurt, attest, FROZEN)
+    assert store.product(yoghurt.gtin) == yoghurt and yoghurt.profile == FROZEN.digest()
+    assert [p.digest for p in store.profiles()] == [cold.digest, FROZEN.digest()]
+    assert resolve_profile(store, yoghurt.gtin, CONTROLLED_COLD) == FROZEN
+    assert resolve_profile(store, "09506000134369", CONTROLLED_COLD) == CONTROLLED_COLD
+    renamed = set_product(store, replace(yoghurt, name="Oat yoghurt, plain", updated_at=T0 + 9))
+    assert store.products("acme") == [renamed] and store.products("zeta") == []
+    with pytest.raises(ValueError, match="belongs to acme"):
+        set_product(store, replace(yoghurt, org_id="zeta"))
+    with pytest.raises(ValueError, match="no profile with digest"):
+        set_product(store, replace(yoghurt, profile="ab" * 32))
+    first = Disposition("09506000134352", "L1", 1, "release", "rule", "pass -> release", "pass",
+                        "{}", "", "acme", "anchor", "kept cold", T0 + 10)  # fmt: skip
+    second = replace(first, n=2, disposition="quarantine", cause="override", at=T0 + 20)
+    with store.transaction() as tx:
+        tx.add_disposition(first)
+        tx.add_disposition(second)
+    assert store.dispositions("09506000134352", "L1") == [first, second]
+    assert store.recent_dispositions(T0 + 15, 10) == [second]
+    unique = (sqlite3.IntegrityError, psycopg.IntegrityError)
+    with pytest.raises(unique), store.transaction() as tx:  # (gtin, lot, n) is unique
+        tx.add_disposition(first)
 
 
 def test_enrolment_one_key_ever_and_scope(store: LedgerStore) -> None:

@@ -90,3 +90,20 @@ CREATE TABLE IF NOT EXISTS org_members (org_id TEXT PRIMARY KEY, member TEXT NOT
 CREATE TABLE IF NOT EXISTS consortium_policies (
     version INTEGER PRIMARY KEY, change_json TEXT NOT NULL, from_height INTEGER NOT NULL,
     stream_seq INTEGER NOT NULL, adopted_at INTEGER NOT NULL);
+-- Schema 6: cold-chain profiles (never changed: verdicts name them by digest), product
+-- master data per GTIN, and every disposition change of a lot (anchor/storage/sql_products.py).
+CREATE TABLE IF NOT EXISTS profiles (
+    digest TEXT PRIMARY KEY, body TEXT NOT NULL, registered_at INTEGER NOT NULL,
+    attestation TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS products (
+    gtin TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES organisations(id),
+    name TEXT NOT NULL, description TEXT NOT NULL, pack TEXT NOT NULL, unit TEXT NOT NULL,
+    profile TEXT NOT NULL, updated_at INTEGER NOT NULL, attestation TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS products_org ON products(org_id);
+CREATE TABLE IF NOT EXISTS dispositions (
+    gtin TEXT NOT NULL, lot TEXT NOT NULL, n INTEGER NOT NULL,
+    disposition TEXT NOT NULL, cause TEXT NOT NULL, rule TEXT NOT NULL, status TEXT NOT NULL,
+    evidence TEXT NOT NULL, custodian TEXT NOT NULL, owner TEXT NOT NULL, by_whom TEXT NOT NULL,
+    reason TEXT NOT NULL, at INTEGER NOT NULL, attestation TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (gtin, lot, n)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dispositions_at ON dispositions(at);

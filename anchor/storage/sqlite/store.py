@@ -48,13 +48,14 @@ from anchor.storage.rows import (
     link_row,
 )
 from anchor.storage.sql_consortium import ConsortiumSql
+from anchor.storage.sql_products import ProductReads, ProductWrites
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
 from anchor.storage.sql_witness import WitnessSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -75,7 +76,7 @@ class _Reads(TxReads):
         self._c.executemany(sql, rows)
 
 
-class _SqliteTx(_Reads, RollupSql, WitnessSql, ConsortiumSql, LedgerTx):
+class _SqliteTx(_Reads, RollupSql, WitnessSql, ConsortiumSql, ProductWrites, LedgerTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self._savepoints = itertools.count()
@@ -198,7 +199,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(SqlReads, RollupSql, LedgerStore):
+class SqliteLedger(SqlReads, RollupSql, ProductReads, LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -223,13 +224,13 @@ class SqliteLedger(SqlReads, RollupSql, LedgerStore):
                 )
                 # A new ledger holds no reading its rollups could miss.
                 conn.execute("INSERT INTO meta (key, value) VALUES ('rollups', 'complete')")
-            elif int(row[0]) in (1, 2, 3, 4):
+            elif int(row[0]) in (1, 2, 3, 4, 5):
                 if int(row[0]) == 1:
                     _migrate_1_to_2(conn)
                 # 2 -> 3: reading_rollups, created above; filled at open (meta 'rollups').
                 # 3 -> 4: witnessed; 4 -> 5: stream_applied, stream_refusals, split_views;
-                # all created above.
-                conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+                # 5 -> 6: profiles, products, dispositions; all created above.
+                conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(
