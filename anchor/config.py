@@ -9,6 +9,7 @@ resolved against ``data_dir`` so one directory holds the whole node.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from anchor.errors import ConfigError
-from proofs.errors import ProofsError
+from proofs.coldchain import STANDARD_PROFILES, Profile
+from proofs.errors import FormatError, ProofsError
 from proofs.note import ALG_ED25519, NoteVerifier
 
 __all__ = ["ENV_PREFIX", "AnchorConfig", "load_config"]
@@ -61,12 +63,13 @@ class AnchorConfig:
     verify_parallel_min_records: int = 500
     verify_workers: int = 2
     log_level: str = "INFO"
-    # The cold-chain range provenance verdicts check temperatures against, in °C.
-    cold_range_low_c: float = 2.0
-    cold_range_high_c: float = 8.0
-    # Per-product ranges: "GTIN:LOW:HIGH" items separated by commas; an empty bound
-    # means none, e.g. "09506000134352:2:8,09501101530003::-18" (frozen: at most -18).
-    cold_range_by_gtin: str = ""
+    # The cold-chain profile (docs/verdicts.md) that judges lots of products without a
+    # registered one (`coldtrail-anchor product set --profile`): controlled-cold,
+    # controlled-room, frozen, or a profile JSON file.
+    default_profile: str = "controlled-cold"
+    # Per-product profiles from this file instead of the registry: "GTIN14=PROFILE" items
+    # separated by commas, e.g. "09501101530003=frozen,09506000134352=/etc/x.json".
+    profile_by_gtin: str = ""
     # Lot answers take whole hours that cannot change them from the ledger's reading
     # rollups (docs/adr/0316); false reads every reading: the same answers, slower.
     provenance_rollups: bool = True
@@ -141,9 +144,7 @@ class AnchorConfig:
         if self.verify_workers < 1 or self.verify_parallel_min_records < 1:
             raise ConfigError("verify_workers and verify_parallel_min_records must be >= 1")
         self.witness_verifiers()  # refuses a bad key at start, not at the first request
-        if self.cold_range_low_c > self.cold_range_high_c:
-            raise ConfigError("cold_range_low_c is above cold_range_high_c")
-        self.ranges_by_gtin()  # refuse a malformed list at start-up, not at the first query
+        self.profiles()  # refuse a bad profile at start-up, not at the first query
         if not self.public_rate_per_s > 0 or self.public_burst_requests < 1:
             raise ConfigError("public_rate_per_s must be positive, public_burst_requests >= 1")
         if self.public_workers < 1 or self.public_queue_max < 0:
@@ -177,24 +178,31 @@ class AnchorConfig:
             out.append(v)
         return out
 
-    def ranges_by_gtin(self) -> dict[str, tuple[float | None, float | None]]:
-        """Parse ``cold_range_by_gtin`` into GTIN -> (low, high)."""
-        out: dict[str, tuple[float | None, float | None]] = {}
-        for item in filter(None, (x.strip() for x in self.cold_range_by_gtin.split(","))):
-            parts = item.split(":")
-            if len(parts) != 3 or not re.fullmatch(r"\d{14}", parts[0]):
-                raise ConfigError(f"cold_range_by_gtin item {item!r} is not GTIN14:LOW:HIGH")
+    def profiles(self) -> tuple[Profile, dict[str, Profile]]:
+        """The default profile and the per-GTIN ones of ``profile_by_gtin``."""
+
+        def load(text: str, where: str) -> Profile:
+            if text in STANDARD_PROFILES:
+                return STANDARD_PROFILES[text]
+            path = self.resolve(Path(text))
             try:
-                low = float(parts[1]) if parts[1] else None
-                high = float(parts[2]) if parts[2] else None
-            except ValueError as e:
-                raise ConfigError(f"cold_range_by_gtin item {item!r}: bounds are numbers") from e
-            if (low is None and high is None) or (
-                low is not None and high is not None and low > high
-            ):
-                raise ConfigError(f"cold_range_by_gtin item {item!r} has no usable range")
-            out[parts[0]] = (low, high)
-        return out
+                return Profile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"{where}: {text!r} is not {', '.join(STANDARD_PROFILES)} or a readable"
+                    f" profile JSON file ({e})"
+                ) from e
+            except FormatError as e:
+                raise ConfigError(f"{where}: {text}: {e.message} [{e.code}]") from e
+
+        default = load(self.default_profile, "default_profile")
+        out: dict[str, Profile] = {}
+        for item in filter(None, (x.strip() for x in self.profile_by_gtin.split(","))):
+            gtin, sep, name = item.partition("=")
+            if not sep or not re.fullmatch(r"\d{14}", gtin):
+                raise ConfigError(f"profile_by_gtin item {item!r} is not GTIN14=PROFILE")
+            out[gtin] = load(name, f"profile_by_gtin {gtin}")
+        return default, out
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path

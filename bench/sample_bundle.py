@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proofs.bundle import build_batch_proof, build_bundle
+from proofs.coldchain import CONTROLLED_COLD, Leg, lot_verdict, sensor_id
 from proofs.keys import SigningKey
 from proofs.merkle import MerkleTree
 from proofs.note import ALG_COSIGNATURE_V1, Checkpoint, NoteSigner, SignedNote, cosign_checkpoint
@@ -116,6 +117,22 @@ def make_ledger(batches: int = 3, per_batch: int = 8, seed: int = 7) -> SampleLe
     return SampleLedger(gw_key, log_signer, cosigner, manifests, all_batches, log, note.to_text())
 
 
+def verdict_claim(records: list[Reading | Scan | Gap]) -> dict[str, Any]:
+    """The verdict an anchor would state on these records: one leg on truck-07 from the
+    first record to a minute after the last, under controlled cold (proofs.coldchain)."""
+    times = [r.t for r in records]
+    readings: dict[str, list[tuple[int, float]]] = {}
+    for r in records:
+        if isinstance(r, Reading):
+            readings.setdefault(sensor_id(r.gw, r.src), []).append((r.t, r.val))
+    leg = Leg("truck-07", min(times), max(times) + 60_000, readings)
+    lot = lot_verdict([leg], CONTROLLED_COLD)
+    return {
+        "profile": CONTROLLED_COLD.to_dict(),
+        "verdict": {**lot.to_dict(), "complete": True, "readings": len(records)},
+    }
+
+
 def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
     ledger = ledger or make_ledger()
     proofs = [
@@ -128,6 +145,7 @@ def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
         )
         for i, (m, records) in enumerate(zip(ledger.manifests, ledger.batches, strict=True))
     ]
+    proven = [r for p in proofs for r, _, _ in p.records]
     return build_bundle(
         log_vkey=ledger.log_signer.verifier.to_vkey(),
         checkpoint_note=ledger.checkpoint_note,
@@ -138,8 +156,7 @@ def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
         subject={
             "gtin": "09501101530003",
             "lot": "LOT-4711",
-            "range": {"low": 2.0, "high": 8.0, "q": "temperature", "unit": "CEL"},
-            "verdict": "pass",
+            **verdict_claim(proven),
         },
         attest=ledger.log_signer.key.sign,
     )

@@ -19,6 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json
+from .coldchain import (
+    CHECKED_QUANTITY,
+    RULES_VERSION,
+    Leg,
+    LotVerdict,
+    Profile,
+    Reason,
+    celsius,
+    lot_verdict,
+    sensor_id,
+)
 from .errors import FormatError, VerificationError
 from .keys import PublicKey
 from .merkle import MerkleTree, verify_inclusion
@@ -216,6 +227,9 @@ class BundleReport:
     # How the cosignatures met the pinned policy, one line per group; empty if unpinned.
     policy: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The cold-chain verdict recomputed from the proven readings (None: none claimed, or
+    # a partial bundle whose claim was only checked against the readings it proves).
+    verdict: LotVerdict | None = None
 
 
 def _need(d: Any, key: str, kind: type, where: str) -> Any:
@@ -237,7 +251,6 @@ def _same_summary(claimed: Any, actual: dict[str, Any]) -> bool:
 
 
 _SUBJECT_AIS = {"gtin": "01", "lot": "10", "serial": "21", "sscc": "00"}
-_VERDICTS = {"pass", "fail", "incomplete", "no-data"}
 
 
 def _check_subject(subject: Any, records: Sequence[Reading | Scan | Gap]) -> None:
@@ -255,26 +268,164 @@ def _check_subject(subject: Any, records: Sequence[Reading | Scan | Gap]) -> Non
     )
 
 
-def _check_verdict(subject: dict[str, Any], records: Sequence[Reading | Scan | Gap]) -> None:
-    """A claimed verdict must agree with the proven readings: 'fail' needs a proven reading
-    outside the range, 'pass' and 'incomplete' allow none, 'no-data' has no readings."""
-    if "verdict" not in subject and "range" not in subject:
-        return
-    verdict, rng = subject.get("verdict"), subject.get("range")
-    if verdict not in _VERDICTS or not isinstance(rng, dict):
-        raise FormatError("subject verdict/range are malformed", code="bad-bundle")
-    low, high = rng.get("low"), rng.get("high")
-    q, unit = rng.get("q", "temperature"), rng.get("unit", "CEL")
-    for bound in (low, high):
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
-            raise FormatError("subject range bounds are numbers or null", code="bad-bundle")
-    values = [r.val for r in records if isinstance(r, Reading) and r.q == q and r.unit == unit]
-    out = any((low is not None and v < low) or (high is not None and v > high) for v in values)
-    if (verdict == "fail") != out or (verdict == "no-data" and values):
+def _claimed_legs(claim: dict[str, Any]) -> list[tuple[str, int, int, set[str]]]:
+    """``(holder, start, end, sensor ids)`` of each leg a claimed verdict names."""
+    legs = claim.get("legs")
+    if not isinstance(legs, list):
+        raise FormatError("the claimed verdict has no legs", code="bad-bundle")
+    out = []
+    for leg in legs:
+        try:
+            v = leg["verdict"]
+            start, end = v["custody"]["start_ms"], v["custody"]["end_ms"]
+            sensors = {s["sensor"] for s in v["sensors"]}
+            holder = leg["holder"]
+        except (KeyError, TypeError) as e:
+            raise FormatError("a leg of the claimed verdict is malformed", code="bad-bundle") from e
+        if not (isinstance(start, int) and isinstance(end, int) and isinstance(holder, str)):
+            raise FormatError("a leg's custody is integer ms and a holder", code="bad-bundle")
+        if not all(isinstance(x, str) for x in sensors):
+            raise FormatError("a leg's sensors are named by strings", code="bad-bundle")
+        out.append((holder, start, end, sensors))
+    return out
+
+
+def _claimed_notes(claim: dict[str, Any]) -> list[Reason]:
+    notes = claim.get("notes")
+    if not isinstance(notes, list):
+        raise FormatError("the claimed verdict has no notes list", code="bad-bundle")
+    out = []
+    for n in notes:
+        if not isinstance(n, dict) or not all(
+            isinstance(n.get(k), str) for k in ("code", "status", "message")
+        ):
+            raise FormatError("a note of the claimed verdict is malformed", code="bad-bundle")
+        out.append(Reason(n["code"], n["status"], n["message"], n.get("sensor")))
+    return out
+
+
+def check_verdict(
+    subject: dict[str, Any], records: Sequence[Reading | Scan | Gap]
+) -> LotVerdict | None:
+    """Recompute a bundle's claimed cold-chain verdict (``subject.verdict`` under
+    ``subject.profile``, proofs.coldchain) from its proven readings and refuse it if it
+    does not follow. A ``complete`` claim (the bundle proves every reading it rests on)
+    must be reproduced exactly; a partial one (a sample of a large lot) must at least
+    agree with every proven reading: one beyond what the profile allows makes it ``fail``.
+    Readings are placed by their sensor (``gw/src``) and time in the legs the claim names;
+    a proven reading stamped at a leg's holder in its window from a sensor the leg leaves
+    out is refused too. Returns the recomputed verdict (None for a partial claim)."""
+    claim = subject.get("verdict")
+    if claim is None:
+        return None
+    if not isinstance(claim, dict):
         raise VerificationError(
-            f"the claimed verdict '{verdict}' contradicts the proven readings",
+            "the bundle's verdict is from an older anchor (a bare status); this verifier"
+            " recomputes verdicts from coldtrail-coldchain rules only",
+            code="verdict-legacy",
+        )
+    try:
+        profile = Profile.from_dict(subject.get("profile"))
+    except FormatError as e:
+        raise FormatError(f"the bundle's profile: {e.message}", code="bad-bundle") from e
+    named = claim.get("profile")
+    if not isinstance(named, dict) or named.get("digest") != profile.digest():
+        raise VerificationError(
+            "the verdict names another profile than the one the bundle carries",
             code="verdict-mismatch",
         )
+    if claim.get("rules") != RULES_VERSION:
+        raise VerificationError(
+            f"the verdict was made under rules {claim.get('rules')!r:.40}; this verifier knows"
+            f" {RULES_VERSION}",
+            code="verdict-rules-unknown",
+        )
+    legs = _claimed_legs(claim)
+    notes = _claimed_notes(claim)
+    readings: list[dict[str, list[tuple[int, float]]]] = [{} for _ in legs]
+    for r in records:
+        if not isinstance(r, Reading) or r.q != CHECKED_QUANTITY:
+            continue
+        value = celsius(r.val, r.unit)
+        if value is None:
+            continue
+        sid = sensor_id(r.gw, r.src)
+        for i, (holder, start, end, sensors) in enumerate(legs):
+            if not start <= r.t < end:
+                continue
+            if sid in sensors:
+                readings[i].setdefault(sid, []).append((r.t, value))
+            elif r.asset == holder:
+                raise VerificationError(
+                    f"a proven reading of {sid} at {holder} is left out of the verdict",
+                    code="verdict-mismatch",
+                )
+    if claim.get("complete") is not True:
+        _check_partial(claim, profile, readings, notes)
+        return None
+    try:
+        mine = lot_verdict(
+            [Leg(h, a, b, rd) for (h, a, b, _), rd in zip(legs, readings, strict=True)],
+            profile,
+            [n for n in notes if n.code not in ("custody-gap", "no-custody")],
+        )
+    except FormatError as e:
+        raise VerificationError(
+            f"the verdict cannot be recomputed: {e.message}", code="verdict-mismatch"
+        ) from e
+    expected = mine.to_dict()
+    got = {k: v for k, v in claim.items() if k not in ("complete", "readings")}
+    if expected != got:
+        raise VerificationError(
+            f"the claimed verdict does not follow from the proven readings: recomputed"
+            f" {mine.status}, claimed {claim.get('status')!r:.20}"
+            + _first_difference(expected, got),
+            code="verdict-mismatch",
+        )
+    return mine
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """Where two JSON values first differ, for the refusal's sentence."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f" (first difference at {path or 'the top'}: {a!r:.60} vs {b!r:.60})"
+
+
+def _check_partial(
+    claim: dict[str, Any],
+    profile: Profile,
+    readings: Sequence[dict[str, list[tuple[int, float]]]],
+    notes: Sequence[Reason],
+) -> None:
+    """What a sample can settle: a proven reading beyond what the profile allows means
+    ``fail``; a note is never better than indeterminate."""
+    status = claim.get("status")
+    if status not in ("pass", "fail", "indeterminate"):
+        raise FormatError("the claimed verdict's status is malformed", code="bad-bundle")
+    if any(n.status != "indeterminate" for n in notes):
+        raise VerificationError("a note of the verdict is not 'indeterminate'", code="bad-bundle")
+    low = profile.allowed_low_c if profile.allowed_low_c is not None else profile.low_c
+    high = profile.allowed_high_c if profile.allowed_high_c is not None else profile.high_c
+    beyond = any(
+        (low is not None and v < low) or (high is not None and v > high)
+        for leg in readings
+        for series in leg.values()
+        for _, v in series
+    )
+    if beyond and status != "fail":
+        raise VerificationError(
+            f"a proven reading is beyond what the profile allows, yet the verdict is {status}",
+            code="verdict-mismatch",
+        )
+    if status == "pass" and notes:
+        raise VerificationError("a verdict with notes cannot pass", code="verdict-mismatch")
 
 
 def _check_attestation(
@@ -542,7 +693,7 @@ def verify_bundle(
             all_records.append(record)
     _check_subject(bundle.get("subject", {}), all_records)
     subject = bundle.get("subject", {})
-    _check_verdict(subject, all_records)
+    verdict = check_verdict(subject, all_records)
     summary = summarize(all_records)
     if "summary" in bundle and not _same_summary(bundle["summary"], summary):
         raise VerificationError(
@@ -552,6 +703,11 @@ def verify_bundle(
         bundle, subject, all_records, [v for v in log_verifiers if v.name == log_signer]
     )
     warnings: list[str] = []
+    if isinstance(subject.get("verdict"), dict) and verdict is None:
+        warnings.append(
+            "the bundle proves a sample of the readings, not all: the verdict was checked"
+            " against the proven ones, not recomputed (fetch the lot's full bundle to)"
+        )
     if attested is None:
         if require_attestation:
             raise VerificationError(
@@ -590,6 +746,7 @@ def verify_bundle(
         attestation_format=attested,
         policy=policy_lines,
         warnings=warnings,
+        verdict=verdict,
     )
 
 

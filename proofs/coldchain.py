@@ -32,7 +32,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, islice
+from itertools import accumulate, islice, pairwise
 from operator import lt, sub
 from typing import Any, Final, Literal, cast
 
@@ -42,27 +42,36 @@ from .identifiers import check_identifier
 
 __all__ = [
     "ACTIVATION_ENERGY_K",
+    "CHECKED_QUANTITY",
     "CONTROLLED_COLD",
     "CONTROLLED_ROOM",
     "FROZEN",
     "GAP_FACTOR",
+    "HANDOVER_GAP_MS",
+    "LONE_READING_INTERVAL_MS",
     "PROFILE_KINDS",
     "RULES_VERSION",
     "STANDARD_PROFILES",
     "Completeness",
     "Excursion",
     "Gap",
+    "Leg",
+    "LotVerdict",
     "Profile",
     "Reason",
     "Sample",
     "SensorFigures",
     "Series",
+    "Status",
     "Verdict",
+    "celsius",
     "completeness",
     "excursions",
     "learn_interval",
+    "lot_verdict",
     "max_window_mkt",
     "mean_kinetic_temperature",
+    "sensor_id",
     "time_outside_range",
     "verdict",
 ]
@@ -1175,4 +1184,218 @@ def verdict(
         profile_version=profile.version,
         custody_start_ms=custody_start_ms,
         custody_end_ms=custody_end_ms,
+    )
+
+
+# --- a lot: several custody legs ---------------------------------------------------------
+
+# The time between one holder's custody and the next one's during which nobody measured
+# the lot (a dock, a hand-over) that it may spend before the verdict is indeterminate.
+HANDOVER_GAP_MS: Final = 30 * _MINUTE_MS
+# The interval of a sensor with a single reading in the whole lot (nothing to learn from).
+LONE_READING_INTERVAL_MS: Final = 15 * _MINUTE_MS
+_MAX_SENSOR_ID: Final = 128
+
+
+# The temperature units readings come in (UN/ECE Recommendation 20) and how to get °C.
+_TO_CELSIUS: Final[Mapping[str, tuple[float, float]]] = {
+    "CEL": (1.0, 0.0),
+    "FAH": (5.0 / 9.0, -32.0 * 5.0 / 9.0),
+    "KEL": (1.0, -_KELVIN),
+}
+CHECKED_QUANTITY: Final = "temperature"
+
+
+def celsius(value: float, unit: str) -> float | None:
+    """A temperature reading in °C, or None for a unit that is not a temperature's."""
+    scale = _TO_CELSIUS.get(unit)
+    if scale is None:
+        return None
+    return value if unit == "CEL" else value * scale[0] + scale[1]
+
+
+def sensor_id(gw: str, src: str) -> str:
+    """The id a verdict gives the sensor ``src`` of gateway ``gw``: ``gw/src``, or, when
+    that is longer than an identifier may be, ``gw/`` and a SHA-256 prefix of ``src``."""
+    name = f"{gw}/{src}"
+    if len(name) <= _MAX_SENSOR_ID:
+        return name
+    return f"{gw[:80]}/{hashlib.sha256(src.encode()).hexdigest()[:32]}"
+
+
+def _distance(value: float, low: float | None, high: float | None) -> float:
+    if high is not None and value > high:
+        return value - high
+    if low is not None and value < low:
+        return low - value
+    return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One holder's custody of the lot, ``[start_ms, end_ms)``, and the readings of the
+    sensors there: sensor id -> ``(t_ms, °C)`` pairs in any order (readings outside the
+    window are ignored, as by :func:`verdict`)."""
+
+    holder: str
+    start_ms: int
+    end_ms: int
+    readings: Mapping[str, Sequence[tuple[int, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class LotVerdict:
+    """The verdict on a lot over all its custody legs: each leg judged by :func:`verdict`,
+    hand-overs longer than :data:`HANDOVER_GAP_MS` and the caller's ``notes`` (evidence
+    the readings cannot show, e.g. an unsynchronised clock; never better than
+    ``indeterminate``) added; the lot's status is the worst."""
+
+    status: Status
+    legs: tuple[tuple[str, Verdict], ...]
+    notes: tuple[Reason, ...]
+    profile_digest: str
+    profile_name: str
+    profile_version: int
+    rules_version: str = RULES_VERSION
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return (*(r for _, v in self.legs for r in v.reasons), *self.notes)
+
+    @property
+    def mkt_c(self) -> float | None:
+        """The worst MKT window of any sensor in any leg (what a limit is checked on)."""
+        found = [s.mkt_max_window_c for _, v in self.legs for s in v.sensors]
+        return max((m for m in found if m is not None), default=None)
+
+    @property
+    def time_out_of_range_ms(self) -> int:
+        """Per leg the sensor that was out of range longest, summed over the legs (two
+        sensors in one truck seeing one excursion count it once)."""
+        return sum(
+            max((s.time_above_ms + s.time_below_ms for s in v.sensors), default=0)
+            for _, v in self.legs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": self.rules_version,
+            "status": self.status,
+            "profile": {
+                "digest": self.profile_digest,
+                "name": self.profile_name,
+                "version": self.profile_version,
+            },
+            "legs": [{"holder": h, "verdict": v.to_dict()} for h, v in self.legs],
+            "notes": [r.to_dict() for r in self.notes],
+        }
+
+
+def _leg_series(
+    legs: Sequence[Leg], profile: Profile, impossible: dict[str, int]
+) -> list[dict[str, Series]]:
+    """Each leg's readings as Series: one reading per sensor and millisecond (of two at
+    the same time the one farther outside the range, then the warmer: the worse case
+    stands), the interval learned from the sensor's readings in all legs. A value no
+    thermometer can read (not finite, at or below absolute zero) is counted in
+    ``impossible`` and left out."""
+    low, high = profile.low_c, profile.high_c
+    per_leg: list[dict[str, dict[int, float]]] = []
+    every: dict[str, set[int]] = {}
+    for leg in legs:
+        _check_custody(leg.start_ms, leg.end_ms)
+        check_identifier(leg.holder, "a holder id")
+        chosen: dict[str, dict[int, float]] = {}
+        for sensor, samples in leg.readings.items():
+            check_identifier(sensor, "a sensor id")
+            kept = chosen.setdefault(sensor, {})
+            for t, v in samples:
+                _check_time(t)
+                if not leg.start_ms <= t < leg.end_ms:
+                    continue
+                try:
+                    value = _check_value(v)
+                except FormatError:  # a broken sensor: set aside and said (lot_verdict)
+                    impossible[sensor] = impossible.get(sensor, 0) + 1
+                    continue
+                old = kept.get(t)
+                if old is None or (_distance(value, low, high), value) > (
+                    _distance(old, low, high),
+                    old,
+                ):
+                    kept[t] = value
+            every.setdefault(sensor, set()).update(kept)
+        per_leg.append(chosen)
+    intervals = {
+        s: _median_spacing(sorted(ts)) if len(ts) > 1 else LONE_READING_INTERVAL_MS
+        for s, ts in every.items()
+    }
+    out: list[dict[str, Series]] = []
+    for chosen in per_leg:
+        series: dict[str, Series] = {}
+        for sensor, kept in chosen.items():
+            if not kept:
+                continue
+            times = sorted(kept)
+            series[sensor] = Series(tuple(times), tuple(kept[t] for t in times), intervals[sensor])
+        out.append(series)
+    return out
+
+
+def lot_verdict(legs: Sequence[Leg], profile: Profile, notes: Sequence[Reason] = ()) -> LotVerdict:
+    """The verdict on a lot held by ``legs`` (in time order) under ``profile``.
+
+    ``notes`` are the caller's reasons from evidence beside the readings; each must be
+    ``indeterminate`` (evidence about evidence can cast doubt on a verdict, never pass or
+    fail a lot). No leg at all is ``indeterminate`` (``no-custody``)."""
+    if not isinstance(profile, Profile):
+        raise FormatError("a verdict needs a Profile", code="profile-malformed")
+    for n in notes:
+        if n.status != "indeterminate":
+            raise FormatError(
+                f"a note can only make a verdict indeterminate: {n.code}", code="malformed"
+            )
+    ordered = list(legs)
+    for a, b in pairwise(ordered):
+        if b.start_ms < a.start_ms:
+            raise FormatError("custody legs must be in time order", code="custody-bad-window")
+    impossible: dict[str, int] = {}
+    judged = [
+        (leg.holder, verdict(series, profile, leg.start_ms, leg.end_ms))
+        for leg, series in zip(ordered, _leg_series(ordered, profile, impossible), strict=True)
+    ]
+    extra: list[Reason] = [
+        Reason(
+            "impossible-reading",
+            "indeterminate",
+            f"{sensor}: {n} reading(s) no thermometer can give (not finite, or at or below"
+            " absolute zero) were set aside: the sensor may be broken",
+            sensor,
+        )
+        for sensor, n in sorted(impossible.items())
+    ]
+    if not ordered:
+        extra.append(Reason("no-custody", "indeterminate", "no scan shows who held the lot"))
+    for a, b in pairwise(ordered):
+        if b.start_ms - a.end_ms > HANDOVER_GAP_MS:
+            extra.append(
+                Reason(
+                    "custody-gap",
+                    "indeterminate",
+                    f"nobody measured the lot for {_words(b.start_ms - a.end_ms)} between "
+                    f"{a.holder} and {b.holder}; an excursion could hide there",
+                )
+            )
+    all_notes = (*extra, *notes)
+    reasons = [r for _, v in judged for r in v.reasons] + list(all_notes)
+    status = cast(
+        Status, max((r.status for r in reasons), key=_STATUS_RANK.__getitem__, default="pass")
+    )
+    return LotVerdict(
+        status=status,
+        legs=tuple(judged),
+        notes=all_notes,
+        profile_digest=profile.digest(),
+        profile_name=profile.name,
+        profile_version=profile.version,
     )

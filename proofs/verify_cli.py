@@ -97,14 +97,21 @@ def _print_report(report: BundleReport) -> None:
     )
     subject = report.subject
     print(f"  subject:    {_subject_line(subject)}")
-    if "verdict" in subject:
-        rng = subject.get("range") or {}
-        low = "-inf" if rng.get("low") is None else rng.get("low")
-        high = "+inf" if rng.get("high") is None else rng.get("high")
+    v = report.verdict
+    if v is not None:
+        mkt = f", MKT {v.mkt_c:.2f} °C" if v.mkt_c is not None else ""
         print(
-            f"  verdict:    {subject['verdict']} for {rng.get('q', 'temperature')} in "
-            f"[{low}, {high}] {rng.get('unit', 'CEL')} (the anchor's verdict, signed by the "
-            "log key; every proven reading agrees with it)"
+            f"  verdict:    {v.status} under profile {v.profile_name} v{v.profile_version}"
+            f" ({v.profile_digest[:12]}, {v.rules_version}): recomputed here from the"
+            f" {report.readings} proven readings"
+        )
+        print(f"              {round(v.time_out_of_range_ms / 60_000)} min out of range{mkt}")
+        for r in v.reasons:
+            print(f"              - [{r.code}] {r.message}")
+    elif isinstance(subject.get("verdict"), dict):
+        print(
+            f"  verdict:    {subject['verdict'].get('status')} (the anchor's, from a sample:"
+            " every proven reading agrees with it; not recomputed)"
         )
     compromised = subject.get("compromised")
     if isinstance(compromised, list):

@@ -53,7 +53,7 @@ from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.ledger.ports import LedgerStore
 from anchor.metrics import AnchorMetrics
-from anchor.provenance.answer import ColdChainRange, ProvenanceConfig
+from anchor.provenance.answer import ProvenanceConfig
 from anchor.storage import open_store
 from proofs.errors import ProofsError
 from proofs.identifiers import is_identifier
@@ -635,14 +635,13 @@ def create_app(config: AnchorConfig) -> web.Application:
         ]
     )
     app.router.add_routes(ROUTES)
-    default_range = ColdChainRange(config.cold_range_low_c, config.cold_range_high_c)
-    ranges = {g: ColdChainRange(lo, hi) for g, (lo, hi) in config.ranges_by_gtin().items()}
+    default_profile, profile_by_gtin = config.profiles()
     # provenance pages, API, bundles, explorer (anchor/http/pages.py)
     setup_web(
         app,
         config=ProvenanceConfig(
-            default_range=default_range,
-            range_by_gtin=ranges,
+            default_profile=default_profile,
+            profile_by_gtin=profile_by_gtin,
             use_rollups=config.provenance_rollups,
         ),
     )

@@ -42,6 +42,7 @@ from anchor.errors import AnchorError
 from anchor.http.limits import PUBLIC_GATE, BoundedCache, Overloaded, PublicGate, PublicLimits
 from anchor.http.params import int_param, json_response
 from anchor.http.problems import problem_response
+from anchor.ledger.model import Product
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import (
     ProvenanceAnswer,
@@ -61,6 +62,7 @@ from anchor.provenance.source import (
     ReadingQuery,
     holder_of,
 )
+from proofs.coldchain import Profile
 from proofs.identifiers import is_identifier
 from proofs.records import Scan
 
@@ -183,7 +185,80 @@ def fmt_duration(ms: int) -> str:
 
 
 def unit_label(unit: str) -> str:
-    return {"CEL": "°C", "P1": "%", "FAH": "°F"}.get(unit, unit)
+    return {"CEL": "°C", "P1": "%", "FAH": "°F", "KEL": "K"}.get(unit, unit)
+
+
+def describe_profile(p: Profile) -> str:
+    """A profile in words: "controlled cold, 2 to 8 °C, MKT at most 8 °C over any 24 h"."""
+    if p.low_c is not None and p.high_c is not None:
+        rng = f"{fmt_num(p.low_c)} to {fmt_num(p.high_c)} °C"
+    elif p.high_c is not None:
+        rng = f"at most {fmt_num(p.high_c)} °C"
+    else:
+        rng = f"at least {fmt_num(p.low_c)} °C"
+    parts = [f"{p.kind.replace('-', ' ')}, {rng}"]
+    if p.allowed_low_c is not None or p.allowed_high_c is not None:
+        lo = fmt_num(p.allowed_low_c) if p.allowed_low_c is not None else "-"
+        hi = fmt_num(p.allowed_high_c) if p.allowed_high_c is not None else "-"
+        parts.append(f"excursions allowed between {lo} and {hi} °C")
+    if p.mkt_limit_c is not None:
+        over = f"any {fmt_duration(p.mkt_window_ms)}" if p.mkt_window_ms else "the whole custody"
+        parts.append(f"mean kinetic temperature at most {fmt_num(p.mkt_limit_c)} °C over {over}")
+    return ", ".join(parts)
+
+
+def verdict_sentence(answer: ProvenanceAnswer) -> str:
+    """The verdict in one plain sentence, with the figures a person asks for first."""
+    v = answer.verdict
+    lot = v.lot
+    found = answer.excursions()
+    out_ms = lot.time_out_of_range_ms
+    if v.status == "pass" and not found:
+        return f"Every reading stayed within {describe_profile(v.profile).split(', ')[1]}."
+    if v.status == "pass":
+        return (
+            f"{len(found)} excursion(s), {fmt_duration(out_ms)} out of range in all, each within"
+            " what the profile allows."
+        )
+    if v.status == "fail":
+        failing = [r for r in lot.reasons if r.status == "fail"]
+        head = f"Out of range for {fmt_duration(out_ms)}" if out_ms else "Failed"
+        return f"{head}: {failing[0].message}" + (
+            f" (and {len(failing) - 1} more reason(s))" if len(failing) > 1 else ""
+        )
+    doubts = [r for r in lot.reasons if r.status == "indeterminate"]
+    return (
+        "The readings cannot settle it: "
+        + doubts[0].message
+        + (f" (and {len(doubts) - 1} more reason(s))" if len(doubts) > 1 else "")
+    )
+
+
+def _verdict_figures(answer: ProvenanceAnswer, unit: str) -> str:
+    overall = answer.overall.get(answer.checked.q)
+    lot = answer.verdict.lot
+    rows = []
+    if lot.mkt_c is not None:
+        rows.append(
+            '<div><dt>Mean kinetic temperature</dt><dd data-claim="mkt">'
+            f"{esc(fmt_num(round(lot.mkt_c, 2)))} °C</dd></div>"
+        )
+    rows.append(
+        '<div><dt>Time out of range</dt><dd data-claim="time-out">'
+        f"{esc(fmt_duration(lot.time_out_of_range_ms))}</dd></div>"
+    )
+    if overall is not None and overall.count:
+        rows += [
+            f'<div><dt>Lowest</dt><dd><span data-claim="min" data-q="{esc(overall.q)}">'
+            f"{esc(fmt_num(overall.min.val if overall.min else None))}</span>"
+            f" {esc(unit)}</dd></div>",
+            f'<div><dt>Highest</dt><dd><span data-claim="max" data-q="{esc(overall.q)}">'
+            f"{esc(fmt_num(overall.max.val if overall.max else None))}</span>"
+            f" {esc(unit)}</dd></div>",
+            f"<div><dt>Average</dt><dd>{esc(fmt_num(overall.mean))} {esc(unit)}</dd></div>",
+            f"<div><dt>Readings</dt><dd>{esc(overall.count)}</dd></div>",
+        ]
+    return f'<dl class="stats">{"".join(rows)}</dl>'
 
 
 def _page(
@@ -688,8 +763,10 @@ class _Web:
             keys = answer.proof_keys
             subject_doc: dict[str, Any] = {
                 **selector.subject.query_params(),
-                "range": answer.checked.to_json(),
-                "verdict": answer.verdict.status,
+                # Recomputable from the records proven (coldtrail-verify, the page):
+                # the profile, and the verdict with every figure it rests on.
+                "profile": answer.verdict.profile.to_dict(),
+                "verdict": answer.verdict.claim(),
             }
             if answer.compromised:
                 # Attested with the rest of the subject: a bundle cannot drop it.
@@ -920,7 +997,6 @@ def render_consumer_page(
     params = urllib.parse.urlencode(subject.query_params())
     bundle_url = f"/v1/provenance/bundle?{params}"
     trust = source.log_trust()
-    overall = answer.overall.get(checked.q)
     unit = unit_label(checked.unit)
 
     ident = []
@@ -935,27 +1011,9 @@ def render_consumer_page(
     title = {"lot": "Lot", "serial": "Item", "sscc": "Shipment"}[subject.kind]
 
     verdict = answer.verdict
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons)
-    low = "" if checked.low is None else esc(checked.low)
-    high = "" if checked.high is None else esc(checked.high)
-
-    stats_html = ""
-    if overall is not None and overall.count:
-        stats_html = (
-            '<dl class="stats">'
-            f'<div><dt>Lowest</dt><dd><span data-claim="min" data-q="{esc(checked.q)}">'
-            f"{esc(fmt_num(overall.min.val if overall.min else None))}</span>"
-            f" {esc(unit)}</dd></div>"
-            f'<div><dt>Highest</dt><dd><span data-claim="max" data-q="{esc(checked.q)}">'
-            f"{esc(fmt_num(overall.max.val if overall.max else None))}</span>"
-            f" {esc(unit)}</dd></div>"
-            f"<div><dt>Average</dt><dd>{esc(fmt_num(overall.mean))} {esc(unit)}</dd></div>"
-            f"<div><dt>Readings</dt><dd>{esc(overall.count)}</dd></div>"
-            f"<div><dt>Time out of range</dt><dd>"
-            f"{esc(fmt_duration(overall.above_ms + overall.below_ms))}</dd></div>"
-            "</dl>"
-        )
-
+    shown = [r for r in verdict.lot.reasons if r.status != "pass" or r.code != "no-sensors"]
+    reasons = "".join(f"<li>{esc(r.message)}</li>" for r in shown)
+    stats_html = _verdict_figures(answer, unit)
     timeline = []
     for ia in answer.intervals:
         c = ia.custody
@@ -969,8 +1027,13 @@ def render_consumer_page(
             if q_stats
             else "no readings"
         )
-        excursions = len(ia.analysis.excursions)
-        flag = f' <span class="bad">{excursions} excursion(s)</span>' if excursions else ""
+        found = ia.excursions()
+        flag = (
+            f' <span class="bad">{esc(len(found))} excursion(s),'
+            f" {esc(fmt_duration(sum(e.duration_ms for _, e in found)))} out of range</span>"
+            if found
+            else ""
+        )
         timeline.append(
             '<li class="interval">'
             f'<h3><span class="holder-name">{esc(c.holder)}</span></h3>'
@@ -1003,22 +1066,17 @@ def render_consumer_page(
             + "</li>"
         )
     for ia in answer.intervals:
-        for sp in ia.analysis.silent[: config.max_listed_per_interval]:
-            holes.append(
-                f"<li>No readings at {esc(sp.asset)} from {esc(fmt_time(sp.start))} "
-                f"to {esc(fmt_time(sp.end))}</li>"
-            )
-        more = len(ia.analysis.silent) - config.max_listed_per_interval
-        if more > 0:
-            holes.append(
-                f"<li>… and {esc(more)} more silent periods at {esc(ia.custody.holder)}</li>"
-            )
-    for a in answer.anomalies:
-        holes.append(
-            f"<li>Clock: <code>{esc(a.gw)}</code> record {esc(a.seq)}: {esc(a.detail)}</li>"
-        )
-    if answer.anomaly_count > len(answer.anomalies):
-        holes.append(f"<li>… and {esc(answer.anomaly_count - len(answer.anomalies))} more</li>")
+        for f in ia.sensors():
+            comp = f.completeness
+            if comp.gaps:
+                holes.append(
+                    f"<li>Sensor <code>{esc(f.sensor)}</code> at {esc(ia.custody.holder)}: no"
+                    f" reading for {esc(fmt_duration(comp.gap_ms))} in {esc(len(comp.gaps))}"
+                    " gap(s)"
+                    f" longer than twice its {esc(fmt_duration(f.interval_ms))} interval</li>"
+                )
+    if answer.anomaly_count:
+        holes.append(f"<li>Clocks: {esc(answer.anomaly_summary)}</li>")
     holes_html = (
         '<section class="holes"><h2>Gaps and clock warnings</h2>'
         f"<ul>{''.join(holes)}</ul></section>"
@@ -1029,8 +1087,13 @@ def render_consumer_page(
     chart = render_chart(answer, config)
     body = (
         f'<section class="product"><p class="kicker">{esc(title)} provenance</p>'
-        f"<h1>{esc(_product_name(subject))}</h1>"
-        f'<dl class="ident">{"".join(ident)}</dl></section>'
+        f"<h1>{esc(_product_name(subject, answer.product))}</h1>"
+        + (
+            f'<p class="pack">{esc(answer.product.pack)}</p>'
+            if answer.product and answer.product.pack
+            else ""
+        )
+        + f'<dl class="ident">{"".join(ident)}</dl></section>'
         f'<section id="verify" class="mark mark-pending" data-bundle="{esc(bundle_url)}"'
         f' data-log-vkey="{esc(trust.log_vkey)}">'
         '<p class="mark-title" id="verify-title">Checking the proofs…</p>'
@@ -1039,9 +1102,13 @@ def render_consumer_page(
         '<noscript><p class="mark-detail">Turn on JavaScript to check the proofs here, or'
         " download the bundle and run <code>coldtrail-verify</code>.</p></noscript></section>"
         f'<section class="verdict verdict-{esc(verdict.status)}">'
-        f'<h2 data-claim="verdict" data-status="{esc(verdict.status)}" data-q="{esc(checked.q)}"'
-        f' data-low="{low}" data-high="{high}">{esc(verdict.label())}</h2>'
-        f"<p>Allowed range: {esc(checked.describe())}</p><ul>{reasons}</ul>{stats_html}</section>"
+        f'<h2 data-claim="verdict" data-status="{esc(verdict.status)}">'
+        f"{esc(verdict.label())}</h2>"
+        f'<p class="verdict-sentence">{esc(verdict_sentence(answer))}</p>'
+        f'<p class="profile">Judged as {esc(describe_profile(verdict.profile))}'
+        f" (rules <code>{esc(verdict.lot.rules_version)}</code>, profile"
+        f" <code>{esc(verdict.lot.profile_digest[:12])}</code>)</p>"
+        f"<ul>{reasons}</ul>{stats_html}</section>"
         f'<section class="chart"><h2>Temperature on the way</h2>{chart}</section>'
         f'<section class="timeline"><h2>Who held it</h2><ol id="timeline">'
         f"{''.join(timeline)}</ol></section>"
@@ -1070,7 +1137,9 @@ def render_unknown(subject: Subject) -> str:
     return _page("No records", body)
 
 
-def _product_name(subject: Subject) -> str:
+def _product_name(subject: Subject, product: Product | None = None) -> str:
+    if product is not None:
+        return product.name
     if subject.gtin:
         return f"Product {subject.gtin}"
     return f"Shipment {subject.sscc}"
@@ -1121,7 +1190,7 @@ def render_chart(answer: ProvenanceAnswer, config: ProvenanceConfig) -> str:
         f'<rect class="band" x="{left}" y="{band_top:.1f}" width="{w - left - right}"'
         f' height="{max(0.0, band_bottom - band_top):.1f}" fill="#d8f3dc"/>'
     )
-    for x0, x1 in _merged_spans((x(e.start), x(e.end)) for e in answer.excursions()):
+    for x0, x1 in _merged_spans((x(e.start_ms), x(e.end_ms)) for _, e in answer.excursions()):
         parts.append(
             f'<rect class="excursion" x="{x0:.1f}" y="{top}"'
             f' width="{max(2.0, x1 - x0):.1f}" height="{h - top - bottom}"'

@@ -22,6 +22,7 @@ How an answer is built (docs/provenance.md has the long version):
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections import defaultdict
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from anchor.errors import AnchorError
+from anchor.ledger.model import Product
 from anchor.ledger.rollups import Rollup
 from anchor.provenance.evidence import (
     ClockEvidence,
@@ -48,6 +50,22 @@ from anchor.provenance.source import (
     holder_of,
 )
 from proofs.bundle import BatchProof, build_bundle
+from proofs.coldchain import (
+    CHECKED_QUANTITY,
+    CONTROLLED_COLD,
+    Leg,
+    LotVerdict,
+    Profile,
+    Reason,
+    SensorFigures,
+    Status,
+    celsius,
+    lot_verdict,
+    sensor_id,
+)
+from proofs.coldchain import Excursion as CcExcursion
+from proofs.coldchain import Gap as CcGap
+from proofs.coldchain import Verdict as LegVerdict
 from proofs.merkle import MerkleTree
 from proofs.records import Gap, Reading, Scan
 
@@ -61,7 +79,6 @@ __all__ = [
     "ProvenanceAnswer",
     "ProvenanceConfig",
     "QuantityStats",
-    "SilentPeriod",
     "Subject",
     "Verdict",
     "analyse_series",
@@ -194,6 +211,11 @@ class ColdChainRange:
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError("a cold-chain range's low bound is above its high bound")
 
+    @classmethod
+    def of(cls, profile: Profile) -> ColdChainRange:
+        """The labelled range of a profile (what a reading outside is an excursion of)."""
+        return cls(profile.low_c, profile.high_c)
+
     def contains(self, value: float) -> bool:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
@@ -215,28 +237,48 @@ def _num(x: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ProvenanceConfig:
-    """Bounds and defaults of provenance answers; units in the names."""
+    """Bounds and defaults of provenance answers; units in the names.
 
-    default_range: ColdChainRange = field(default_factory=lambda: ColdChainRange(2.0, 8.0))
-    range_by_gtin: dict[str, ColdChainRange] = field(default_factory=dict)
+    A lot is judged by its product's registered profile (anchor.ledger.products), else
+    ``profile_by_gtin`` (the config file's), else ``default_profile``."""
+
+    default_profile: Profile = CONTROLLED_COLD
+    profile_by_gtin: dict[str, Profile] = field(default_factory=dict)
     max_scans: int = 1_000
     max_readings_per_interval: int = 200_000
     max_gaps: int = 500
     max_anomalies_listed: int = 50
-    silent_after_s: int = 900
     clock_jump_tolerance_ms: int = 60_000
+    # An open custody (no closing scan yet) is judged up to now minus this: readings
+    # reach the anchor in batches, so the last minutes are not yet a gap.
+    open_custody_grace_s: int = 3_600
+    # A bundle proves every reading the verdict rests on up to this many (so that
+    # coldtrail-verify and the page recompute it); above, a sample, and says so.
+    bundle_max_readings: int = 5_000
     proof_sample_per_interval: int = 24
     proof_max_excursions: int = 50
     chart_max_points: int = 480
-    # Excursions and silent periods listed per interval in answers and pages (all are
-    # counted): a flapping sensor makes one per reading, which no reader needs listed.
+    # Excursions and gaps listed per interval in answers and pages (all are counted).
     max_listed_per_interval: int = 200
     raw_page_max: int = 10_000
     raw_page_default: int = 1_000
-    use_rollups: bool = True  # whole clean hours from rollups (evidence.py); same answers
+    use_rollups: bool = True  # hours without checked readings from rollups (evidence.py)
 
-    def range_for(self, gtin: str | None) -> ColdChainRange:
-        return self.range_by_gtin.get(gtin or "", self.default_range)
+    @property
+    def default_range(self) -> ColdChainRange:
+        return ColdChainRange.of(self.default_profile)
+
+    def profile_for(self, gtin: str | None, source: ProvenanceSource | None = None) -> Profile:
+        if gtin and source is not None:
+            product = source.product(gtin)
+            if product is not None and product.profile:
+                row = source.profile(product.profile)
+                if row is not None:
+                    return Profile.from_dict(json.loads(row.body))
+        return self.profile_by_gtin.get(gtin or "", self.default_profile)
+
+    def range_for(self, gtin: str | None, source: ProvenanceSource | None = None) -> ColdChainRange:
+        return ColdChainRange.of(self.profile_for(gtin, source))
 
 
 # --- custody ---------------------------------------------------------------------
@@ -331,18 +373,6 @@ class Excursion:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class SilentPeriod:
-    """No reading of the checked quantity for longer than ``silent_after_s``."""
-
-    asset: str
-    start: int
-    end: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"asset": self.asset, "from": self.start, "to": self.end}
-
-
 @dataclass(slots=True)
 class QuantityStats:
     q: str
@@ -417,7 +447,6 @@ def _high_key(p: ReadingPoint) -> tuple[float, int, str, int]:
 class SeriesAnalysis:
     stats: dict[str, QuantityStats] = field(default_factory=dict)
     excursions: list[Excursion] = field(default_factory=list)
-    silent: list[SilentPeriod] = field(default_factory=list)
 
 
 def analyse_series(
@@ -425,25 +454,17 @@ def analyse_series(
     checked: ColdChainRange,
     start: int,
     end: int,
-    silent_after_ms: int,
-    asset: str = "",
     *,
-    open_ended: bool = False,
     summaries: Sequence[Rollup] = (),
 ) -> SeriesAnalysis:
-    """Aggregates, excursions and silent periods of readings in [start, end), one pass per sensor.
-
-    Time above/below holds each reading until the next one of the same sensor,
-    capped at ``silent_after_ms`` so a dead sensor does not count as hours out of range.
-    ``summaries`` are whole hours of sensors given as rollups instead of ``points``, only
-    ever hours that :mod:`anchor.provenance.evidence` found inside the range and without
-    silence: they count in the aggregates, and their first and last readings end the
-    neighbouring excursions, holds and silences exactly as all their readings would.
-    """
+    """Aggregates per quantity (count, min, max, mean) of readings in [start, end), and
+    the runs of out-of-range readings of each sensor (the records a bundle proves when it
+    cannot prove them all). Time out of range, durations, MKT and gaps are the verdict
+    engine's (proofs.coldchain). ``summaries`` are whole hours given as rollups instead of
+    ``points``: only hours without a reading of the checked quantity (evidence.py)."""
     out = SeriesAnalysis()
     by_series: dict[tuple[str, str, str], list[ReadingPoint]] = defaultdict(list)
     earliest: dict[str, tuple[int, str, int]] = {}
-    named: set[tuple[str, int]] = set()  # readings of the rollups used, walked as markers
     for p in points:
         by_series[(p.q, p.gw, p.src)].append(p)
         stats = out.stats.get(p.q)
@@ -451,52 +472,24 @@ def analyse_series(
             stats = out.stats[p.q] = QuantityStats(p.q, p.unit)
             earliest[p.q] = (p.t, p.gw, p.seq)
         stats.add(p)
-    hours = {(r.key.q, r.key.gw, r.key.src, r.key.bucket) for r in summaries}
     for r in summaries:
         k = r.key
         stats = out.stats.get(k.q)
         if stats is None:
             stats = out.stats[k.q] = QuantityStats(k.q, r.unit)
-        if k.q not in earliest or (r.first_t, k.gw) <= earliest[k.q][:2]:
-            first = point_of(r, r.first)
-            if k.q not in earliest or (first.t, first.gw, first.seq) < earliest[k.q]:
-                earliest[k.q] = (first.t, first.gw, first.seq)
-                stats.unit = r.unit
+        first = point_of(r, r.first)
+        if k.q not in earliest or (first.t, first.gw, first.seq) < earliest[k.q]:
+            earliest[k.q] = (first.t, first.gw, first.seq)
+            stats.unit = r.unit
         stats.add_rollup(r)
-        # Inside a run of such hours every reading is in range: only the run's first
-        # reading can end a hold or an excursion of the readings before it.
-        if k.q == checked.q and (k.q, k.gw, k.src, k.bucket - 1) not in hours:
-            first = point_of(r, r.first)
-            by_series[(k.q, k.gw, k.src)].append(first)
-            named.add((k.gw, first.seq))
     if summaries:  # quantities in the order their first reading came, as from points alone
         out.stats = {q: out.stats[q] for q in sorted(out.stats, key=earliest.__getitem__)}
-    checked_times: list[int] = []
-    # An hour given as rollups has no silence inside (evidence.py): its readings of the
-    # checked quantity span [a, b] without a gap over the limit, so that pair is skipped.
-    covered: set[tuple[int, int]] = set()
-    spans: dict[int, tuple[int, int]] = {}
-    for r in summaries:
-        if r.key.q == checked.q:
-            a, b = spans.get(r.key.bucket, (r.first_t, r.last_t))
-            spans[r.key.bucket] = (min(a, r.first_t), max(b, r.last_t))
-    for a, b in spans.values():
-        checked_times.extend((a, b) if b > a else (a,))
-        covered.add((a, b))
     for (q, _gw, src), series in by_series.items():
         if q != checked.q:
             continue
         series.sort(key=lambda p: (p.t, p.seq))
-        checked_times.extend(p.t for p in series if (p.gw, p.seq) not in named)
-        stats = out.stats[q]
         run: list[ReadingPoint] = []
-        for i, p in enumerate(series):
-            following = series[i + 1].t if i + 1 < len(series) else end
-            held = max(0, min(following - p.t, silent_after_ms))
-            if checked.high is not None and p.val > checked.high:
-                stats.above_ms += held
-            if checked.low is not None and p.val < checked.low:
-                stats.below_ms += held
+        for p in series:
             if not checked.contains(p.val):
                 run.append(p)
             elif run:
@@ -504,16 +497,6 @@ def analyse_series(
                 run = []
         if run:
             out.excursions.append(_excursion(src, run, checked, run[-1].t))
-    checked_times.sort()
-    if not checked_times:
-        if end - start > silent_after_ms:
-            out.silent.append(SilentPeriod(asset, start, end))
-        return out
-    # An open interval ends "now"; readings since the last upload are not silence.
-    edges = [start, *checked_times] if open_ended else [start, *checked_times, end]
-    for a, b in itertools.pairwise(edges):
-        if b - a > silent_after_ms and (a, b) not in covered:
-            out.silent.append(SilentPeriod(asset, a, b))
     out.excursions.sort(key=lambda e: e.start)
     return out
 
@@ -598,46 +581,53 @@ def find_clock_anomalies(
 # --- verdict ---------------------------------------------------------------------
 
 
+_LABELS = {
+    "pass": "Kept within its profile",
+    "fail": "Out of its profile",
+    "indeterminate": "Not enough evidence to say",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """``fail`` iff a reading of the checked quantity left the range; the browser re-checks that
-    against the proven extremes. ``incomplete``: in range, but the evidence has holes."""
+    """The lot's verdict by the one engine (:func:`proofs.coldchain.lot_verdict`): the
+    readings of every sensor in every custody leg under the product's profile, and notes
+    from evidence beside the readings (signed gaps, clocks, compromised keys, limits)."""
 
-    status: Literal["pass", "fail", "incomplete", "no-data"]
-    reasons: tuple[str, ...]
+    lot: LotVerdict
+    profile: Profile
+    complete: bool = True  # every checked reading the verdict rests on is in the bundle
+    readings: int = 0  # checked readings the verdict used
+
+    @property
+    def status(self) -> Status:
+        return self.lot.status
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(r.message for r in self.lot.reasons if r.status != "pass" or r.code)
 
     def label(self) -> str:
-        return {
-            "pass": "Kept within range",
-            "fail": "Out of range",
-            "incomplete": "Within range, evidence incomplete",
-            "no-data": "No readings",
-        }[self.status]
+        return _LABELS[self.status]
+
+    def claim(self) -> dict[str, Any]:
+        """What a bundle's subject carries: recomputable by ``coldtrail-verify``."""
+        return {**self.lot.to_dict(), "complete": self.complete, "readings": self.readings}
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "label": self.label(), "reasons": list(self.reasons)}
-
-
-def decide_verdict(
-    checked: ColdChainRange,
-    overall: QuantityStats | None,
-    excursions: Sequence[Excursion],
-    holes: Sequence[str],
-) -> Verdict:
-    if overall is None or overall.count == 0:
-        return Verdict("no-data", (f"no {checked.q} readings during custody",))
-    if excursions:
-        minutes = round((overall.above_ms + overall.below_ms) / 60_000)
-        return Verdict(
-            "fail",
-            (
-                f"{len(excursions)} excursion(s) outside {checked.describe()}, "
-                f"about {minutes} min out of range",
-            ),
-        )
-    if holes:
-        return Verdict("incomplete", tuple(holes))
-    return Verdict("pass", (f"every reading within {checked.describe()}",))
+        lot = self.lot
+        return {
+            "status": self.status,
+            "label": self.label(),
+            "reasons": [r.to_dict() for r in lot.reasons],
+            "rules": lot.rules_version,
+            "profile": {**self.profile.to_dict(), "digest": lot.profile_digest},
+            "mkt_c": lot.mkt_c,
+            "time_out_of_range_ms": lot.time_out_of_range_ms,
+            "excursion_count": sum(len(s.excursions) for _, v in lot.legs for s in v.sensors),
+            "readings": self.readings,
+            "complete": self.complete,
+        }
 
 
 # --- answers ----------------------------------------------------------------------
@@ -652,6 +642,7 @@ class IntervalAnswer:
     evidence: HolderEvidence
     listed_max: int = 200
     counts: dict[str, int] = field(default_factory=dict)  # readings used, by gateway
+    verdict: LegVerdict | None = None  # the engine's figures for this leg
     _points: list[ReadingPoint] | None = field(default=None, repr=False)
 
     @property
@@ -663,9 +654,20 @@ class IntervalAnswer:
             self._points = ev.representatives() if ev.summaries else ev.points
         return self._points
 
+    def sensors(self) -> tuple[SensorFigures, ...]:
+        return self.verdict.sensors if self.verdict is not None else ()
+
+    def excursions(self) -> list[tuple[str, CcExcursion]]:
+        """Every excursion of every sensor here, in time order: ``(sensor, excursion)``."""
+        found = [(f.sensor, e) for f in self.sensors() for e in f.excursions]
+        return sorted(found, key=lambda se: (se[1].start_ms, se[0]))
+
+    def coverage_gaps(self) -> list[tuple[str, CcGap]]:
+        found = [(f.sensor, g) for f in self.sensors() for g in f.completeness.gaps]
+        return sorted(found, key=lambda sg: (sg[1].start_ms, sg[0]))
+
     def to_json(self) -> dict[str, Any]:
         c = self.custody
-        a = self.analysis
         return {
             "holder": c.holder,
             "from": c.start,
@@ -674,12 +676,21 @@ class IntervalAnswer:
             "closed_by": _scan_json(c.closed_by) if c.closed_by else None,
             "events": [_scan_json(s) for s in c.events],
             "stats": [s.to_json() for s in self.analysis.stats.values()],
-            "excursions": [e.to_json() for e in a.excursions[: self.listed_max]],
-            "excursion_count": len(a.excursions),
-            "silent": [s.to_json() for s in a.silent[: self.listed_max]],
-            "silent_count": len(a.silent),
+            "sensors": [_sensor_json(f, self.listed_max) for f in self.sensors()],
+            "excursion_count": len(self.excursions()),
+            "coverage_gap_count": sum(len(f.completeness.gaps) for f in self.sensors()),
             "truncated": self.truncated,
         }
+
+
+def _sensor_json(f: SensorFigures, listed_max: int) -> dict[str, Any]:
+    """A sensor's figures for an answer: the engine's, excursions and gaps bounded."""
+    doc = f.to_dict()
+    doc["excursions"] = doc["excursions"][:listed_max]
+    doc["gaps"] = doc["gaps"][:listed_max]
+    doc["excursion_count"] = len(f.excursions)
+    doc["gap_count"] = len(f.completeness.gaps)
+    return doc
 
 
 def _scan_json(s: Scan) -> dict[str, Any]:
@@ -708,19 +719,29 @@ class ProvenanceAnswer:
     proof_keys: list[tuple[str, int]]
     scans_truncated: bool = False
     compromised: list[CompromisedUse] = field(default_factory=list)
+    product: Product | None = None  # the GTIN's master data, if registered
+    anomaly_summary: str = ""  # every anomaly, summarised per kind (summarise_anomalies)
+
+    def product_json(self) -> dict[str, Any] | None:
+        p = self.product
+        if p is None:
+            return None
+        return {"gtin": p.gtin, "name": p.name, "description": p.description, "pack": p.pack,
+                "unit": p.unit, "owner": p.org_id}  # fmt: skip
 
     @property
     def all_points(self) -> list[ReadingPoint]:
         return [p for i in self.intervals for p in i.points]
 
-    def excursions(self) -> list[Excursion]:
-        return [e for i in self.intervals for e in i.analysis.excursions]
+    def excursions(self) -> list[tuple[str, CcExcursion]]:
+        return [e for i in self.intervals for e in i.excursions()]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject.to_json() if self.subject else None,
             "range": self.checked.to_json(),
             "verdict": self.verdict.to_json(),
+            "product": self.product_json(),
             "timeline": [i.to_json() for i in self.intervals],
             "other_scans": [_scan_json(s) for s in self.loose_scans],
             "stats": [s.to_json() for s in self.overall.values()],
@@ -802,15 +823,15 @@ def answer_for_subject(
 ) -> ProvenanceAnswer:
     """The whole provenance answer for a lot, SSCC or serial: bounded by ``config``.
 
-    Whole hours that cannot change the answer are taken from the ledger's rollups
-    (:mod:`anchor.provenance.evidence`); ``use_rollups=False`` (default: the config's)
-    reads every reading, which gives the same answer more slowly (the bench's reference)."""
-    checked = config.range_for(subject.gtin)
+    Whole hours without a reading of the checked quantity are taken from the ledger's
+    rollups (:mod:`anchor.provenance.evidence`); ``use_rollups=False`` (default: the
+    config's) reads every reading, which gives the same answer (the bench's reference)."""
+    profile = config.profile_for(subject.gtin, source)
+    checked = ColdChainRange.of(profile)
     scans = source.scans(subject.scan_query(), config.max_scans + 1)
     scans_truncated = len(scans) > config.max_scans
     scans = scans[: config.max_scans]
     custody, loose = build_custody(scans)
-    silent_ms = config.silent_after_s * 1000
     evidence = [
         gather(
             source,
@@ -818,9 +839,6 @@ def answer_for_subject(
             c.start,
             c.end if c.end is not None else max(now_ms, c.start),
             checked_q=checked.q,
-            low=checked.low,
-            high=checked.high,
-            silent_after_ms=silent_ms,
             budget=config.max_readings_per_interval,
             use_rollups=config.use_rollups if use_rollups is None else use_rollups,
         )
@@ -842,61 +860,59 @@ def answer_for_subject(
         if (p.gw, p.boot) in boots or h in silent_holders
     ]
     _settle_rollups(source, evidence, [*stray, *scans], config.clock_jump_tolerance_ms)
-    intervals: list[IntervalAnswer] = []
-    for c, ev in zip(custody, evidence, strict=True):
-        analysis = analyse_series(
-            ev.points,
-            checked,
-            c.start,
-            ev.end,
-            silent_ms,
-            c.holder,
-            open_ended=c.end is None,
-            summaries=ev.summaries,
-        )
-        intervals.append(
-            IntervalAnswer(
-                c,
-                ev.end,
-                analysis,
-                ev.truncated,
-                ev,
-                config.max_listed_per_interval,
-                ev.counts_by_gateway(),
-            )
-        )
-
-    overall: dict[str, QuantityStats] = {}
-    for ia in intervals:
-        for q, stats in ia.analysis.stats.items():
-            overall.setdefault(q, QuantityStats(q, stats.unit)).merge(stats)
-
-    gws = sorted({gw for ia in intervals for gw in ia.counts} | {s.gw for s in scans})
+    legs = [
+        _leg(c, ev, checked.q, now_ms - config.open_custody_grace_s * 1000)
+        for c, ev in zip(custody, evidence, strict=True)
+    ]
+    gws = sorted({gw for ev in evidence for gw in ev.counts_by_gateway()} | {s.gw for s in scans})
     t_from = custody[0].start if custody else 0
-    t_to = max((ia.end for ia in intervals), default=0) + 1
+    t_to = max((ev.end for ev in evidence), default=0) + 1
     gaps = source.gaps(holders, gws, t_from, t_to, config.max_gaps) if custody else []
     # Hours taken from rollups hold no clock anomaly (evidence.py): only what was read.
     anomalies = find_clock_anomalies(
         [*stray, *scans, *(p for ev in evidence for p in ev.points)],
         config.clock_jump_tolerance_ms,
     )
-    holes = _holes(intervals, gaps, anomalies, checked, scans_truncated)
-    verdict = decide_verdict(
-        checked,
-        overall.get(checked.q),
-        [e for ia in intervals for e in ia.analysis.excursions],
-        holes,
-    )
     # Revoked gateways' hours are never summarised (_settle_rollups): the readings read
     # one by one are all the records of theirs this answer uses.
     used = {(p.gw, p.seq) for ev in evidence for p in ev.points}
     used |= {(s.gw, s.seq) for s in scans} | {(g.gw, g.seq) for g in gaps}
     compromised = find_compromised(source, used)
-    if compromised:
-        # Evidence that may be forged can never make a lot pass.
-        status = verdict.status if verdict.status in ("fail", "no-data") else "incomplete"
-        verdict = Verdict(status, (*verdict.reasons, *(c.reason() for c in compromised)))
+    notes = _notes(evidence, gaps, anomalies, compromised, scans_truncated)
+    lot = lot_verdict(legs, profile, notes)
+    intervals: list[IntervalAnswer] = []
+    for c, ev, leg, (_, judged) in zip(custody, evidence, legs, lot.legs, strict=True):
+        analysis = analyse_series(ev.points, checked, c.start, ev.end, summaries=ev.summaries)
+        stats = analysis.stats.get(checked.q)
+        if stats is not None:  # time out of range: the engine's, the worst sensor's
+            stats.above_ms = max((f.time_above_ms for f in judged.sensors), default=0)
+            stats.below_ms = max((f.time_below_ms for f in judged.sensors), default=0)
+        intervals.append(
+            IntervalAnswer(
+                c,
+                leg.end_ms,
+                analysis,
+                ev.truncated,
+                ev,
+                config.max_listed_per_interval,
+                ev.counts_by_gateway(),
+                verdict=judged,
+            )
+        )
+    overall: dict[str, QuantityStats] = {}
+    for ia in intervals:
+        for q, stats in ia.analysis.stats.items():
+            overall.setdefault(q, QuantityStats(q, stats.unit)).merge(stats)
+    checked_keys = [
+        (p.gw, p.seq) for ev, leg in zip(evidence, legs, strict=True) for p in _leg_points(ev, leg)
+    ]
+    complete = len(checked_keys) <= config.bundle_max_readings and not any(
+        ev.truncated for ev in evidence
+    )
     keys = choose_proof_records(intervals, scans, gaps, config)
+    if complete:
+        keys = sorted(set(keys) | set(checked_keys))
+    verdict = Verdict(lot, profile, complete, len(checked_keys))
     return ProvenanceAnswer(
         subject=subject,
         checked=checked,
@@ -910,7 +926,90 @@ def answer_for_subject(
         proof_keys=keys,
         scans_truncated=scans_truncated,
         compromised=compromised,
+        product=source.product(subject.gtin) if subject.gtin else None,
+        anomaly_summary=summarise_anomalies(anomalies) if anomalies else "",
     )
+
+
+def _in_leg(p: ReadingPoint, q: str, leg: Leg) -> bool:
+    return p.q == q and leg.start_ms <= p.t < leg.end_ms and celsius(p.val, p.unit) is not None
+
+
+def _leg_points(ev: HolderEvidence, leg: Leg) -> list[ReadingPoint]:
+    return [p for p in ev.points if _in_leg(p, CHECKED_QUANTITY, leg)]
+
+
+def _leg(c: CustodyInterval, ev: HolderEvidence, q: str, open_until: int) -> Leg:
+    """A custody interval as the engine's leg: its checked readings in °C per sensor.
+    An open interval (no closing scan) ends at ``open_until`` (now less the upload
+    grace), or just after its last reading if that is later."""
+    points = [p for p in ev.points if p.q == q]
+    if c.end is not None:
+        end = max(c.end, c.start + 1)
+    else:
+        last = max((p.t for p in points if p.t >= c.start), default=c.start)
+        end = max(open_until, last + 1, c.start + 1)
+    readings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for p in points:
+        value = celsius(p.val, p.unit)
+        if value is not None and c.start <= p.t < end:
+            readings[sensor_id(p.gw, p.src)].append((p.t, value))
+    return Leg(c.holder, c.start, end, dict(readings))
+
+
+def _notes(
+    evidence: Sequence[HolderEvidence],
+    gaps: Sequence[Gap],
+    anomalies: Sequence[ClockAnomaly],
+    compromised: Sequence[CompromisedUse],
+    scans_truncated: bool,
+) -> list[Reason]:
+    """What casts doubt on a verdict beside the readings: never better than indeterminate."""
+    notes: list[Reason] = []
+    for ev in evidence:
+        if ev.truncated:
+            notes.append(
+                Reason(
+                    "too-many-readings",
+                    "indeterminate",
+                    f"too many readings at {ev.holder}; only the first were used",
+                )
+            )
+    if gaps:
+        notes.append(
+            Reason(
+                "signed-gap",
+                "indeterminate",
+                f"{len(gaps)} signed gap record(s): the gateways involved say they lost readings",
+            )
+        )
+    if anomalies:
+        notes.append(Reason("clock-evidence", "indeterminate", summarise_anomalies(anomalies)))
+    for c in compromised:
+        notes.append(Reason("compromised-gateway", "indeterminate", c.reason()))
+    if scans_truncated:
+        notes.append(
+            Reason("too-many-scans", "indeterminate", "too many scans; only the first were used")
+        )
+    return notes
+
+
+def summarise_anomalies(anomalies: Sequence[ClockAnomaly]) -> str:
+    """One sentence per kind: "718 records from 3 gateways without NTP; ..."."""
+    parts = []
+    words = {
+        "unsynced-clock": "without NTP",
+        "implausible-wall-clock": "with a wall clock before 2000",
+        "clock-jump": "after a clock jump",
+    }
+    for kind in ANOMALY_KINDS:
+        mine = [a for a in anomalies if a.kind == kind]
+        if mine:
+            gws = len({a.gw for a in mine})
+            parts.append(
+                f"{len(mine)} record(s) from {gws} gateway{'s' if gws != 1 else ''} {words[kind]}"
+            )
+    return "; ".join(parts) + ": their times may be wrong"
 
 
 def _settle_rollups(
@@ -950,30 +1049,6 @@ def _settle_rollups(
         )
 
 
-def _holes(
-    intervals: Sequence[IntervalAnswer],
-    gaps: Sequence[Gap],
-    anomalies: Sequence[ClockAnomaly],
-    checked: ColdChainRange,
-    scans_truncated: bool,
-) -> list[str]:
-    holes: list[str] = []
-    for ia in intervals:
-        if checked.q not in ia.analysis.stats:
-            holes.append(f"no {checked.q} readings while at {ia.custody.holder}")
-        elif ia.analysis.silent:
-            holes.append(f"{len(ia.analysis.silent)} silent period(s) at {ia.custody.holder}")
-        if ia.truncated:
-            holes.append(f"too many readings at {ia.custody.holder}; only the first were used")
-    if gaps:
-        holes.append(f"{len(gaps)} signed gap record(s) from the gateways involved")
-    if anomalies:
-        holes.append(f"{len(anomalies)} record(s) with questionable clock evidence")
-    if scans_truncated:
-        holes.append("too many scans; only the first were used")
-    return holes
-
-
 def answer_for_readings(
     source: ProvenanceSource, query: ReadingQuery, config: ProvenanceConfig, checked: ColdChainRange
 ) -> tuple[dict[str, QuantityStats], list[ClockAnomaly], bool]:
@@ -982,9 +1057,7 @@ def answer_for_readings(
     truncated = len(points) > config.max_readings_per_interval
     points = points[: config.max_readings_per_interval]
     end = points[-1].t + 1 if points else query.t_from
-    analysis = analyse_series(
-        points, checked, query.t_from if points else end, end, config.silent_after_s * 1000
-    )
+    analysis = analyse_series(points, checked, query.t_from if points else end, end)
     anomalies = find_clock_anomalies(points, config.clock_jump_tolerance_ms)
     return analysis.stats, anomalies, truncated
 

@@ -113,36 +113,13 @@ class HolderEvidence:
         self.points.extend(found)
 
 
-def _hour_is_clean(
-    rows: Sequence[Rollup], low: float | None, high: float | None, q: str, silent_after_ms: int
-) -> bool:
-    def inside(v: float) -> bool:
-        return (low is None or v >= low) and (high is None or v <= high)
-
+def _hour_is_clean(rows: Sequence[Rollup], q: str) -> bool:
+    """An hour whose rollups can stand for its readings: a synchronised clock within
+    one boot, and no reading of the checked quantity (the verdict's MKT, excursions and
+    gaps need each of those; docs/adr/0316)."""
     if not rows or rows[0].key.bucket * BUCKET_MS < PLAUSIBLE_SINCE_MS:
         return False
-    checked = [r for r in rows if r.key.q == q]
-    for r in rows:
-        if r.unsynced or r.boot is None:
-            return False
-    for r in checked:
-        if not (inside(r.min_val) and inside(r.max_val)):
-            return False
-    if not checked:
-        return True
-    # The union of the checked readings has no gap over the limit if dense sensors
-    # (own gaps within it) cover them end to end, joined by steps within it.
-    lo = min(r.first_t for r in checked)
-    hi = max(r.last_t for r in checked)
-    spans = sorted((r.first_t, r.last_t) for r in checked if r.max_gap_ms <= silent_after_ms)
-    if not spans or spans[0][0] != lo:
-        return False
-    reach = spans[0][1]
-    for a, b in spans[1:]:
-        if a - reach > silent_after_ms:
-            return False
-        reach = max(reach, b)
-    return reach >= hi
+    return all(not r.unsynced and r.boot is not None and r.key.q != q for r in rows)
 
 
 def gather(
@@ -152,9 +129,6 @@ def gather(
     end: int,
     *,
     checked_q: str,
-    low: float | None,
-    high: float | None,
-    silent_after_ms: int,
     budget: int,
     use_rollups: bool = True,
 ) -> HolderEvidence:
@@ -173,11 +147,7 @@ def gather(
     by_hour: dict[int, list[Rollup]] = defaultdict(list)
     for r in rollups:
         by_hour[r.key.bucket].append(r)
-    clean = {
-        b
-        for b, rows in by_hour.items()
-        if _hour_is_clean(rows, low, high, checked_q, silent_after_ms)
-    }
+    clean = {b for b, rows in by_hour.items() if _hour_is_clean(rows, checked_q)}
     ev.summaries = [r for r in rollups if r.key.bucket in clean]
     # Read everything else one by one: the partial hours at both ends, and the runs of
     # hours whose rollups do not settle the answer (hours with no reading cost nothing).

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from anchor.ledger.model import Disposition, Product, StoredProfile
 from anchor.ledger.rollups import Rollup
 from proofs.records import Gap, Manifest, Reading, Scan
 
@@ -191,6 +192,15 @@ class ProvenanceSource(Protocol):
     def org(self, org_id: str) -> OrgInfo | None: ...
 
     def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]: ...
+
+    def product(self, gtin: str) -> Product | None:
+        """The GTIN's master data (name, pack, the digest of its profile), if any."""
+
+    def profile(self, digest: str) -> StoredProfile | None:
+        """A registered cold-chain profile by digest."""
+
+    def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
+        """Every disposition change of a lot, oldest first."""
 
     def scans(self, query: ScanQuery, limit: int) -> list[Scan]:
         """Scans mentioning the subject, in (t, gw, seq) order."""

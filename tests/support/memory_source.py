@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from anchor.ingest.verify import new_record
-from anchor.ledger.model import NewRecord
+from anchor.ledger.model import Disposition, NewRecord, Product, StoredProfile
 from anchor.ledger.rollups import Rollup, group_readings, summarise
 from anchor.provenance.source import (
     BatchInfo,
@@ -55,6 +55,8 @@ class MemoryProvenanceSource:
     _gateways: dict[str, GatewayInfo] = field(default_factory=dict)
     _batches: list[_Batch] = field(default_factory=list)  # log order
     _blocks: list[BlockInfo] = field(default_factory=list)
+    _products: dict[str, Product] = field(default_factory=dict)
+    _profiles: dict[str, StoredProfile] = field(default_factory=dict)
 
     def close(self) -> None:
         pass  # nothing held
@@ -65,6 +67,20 @@ class MemoryProvenanceSource:
 
     def add_gateway(self, gw: GatewayInfo) -> None:
         self._gateways[gw.id] = gw
+
+    def add_product(self, product: Product, profile: StoredProfile | None = None) -> None:
+        self._products[product.gtin] = product
+        if profile is not None:
+            self._profiles[profile.digest] = profile
+
+    def product(self, gtin: str) -> Product | None:
+        return self._products.get(gtin)
+
+    def profile(self, digest: str) -> StoredProfile | None:
+        return self._profiles.get(digest)
+
+    def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
+        return []
 
     def append_batch(self, manifest: Manifest, records: Iterable[Record], accepted_at: int) -> int:
         index = len(self._batches)

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from anchor.ledger import tree as log
-from anchor.ledger.model import Checkpoint, Gateway, StoredBatch
+from anchor.ledger.model import (
+    Checkpoint,
+    Disposition,
+    Gateway,
+    Product,
+    StoredBatch,
+    StoredProfile,
+)
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.rollups import Rollup
 from anchor.provenance.source import (
@@ -138,6 +145,15 @@ class LedgerProvenanceSource:
     def org(self, org_id: str) -> OrgInfo | None:
         o = self._store.organisation(org_id)
         return OrgInfo(o.id, o.name) if o else None
+
+    def product(self, gtin: str) -> Product | None:
+        return self._store.product(gtin)
+
+    def profile(self, digest: str) -> StoredProfile | None:
+        return self._store.profile(digest)
+
+    def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
+        return self._store.dispositions(gtin, lot)
 
     def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]:
         return [_gateway_info(g) for g in self._store.gateways(org_id)[offset : offset + limit]]

@@ -14,6 +14,7 @@ import pytest
 
 from bench.sample_bundle import make_bundle, make_ledger
 from proofs.bundle import _attested_bytes, build_batch_proof, summarize, verify_bundle
+from proofs.coldchain import Profile
 from proofs.errors import ProofsError, VerificationError
 from proofs.records import record_from_dict
 from proofs.verify_cli import main as verify_main
@@ -113,7 +114,12 @@ def test_claims_need_the_log_keys_attestation(bundle: dict[str, Any]) -> None:
 
 def test_a_verdict_that_contradicts_proven_readings_fails(ledger) -> None:
     doc = make_bundle(ledger)
-    doc["subject"]["range"]["high"] = 4.0  # proven readings reach 4.89
+    # A profile whose top is 4 °C, named by its digest: the proven readings reach 4.89,
+    # so the claim "pass" does not follow from them.
+    doc["subject"]["profile"]["high_c"] = 4.0
+    doc["subject"]["profile"]["mkt_limit_c"] = 4.0
+    digest = Profile.from_dict(doc["subject"]["profile"]).digest()
+    doc["subject"]["verdict"]["profile"]["digest"] = digest
     # re-attest, as a lying anchor could: its signature does not make the claim true
     doc["attestation"] = base64.b64encode(ledger.log_signer.key.sign(_attested_bytes(doc))).decode()
     with pytest.raises(VerificationError) as e:
@@ -311,6 +317,14 @@ def _swapped_selection(ledger) -> tuple[list[Any], dict[str, Any]]:
 
 
 def test_the_attestation_binds_exactly_the_proven_records(ledger, bundle) -> None:
+    # Without a verdict claim (which a swap would also break: it is recomputed from the
+    # proven readings), only the attestation can tell the selections apart.
+    bundle = copy.deepcopy(bundle)
+    del bundle["subject"]["verdict"], bundle["subject"]["profile"]
+    bundle["attestation"] = base64.b64encode(
+        ledger.log_signer.key.sign(_attested_bytes(bundle))
+    ).decode()
+    verify_bundle(bundle)
     proofs, summary = _swapped_selection(ledger)
     swapped = copy.deepcopy(bundle)
     swapped["batches"] = [p.to_dict() for p in proofs]
@@ -334,7 +348,9 @@ def test_the_cli_says_what_was_proven(tmp_path: Path, ledger, bundle, capsys) ->
     assert verify_main([str(path), *_pins(ledger)]) == 0
     out = capsys.readouterr().out
     assert "subject:    gtin 09501101530003, lot LOT-4711" in out
-    assert "verdict:    pass for temperature in [2.0, 8.0] CEL" in out
+    assert "verdict:    pass under profile controlled-cold v1 (065cc9a1f690" in out
+    assert "recomputed here from the 8 proven readings" in out
+    assert "0 min out of range, MKT 3.65 °C" in out
     assert "checkpoint: demo.coldtrail.example/log, size 3, root " in out
     assert "policy:     quorum pinned-cosigners: met" in out
     assert (
