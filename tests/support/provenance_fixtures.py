@@ -200,9 +200,11 @@ class Journey:
         return source
 
 
-def standard_journey(*, excursion: bool = False) -> Journey:
+def standard_journey(*, excursion: bool = False, shipped: bool = True) -> Journey:
     """Packed at line 4, trucked on truck-07 (optionally too warm for 25 min), received into
-    cold room 3. Readings every 5 minutes."""
+    cold room 3 and shipped from there 3 h later (unless ``shipped`` is False: then it is
+    still there, and its open custody is judged up to the time of the question). Readings
+    every 5 minutes."""
     j = Journey()
     j.gateway("packhouse-gw", "fresh-farms", "line-4")
     j.gateway("truck-07-gw", "cool-logistics", "truck-07")
@@ -224,6 +226,8 @@ def standard_journey(*, excursion: bool = False) -> Journey:
     j.readings(
         "coldroom-3-gw", T0 + 300 * MIN, T0 + 480 * MIN, 5 * MIN, lambda i, t: 2.8 + (i % 5) * 0.1
     )
+    if shipped:
+        j.scan("coldroom-3-gw", T0 + 480 * MIN, "shipping")
     return j
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from anchor.auth import authenticate, issue_token, require_role
 from anchor.config import AnchorConfig, load_config
 from anchor.errors import AnchorError, ConfigError
 from anchor.storage.sqlite.store import SqliteLedger
+from proofs.coldchain import FROZEN, Profile
 
 
 def test_toml_then_env_overrides(tmp_path: Path) -> None:
@@ -139,22 +141,26 @@ def test_organisation_names_are_clean(store: SqliteLedger) -> None:
         add_organisation(store, "evil", "Evil\u202eCorp", 0)
 
 
-def test_cold_chain_ranges_from_config_reach_the_provenance_answer() -> None:
+def test_cold_chain_profiles_from_config_reach_the_provenance_answer(tmp_path) -> None:
     from anchor.http.app import create_app
     from anchor.http.pages import PROVENANCE_CONFIG
 
+    custom = Profile("salad", 2, "custom", 0.0, 4.0)
+    (tmp_path / "salad.json").write_text(json.dumps(custom.to_dict()))
     cfg = load_config(
-        env={"COLDTRAIL_ANCHOR_COLD_RANGE_BY_GTIN": "09506000134352:2:8, 09501101530003::-18"},
-        cold_range_low_c=0.0,
-        cold_range_high_c=4.0,
+        env={"COLDTRAIL_ANCHOR_PROFILE_BY_GTIN": "09501101530003=frozen"},
+        default_profile=str(tmp_path / "salad.json"),
     )
-    assert cfg.ranges_by_gtin() == {"09506000134352": (2.0, 8.0), "09501101530003": (None, -18.0)}
+    default, by_gtin = cfg.profiles()
+    assert default == custom and by_gtin == {"09501101530003": FROZEN}
     prov = create_app(cfg)[PROVENANCE_CONFIG]
     assert (prov.default_range.low, prov.default_range.high) == (0.0, 4.0)
     frozen = prov.range_for("09501101530003")
     assert (frozen.low, frozen.high) == (None, -18.0)
-    for bad in ("123:1:2", "09506000134352:x:2", "09506000134352::", "09506000134352:9:2"):
+    assert prov.profile_for("09506000134352") == custom
+    for bad in ("123=frozen", "09506000134352:frozen", "09506000134352=nope"):
         with pytest.raises(ConfigError):
-            AnchorConfig(cold_range_by_gtin=bad)
-    with pytest.raises(ConfigError):
-        AnchorConfig(cold_range_low_c=9.0, cold_range_high_c=8.0)
+            AnchorConfig(profile_by_gtin=bad)
+    (tmp_path / "broken.json").write_text('{"type": "coldchain-profile"}')
+    with pytest.raises(ConfigError, match="profile-malformed"):
+        AnchorConfig(default_profile=str(tmp_path / "broken.json"))

@@ -26,11 +26,14 @@ from anchor.provenance.answer import (
 )
 from anchor.provenance.source import ReadingPoint
 from proofs.bundle import verify_bundle
+from proofs.coldchain import FROZEN
 from proofs.errors import VerificationError
 from proofs.records import ClockEvidence, Scan, new_salt
 from support.provenance_fixtures import GTIN, LOT, MIN, T0, Journey, standard_journey
 
-NOW = T0 + 24 * 3_600_000
+# An hour after the cold room's last reading: its open custody is judged up to now less
+# the upload grace (an hour), so the journey's readings cover all of it.
+NOW = T0 + 9 * 3_600_000
 
 
 def _scan(t: int, step: str, asset: str, seq: int) -> Scan:
@@ -146,28 +149,39 @@ def test_unloading_by_the_holder_itself_closes_custody_until_the_next_scan() -> 
 # --- readings ---------------------------------------------------------------------------
 
 
-def test_series_aggregates_time_out_of_range_and_excursions() -> None:
+def test_series_aggregates_and_runs_of_out_of_range_readings() -> None:
     chilled = ColdChainRange(2.0, 8.0)
     vals = [4.0, 5.0, 9.0, 10.0, 6.0, 1.0, 5.0]
     points = [_point(T0 + i * 5 * MIN, v, seq=i + 1) for i, v in enumerate(vals)]
-    a = analyse_series(points, chilled, T0, T0 + 35 * MIN, 15 * MIN)
+    a = analyse_series(points, chilled, T0, T0 + 35 * MIN)
     s = a.stats["temperature"]
     assert (s.count, s.min.val if s.min else None, s.max.val if s.max else None) == (7, 1.0, 10.0)
     assert s.mean == pytest.approx(sum(vals) / 7)
-    assert s.above_ms == 10 * MIN and s.below_ms == 5 * MIN
     assert [(e.start, e.end, e.count, e.peak.val) for e in a.excursions] == [
         (T0 + 10 * MIN, T0 + 20 * MIN, 2, 10.0),
         (T0 + 25 * MIN, T0 + 30 * MIN, 1, 1.0),
     ]
-    assert a.silent == []
 
 
-def test_silent_sensor_is_a_silent_period_and_not_time_out_of_range() -> None:
-    frozen = ColdChainRange(None, -18.0)
-    points = [_point(T0, -10.0, seq=1), _point(T0 + 120 * MIN, -20.0, seq=2)]
-    a = analyse_series(points, frozen, T0, T0 + 125 * MIN, 15 * MIN, "truck")
-    assert a.stats["temperature"].above_ms == 15 * MIN  # held only up to silent_after
-    assert [(p.asset, p.start, p.end) for p in a.silent] == [("truck", T0, T0 + 120 * MIN)]
+def test_an_hourly_logger_is_complete_and_its_excursion_lasts_its_true_duration() -> None:
+    # The old range check called an hourly logger "silent" (900 s) and capped time out of
+    # range at 15 min per reading; the engine holds each reading until the next one.
+    j = Journey()
+    j.gateway("room-gw", "cool", "room-1")
+    j.scan("room-gw", T0, "storing")
+    j.readings("room-gw", T0, T0 + 24 * 60 * MIN, 60 * MIN, lambda i, t: 9.0 if i in (5, 6) else 5)
+    j.scan("room-gw", T0 + 24 * 60 * MIN, "shipping")
+    answer = answer_for_subject(
+        j.publish_memory(), Subject.for_lot(GTIN, LOT), ProvenanceConfig(), NOW
+    )
+    [(_, exc)] = answer.excursions()
+    assert exc.duration_ms == 120 * MIN and exc.peak_c == 9.0
+    assert answer.verdict.lot.time_out_of_range_ms == 120 * MIN
+    assert answer.overall["temperature"].above_ms == 120 * MIN
+    assert answer.verdict.status == "fail"
+    assert [r.code for r in answer.verdict.lot.reasons] == ["excursion-above"]
+    [leg] = answer.intervals
+    assert [f.interval_ms for f in leg.sensors()] == [60 * MIN]  # learned, no gap
 
 
 def test_clock_anomalies_unsynced_1970_and_jump() -> None:
@@ -213,19 +227,22 @@ def test_excursion_fails_the_verdict_and_is_proven() -> None:
     source = standard_journey(excursion=True).publish_memory()
     answer = answer_for_subject(source, Subject.for_lot(GTIN, LOT), ProvenanceConfig(), NOW)
     assert answer.verdict.status == "fail"
-    [exc] = answer.excursions()
-    assert (exc.start, exc.count, exc.peak.val) == (T0 + 150 * MIN, 5, 10.0)
-    assert {(exc.first.gw, exc.first.seq), (exc.peak.gw, exc.peak.seq)} <= set(answer.proof_keys)
+    [(_, exc)] = answer.excursions()
+    assert (exc.start_ms, exc.readings, exc.peak_c) == (T0 + 150 * MIN, 5, 10.0)
+    assert exc.duration_ms == 25 * MIN  # five 5-minute readings, each held until the next
+    assert answer.verdict.complete  # every reading it rests on is proven in the bundle
+    assert len(answer.proof_keys) >= answer.verdict.readings
 
 
-def test_gaps_and_clock_problems_make_the_verdict_incomplete() -> None:
+def test_gaps_and_clock_problems_make_the_verdict_indeterminate() -> None:
     j = standard_journey()
     j.gap("truck-07-gw", T0 + 200 * MIN, "silent-sensor", "probe-truck-07-gw silent 10 min")
     j.reading("truck-07-gw", T0 + 201 * MIN, 4.4, sync=False)
     answer = answer_for_subject(
         j.publish_memory(), Subject.for_lot(GTIN, LOT), ProvenanceConfig(), NOW
     )
-    assert answer.verdict.status == "incomplete"
+    assert answer.verdict.status == "indeterminate"
+    assert {r.code for r in answer.verdict.lot.notes} == {"signed-gap", "clock-evidence"}
     assert [g.reason for g in answer.gaps] == ["silent-sensor"]
     assert [a.kind for a in answer.anomalies] == ["unsynced-clock"]
 
@@ -251,11 +268,20 @@ def test_a_1970_clock_from_an_unrelated_boot_is_not_this_lots_problem() -> None:
 def test_unknown_lot_has_no_custody() -> None:
     source = standard_journey().publish_memory()
     answer = answer_for_subject(source, Subject.for_lot(GTIN, "OTHER"), ProvenanceConfig(), NOW)
-    assert answer.intervals == [] and answer.verdict.status == "no-data"
+    assert answer.intervals == [] and answer.verdict.status == "indeterminate"
+    assert [r.code for r in answer.verdict.lot.reasons] == ["no-custody"]
+
+
+def test_an_open_custody_whose_sensor_went_quiet_is_indeterminate() -> None:
+    source = standard_journey(shipped=False).publish_memory()
+    later = NOW + 15 * 3_600_000  # the cold room has uploaded nothing for 15 hours
+    answer = answer_for_subject(source, Subject.for_lot(GTIN, LOT), ProvenanceConfig(), later)
+    assert answer.verdict.status == "indeterminate"
+    assert [r.code for r in answer.verdict.lot.reasons] == ["coverage-gap"]
 
 
 def test_per_gtin_range_overrides_the_default() -> None:
-    config = ProvenanceConfig(range_by_gtin={GTIN: ColdChainRange(None, -18.0)})
+    config = ProvenanceConfig(profile_by_gtin={GTIN: FROZEN})
     answer = answer_for_subject(
         standard_journey().publish_memory(), Subject.for_lot(GTIN, LOT), config, NOW
     )
@@ -271,10 +297,12 @@ def test_bundle_verifies_offline_and_is_bounded() -> None:
     j.scan("truck-gw", T0, "loading")
     j.readings("truck-gw", T0, T0 + 3000 * MIN, MIN, lambda i, t: 4.0 + (i % 7) * 0.1)
     source = j.publish_memory(batch_size=500)
-    config = ProvenanceConfig(proof_sample_per_interval=24)
+    # Above bundle_max_readings the bundle proves a bounded sample and says so.
+    config = ProvenanceConfig(proof_sample_per_interval=24, bundle_max_readings=2_999)
     answer = answer_for_subject(source, Subject.for_lot(GTIN, LOT), config, T0 + 3001 * MIN)
     assert answer.overall["temperature"].count == 3000
     assert len(answer.proof_keys) <= 1 + 2 + 24
+    assert not answer.verdict.complete and answer.verdict.readings == 3000
     result = assemble_bundle(source, answer.proof_keys, {"gtin": GTIN, "lot": LOT})
     assert result.bundle is not None and result.unproven == 0
     report = verify_bundle(

@@ -32,7 +32,7 @@ async def test_ledger_answers_like_the_twin_and_its_bundle_verifies(
     resp = await client.get(f"/v1/provenance/bundle?gtin={GTIN}&lot={LOT}")
     assert resp.status == 200, await resp.text()
     bundle = json.loads(await resp.read())
-    assert {"range", "verdict"} <= set(bundle["subject"]) and bundle["attestation"]
+    assert {"profile", "verdict"} <= set(bundle["subject"]) and bundle["attestation"]
     report = verify_bundle(bundle, trusted_log_vkeys=[log["log_vkey"]])
     assert report.pinned and report.cosigners and report.records == doc["proven_records"]
 
