@@ -70,6 +70,9 @@ class AnchorConfig:
     # Per-product profiles from this file instead of the registry: "GTIN14=PROFILE" items
     # separated by commas, e.g. "09501101530003=frozen,09506000134352=/etc/x.json".
     profile_by_gtin: str = ""
+    # How often the lots that new batches can change get their disposition re-decided
+    # (anchor.provenance.dispositions); 0 turns automatic dispositions off.
+    dispositions_interval_s: float = 2.0
     # Lot answers take whole hours that cannot change them from the ledger's reading
     # rollups (docs/adr/0316); false reads every reading: the same answers, slower.
     provenance_rollups: bool = True

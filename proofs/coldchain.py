@@ -45,6 +45,8 @@ __all__ = [
     "CHECKED_QUANTITY",
     "CONTROLLED_COLD",
     "CONTROLLED_ROOM",
+    "DEFAULT_DISPOSITIONS",
+    "DISPOSITION_KINDS",
     "FROZEN",
     "GAP_FACTOR",
     "HANDOVER_GAP_MS",
@@ -296,8 +298,17 @@ _PROFILE_KEYS: Final = frozenset(
         "allowed_high_c",
         "mkt_limit_c",
         "mkt_window_ms",
+        "dispositions",
     }
 )
+# What a verdict leads to for the stock, unless a profile says otherwise: a failed lot is
+# held for a person to decide (reject is a person's or a stricter profile's call).
+DISPOSITION_KINDS: Final[tuple[str, ...]] = ("release", "quarantine", "reject", "needs-review")
+DEFAULT_DISPOSITIONS: Final[Mapping[str, str]] = {
+    "pass": "release",
+    "fail": "quarantine",
+    "indeterminate": "needs-review",
+}
 _PROFILE_REQUIRED: Final = frozenset({"type", "v", "name", "version", "kind", "low_c", "high_c"})
 
 
@@ -323,9 +334,35 @@ class Profile:
     allowed_high_c: float | None = None
     mkt_limit_c: float | None = None
     mkt_window_ms: int | None = None
+    # verdict status -> disposition, where it differs from DEFAULT_DISPOSITIONS (sorted
+    # pairs; a mapping may be given). Absent from to_dict() when None, so the standard
+    # profiles' digests do not depend on it.
+    dispositions: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.name, "a profile name")
+        if self.dispositions is not None:
+            pairs = (
+                self.dispositions.items()
+                if isinstance(self.dispositions, Mapping)
+                else self.dispositions
+            )
+            try:
+                rules = dict(pairs)
+            except (TypeError, ValueError) as e:
+                raise FormatError(
+                    "a profile's dispositions map statuses to dispositions",
+                    code="profile-bad-dispositions",
+                ) from e
+            if not set(rules) <= set(_STATUS_RANK) or not all(
+                v in DISPOSITION_KINDS for v in rules.values()
+            ):
+                raise FormatError(
+                    f"profile {self.name}: dispositions map pass/fail/indeterminate to one of"
+                    f" {', '.join(DISPOSITION_KINDS)}",
+                    code="profile-bad-dispositions",
+                )
+            object.__setattr__(self, "dispositions", tuple(sorted(rules.items())))
         if type(self.version) is not int or not 1 <= self.version <= _MAX_TIME_MS:
             raise FormatError(
                 f"a profile version is a positive integer: {self.version!r:.40}",
@@ -389,7 +426,13 @@ class Profile:
             "allowed_high_c": self.allowed_high_c,
             "mkt_limit_c": self.mkt_limit_c,
             "mkt_window_ms": self.mkt_window_ms,
+            **({"dispositions": dict(self.dispositions)} if self.dispositions is not None else {}),
         }
+
+    def disposition_for(self, status: str) -> str:
+        """What a verdict of ``status`` does to the stock under this profile."""
+        own = dict(self.dispositions or ())
+        return own.get(status, DEFAULT_DISPOSITIONS[status])
 
     @classmethod
     def from_dict(cls, data: object) -> Profile:
@@ -416,6 +459,7 @@ class Profile:
             allowed_high_c=data.get("allowed_high_c"),
             mkt_limit_c=data.get("mkt_limit_c"),
             mkt_window_ms=data.get("mkt_window_ms"),
+            dispositions=data.get("dispositions"),
         )
 
     def digest(self) -> str:

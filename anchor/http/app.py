@@ -31,6 +31,7 @@ from anchor.consortium.status import consortium_status
 from anchor.errors import AnchorError, ConfigError
 from anchor.http.keys import (
     CONFIG,
+    DISPOSITIONS,
     INGESTOR,
     MEMBER,
     METRICS,
@@ -42,7 +43,13 @@ from anchor.http.keys import (
 )
 from anchor.http.limits import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
 from anchor.http.openapi import openapi_document
-from anchor.http.pages import setup_web
+from anchor.http.pages import (
+    DISPOSITION_ATTEST,
+    DISPOSITION_STORE,
+    PROVENANCE_CONFIG,
+    PROVENANCE_SOURCE,
+    setup_web,
+)
 from anchor.http.params import json_response, path_int, query_int
 from anchor.http.peers import AiohttpPeers
 from anchor.http.problems import problem_middleware
@@ -52,8 +59,10 @@ from anchor.ledger import tiles
 from anchor.ledger import tree as log
 from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.ledger.ports import LedgerStore
+from anchor.ledger.registry import attester
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import ProvenanceConfig
+from anchor.provenance.dispositions import DispositionWatcher
 from anchor.storage import open_store
 from proofs.errors import ProofsError
 from proofs.identifiers import is_identifier
@@ -574,6 +583,38 @@ async def _checkpoint_interval_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _dispositions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Lots' dispositions follow their verdicts as batches are anchored
+    (anchor.provenance.dispositions), every ``dispositions_interval_s``."""
+    interval = app[CONFIG].dispositions_interval_s
+    if interval <= 0:
+        app[DISPOSITION_STORE] = app[STORE]
+        app[DISPOSITION_ATTEST] = attester(app[SIGNER].log_key)
+        yield
+        return
+    attest = attester(app[SIGNER].log_key)
+    app[DISPOSITION_STORE] = app[STORE]
+    app[DISPOSITION_ATTEST] = attest
+    watcher = DispositionWatcher(
+        app[STORE], app[PROVENANCE_SOURCE], app[PROVENANCE_CONFIG], attest=attest
+    )
+    app[DISPOSITIONS] = watcher
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(watcher.run_once, int(time.time() * 1000))
+            except Exception:  # the next tick retries; deciding again is a no-op
+                _log.exception("disposition pass failed")
+
+    task = asyncio.get_running_loop().create_task(tick(), name="dispositions")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def public_limits(config: AnchorConfig) -> PublicLimits:
     return PublicLimits(
         rate_per_s=config.public_rate_per_s,
@@ -646,4 +687,5 @@ def create_app(config: AnchorConfig) -> web.Application:
         ),
     )
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
+    app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
     return app

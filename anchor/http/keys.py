@@ -12,9 +12,11 @@ from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
 from anchor.ledger.ports import LedgerStore
 from anchor.metrics import AnchorMetrics
+from anchor.provenance.dispositions import DispositionWatcher
 
 __all__ = [
     "CONFIG",
+    "DISPOSITIONS",
     "INGESTOR",
     "MEMBER",
     "METRICS",
@@ -33,6 +35,7 @@ VERIFIER = web.AppKey("verifier", BatchVerifier)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 # Set only on a consortium member node (anchor.consortium.member).
 MEMBER = web.AppKey("member", MemberNode)
+DISPOSITIONS = web.AppKey("dispositions", DispositionWatcher)
 STARTED_AT = web.AppKey("started_at", float)
 # The OpenAPI document this app serves; route modules added to the app (anchor/http/pages.py)
 # add their own paths to it in their setup function, so /openapi.json covers them too.

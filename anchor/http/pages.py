@@ -43,6 +43,8 @@ from anchor.http.limits import PUBLIC_GATE, BoundedCache, Overloaded, PublicGate
 from anchor.http.params import int_param, json_response
 from anchor.http.problems import problem_response
 from anchor.ledger.model import Product
+from anchor.ledger.ports import LedgerStore
+from anchor.ledger.registry import Attest
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import (
     ProvenanceAnswer,
@@ -53,6 +55,7 @@ from anchor.provenance.answer import (
     assemble_bundle,
     chart_points,
 )
+from anchor.provenance.dispositions import Announce, disposition_json, override
 from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
@@ -103,6 +106,7 @@ class Caller:
 
     org: str | None = None
     role: str | None = None
+    token_id: str | None = None
 
     def may_see_raw(self, gateway: GatewayInfo | None) -> bool:
         if self.role == "auditor":
@@ -136,6 +140,10 @@ class ConsortiumView:
 
 PROVENANCE_SOURCE = web.AppKey("provenance_source", ProvenanceSource)
 PROVENANCE_CONFIG = web.AppKey("provenance_config", ProvenanceConfig)
+# Set by the app when it has a ledger and a log key: overrides of dispositions.
+DISPOSITION_STORE = web.AppKey("disposition_store", LedgerStore)
+DISPOSITION_ATTEST: web.AppKey[Attest] = web.AppKey("disposition_attest")
+DISPOSITION_ANNOUNCE: web.AppKey[Announce] = web.AppKey("disposition_announce")
 CALLER_RESOLVER: web.AppKey[CallerResolver] = web.AppKey("provenance_caller")
 CONSORTIUM_VIEW = web.AppKey("consortium_view", ConsortiumView)
 
@@ -231,6 +239,32 @@ def verdict_sentence(answer: ProvenanceAnswer) -> str:
         "The readings cannot settle it: "
         + doubts[0].message
         + (f" (and {len(doubts) - 1} more reason(s))" if len(doubts) > 1 else "")
+    )
+
+
+_DISPOSITION_WORDS = {
+    "release": "Released for sale",
+    "quarantine": "Held in quarantine",
+    "reject": "Rejected",
+    "needs-review": "Waiting for a person's review",
+}
+
+
+def _disposition_html(answer: ProvenanceAnswer) -> str:
+    """The lot's disposition, who or what decided it and why; an override says so."""
+    if not answer.dispositions:
+        return ""
+    d = answer.dispositions[-1]
+    if d.cause == "override":
+        why = f"overridden by operator {d.by} on {fmt_time(d.at)}: {d.reason}"
+    else:
+        why = f"by the rule {d.rule}, {fmt_time(d.at)}"
+    held = f"; responsible custodian: {d.custodian}" if d.custodian else ""
+    return (
+        f'<p class="disposition disposition-{esc(d.disposition)}">'
+        f'<strong data-disposition="{esc(d.disposition)}">'
+        f"{esc(_DISPOSITION_WORDS.get(d.disposition, d.disposition))}</strong>"
+        f" ({esc(why)}{esc(held)})</p>"
     )
 
 
@@ -755,6 +789,40 @@ class _Web:
             }
         return doc
 
+    async def override_disposition(self, request: web.Request) -> web.StreamResponse:
+        """An operator's override of a lot's disposition, with a reason: signed by the log
+        key, logged, announced, and shown in the answer and the page
+        (anchor.provenance.dispositions)."""
+        caller = await self.caller(request)
+        if caller.role != "operator" or caller.token_id is None:
+            raise AnchorError("forbidden", "only an operator token may override a disposition")
+        subject = Subject.for_lot(request.match_info["gtin"], request.match_info["lot"])
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise AnchorError("malformed", "the body is a JSON object") from e
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) for k in ("disposition", "reason")
+        ):
+            raise AnchorError("malformed", 'give {"disposition": ..., "reason": ...}')
+        store = self.app[DISPOSITION_STORE]
+        history = await asyncio.to_thread(store.dispositions, subject.gtin or "", subject.lot or "")
+        if not history:
+            raise AnchorError("not-found", "this lot has no disposition yet to override")
+        d = await asyncio.to_thread(
+            override,
+            store,
+            subject.gtin or "",
+            subject.lot or "",
+            body["disposition"],
+            body["reason"],
+            f"{caller.org}:{caller.token_id}",
+            int(time.time() * 1000),
+            self.app[DISPOSITION_ATTEST],
+            self.app.get(DISPOSITION_ANNOUNCE),
+        )
+        return json_response(disposition_json(d), status=201)
+
     async def bundle(self, request: web.Request) -> web.StreamResponse:
         selector = parse_selector(request.query)
         caller = await self.caller(request)
@@ -909,7 +977,7 @@ async def _bind_ledger(app: web.Application) -> AsyncIterator[None]:
         # An invalid token is refused (AnchorError -> 401 problem), never downgraded to public.
         principal = await gate.run(authenticate, store, header, int(time.time() * 1000))
         gate.note_verified_token(principal.token_id)  # limited per token from now on
-        return Caller(principal.org_id, principal.role)
+        return Caller(principal.org_id, principal.role, principal.token_id)
 
     app[CALLER_RESOLVER] = token_caller
     yield
@@ -973,6 +1041,7 @@ def setup_web(
             web.get("/01/{tail:.*}", wrap(w.bad_link)),
             web.get("/00/{tail:.*}", wrap(w.bad_link)),
             web.get("/v1/provenance", wrap(w.provenance, "provenance")),
+            web.post("/v1/lots/{gtin}/{lot}/disposition", wrap(w.override_disposition)),
             web.get("/v1/provenance/bundle", wrap(w.bundle, "bundle")),
             web.get("/explorer", wrap(w.explorer, "explorer")),
             web.get("/explorer/blocks/{height}", wrap(w.explorer_block, "explorer")),
@@ -1108,7 +1177,7 @@ def render_consumer_page(
         f'<p class="profile">Judged as {esc(describe_profile(verdict.profile))}'
         f" (rules <code>{esc(verdict.lot.rules_version)}</code>, profile"
         f" <code>{esc(verdict.lot.profile_digest[:12])}</code>)</p>"
-        f"<ul>{reasons}</ul>{stats_html}</section>"
+        f"<ul>{reasons}</ul>{stats_html}{_disposition_html(answer)}</section>"
         f'<section class="chart"><h2>Temperature on the way</h2>{chart}</section>'
         f'<section class="timeline"><h2>Who held it</h2><ol id="timeline">'
         f"{''.join(timeline)}</ol></section>"

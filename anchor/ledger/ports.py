@@ -186,6 +186,17 @@ class LedgerTx(abc.ABC):
     def recent_dispositions(self, since: int, limit: int) -> list[Disposition]: ...
 
     @abc.abstractmethod
+    def lots_in_batch(self, gw: str, first_seq: int, last_seq: int) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    def places_in_batch(self, leaf_index: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
     def add_profile(self, p: StoredProfile) -> bool:
         """Register a profile; False (and nothing written) if its digest exists."""
 
@@ -266,6 +277,17 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def recent_dispositions(self, since: int, limit: int) -> list[Disposition]: ...
+
+    @abc.abstractmethod
+    def lots_in_batch(self, gw: str, first_seq: int, last_seq: int) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    def places_in_batch(self, leaf_index: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]: ...
 
     @abc.abstractmethod
     def add_token(self, token: ApiToken) -> ApiToken: ...

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from anchor.errors import AnchorError
-from anchor.ledger.model import Product
+from anchor.ledger.model import Disposition, Product
 from anchor.ledger.rollups import Rollup
 from anchor.provenance.evidence import (
     ClockEvidence,
@@ -721,6 +721,15 @@ class ProvenanceAnswer:
     compromised: list[CompromisedUse] = field(default_factory=list)
     product: Product | None = None  # the GTIN's master data, if registered
     anomaly_summary: str = ""  # every anomaly, summarised per kind (summarise_anomalies)
+    dispositions: list[Disposition] = field(default_factory=list)  # oldest first
+
+    def dispositions_json(self) -> list[dict[str, Any]]:
+        return [
+            {"n": d.n, "disposition": d.disposition, "cause": d.cause, "rule": d.rule,
+             "status": d.status, "custodian": d.custodian, "owner": d.owner, "by": d.by,
+             "reason": d.reason, "at": d.at}
+            for d in self.dispositions
+        ]  # fmt: skip
 
     def product_json(self) -> dict[str, Any] | None:
         p = self.product
@@ -742,6 +751,8 @@ class ProvenanceAnswer:
             "range": self.checked.to_json(),
             "verdict": self.verdict.to_json(),
             "product": self.product_json(),
+            "disposition": self.dispositions_json()[-1] if self.dispositions else None,
+            "disposition_history": self.dispositions_json(),
             "timeline": [i.to_json() for i in self.intervals],
             "other_scans": [_scan_json(s) for s in self.loose_scans],
             "stats": [s.to_json() for s in self.overall.values()],
@@ -928,6 +939,11 @@ def answer_for_subject(
         compromised=compromised,
         product=source.product(subject.gtin) if subject.gtin else None,
         anomaly_summary=summarise_anomalies(anomalies) if anomalies else "",
+        dispositions=(
+            source.dispositions(subject.gtin, subject.lot)
+            if subject.kind == "lot" and subject.gtin and subject.lot
+            else []
+        ),
     )
 
 

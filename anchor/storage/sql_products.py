@@ -83,6 +83,39 @@ class ProductReads:
         )
         return [_disposition(r) for r in rows]
 
+    def lots_in_batch(self, gw: str, first_seq: int, last_seq: int) -> list[tuple[str, str]]:
+        """``(gtin, lot)`` named by the scans of one batch."""
+        rows = self._all(
+            "SELECT DISTINCT gtin, lot FROM scans WHERE gw = ? AND seq >= ? AND seq <= ?"
+            " AND gtin IS NOT NULL AND lot IS NOT NULL ORDER BY gtin, lot",
+            (gw, first_seq, last_seq),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def places_in_batch(self, leaf_index: int) -> list[str]:
+        """The assets the records of one batch name (a gateway's home is added by callers)."""
+        rows = self._all(
+            "SELECT DISTINCT asset FROM records WHERE batch_leaf = ? AND asset IS NOT NULL",
+            (leaf_index,),
+        )
+        return sorted(str(r[0]) for r in rows)
+
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]:
+        """``(gtin, lot)`` scanned at any of ``holders`` (as asset or read point) in
+        ``[t_from, t_to)``: the lots whose custody a new reading there may fall in."""
+        if not holders:
+            return []
+        marks = ",".join("?" * len(holders))
+        rows = self._all(
+            "SELECT DISTINCT gtin, lot FROM scans WHERE gtin IS NOT NULL AND lot IS NOT NULL"
+            f" AND t >= ? AND t < ? AND (asset IN ({marks}) OR (asset IS NULL AND rp IN"
+            f" ({marks}))) ORDER BY gtin, lot LIMIT ?",
+            (t_from, t_to, *holders, *holders, limit),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
 
 class ProductWrites(ProductReads):
     def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -226,7 +226,10 @@ async def test_bundle_download_verifies_offline(
     bundle = json.loads(await resp.read())
     report = verify_bundle(bundle, trusted_log_vkeys=[source.log_trust().log_vkey])
     assert report.pinned and report.records >= 4 + 6  # 4 custody scans + extremes
-    assert bundle["subject"]["verdict"]["status"] == "pass" and bundle["subject"]["verdict"]["complete"]
+    assert (
+        bundle["subject"]["verdict"]["status"] == "pass"
+        and bundle["subject"]["verdict"]["complete"]
+    )
 
 
 async def test_gateway_window_bundles_are_for_owners_and_auditors(client: TestClient) -> None:
