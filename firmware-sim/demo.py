@@ -428,14 +428,32 @@ def _finality_lines(member: AnchorNode, seen: dict[str, int]) -> list[str]:
     return lines
 
 
+def _minutes(ms: Any) -> str:
+    return f"{round(ms / 60_000)} min" if isinstance(ms, int | float) else "?"
+
+
 def _summary(n: Narrator, answer: dict[str, Any], plan: DemoPlan) -> None:
     v = answer.get("verdict", {})
-    rng = answer.get("range", {})
-    n.raw(f"Provenance of GTIN {plan.gtin}, lot {plan.lot} (the anchor's JSON API):")
+    profile = v.get("profile", {})
+    product = answer.get("product") or {}
+    name = product.get("name") or f"GTIN {plan.gtin}"
+    n.raw(f"Provenance of {name}, lot {plan.lot} (the anchor's JSON API):")
     n.raw(f"  verdict        {v.get('label')} [{v.get('status')}]")
+    n.raw(
+        f"  profile        {profile.get('name')} v{profile.get('version')}:"
+        f" {profile.get('low_c')}..{profile.get('high_c')} °C, rules {v.get('rules')}"
+    )
+    mkt = v.get("mkt_c")
+    n.raw(f"  MKT            {mkt:.2f} °C (worst window)" if isinstance(mkt, float) else "  MKT  -")
+    n.raw(f"  out of range   {_minutes(v.get('time_out_of_range_ms'))} in all")
     for reason in v.get("reasons", []):
-        n.raw(f"                 - {reason}")
-    n.raw(f"  range checked  {rng.get('low')}..{rng.get('high')} °C")
+        n.raw(f"                 - [{reason.get('code')}] {reason.get('message')}")
+    d = answer.get("disposition")
+    if d:
+        who = f", custodian {d['custodian']}" if d.get("custodian") else ""
+        n.raw(f"  disposition    {d['disposition']} ({d['rule'] or d['reason']}{who})")
+    else:
+        n.raw("  disposition    not decided yet")
     n.raw("  custody (UTC)")
     for i in answer.get("timeline", []):
         opened = i.get("opened_by", {})
@@ -446,8 +464,13 @@ def _summary(n: Narrator, answer: dict[str, Any], plan: DemoPlan) -> None:
             if t
             else "no readings"
         )
-        exc = i.get("excursions", [])
-        extra = f", {len(exc)} excursion(s), peak {max(e['peak'] for e in exc)} °C" if exc else ""
+        exc = [e for s in i.get("sensors", []) for e in s.get("excursions", [])]
+        lasting = ", ".join(_minutes(e["duration_ms"]) for e in exc)
+        extra = (
+            f", {len(exc)} excursion(s) lasting {lasting}, peak {max(e['peak_c'] for e in exc)} °C"
+            if exc
+            else ""
+        )
         n.raw(
             f"    {_clock(i.get('from'))}-{_clock(i.get('to')):<8} {i.get('holder'):<12}"
             f" {opened.get('step')} at {opened.get('rp')}: {temp}{extra}"
@@ -622,6 +645,15 @@ def run_demo(
             for org, name in ORGS.items():
                 members[org].add_org(org, name)  # on its own member: a signed stream entry
                 tokens[org] = members[org].token(org)
+            # The brand owner's master data: what the page names, and the profile that
+            # judges the lot (controlled cold: 2-8 °C, MKT <= 8 °C over any 24 h).
+            members["acme-foods"].cli(
+                "product", "set", "--gtin", plan.gtin, "--org", "acme-foods",
+                "--name", "Acme chilled oat yoghurt, plain", "--pack", "case of 12 x 500 g",
+                "--description", "Oat-based yoghurt alternative, chilled", "--unit", "CS",
+                "--profile", "controlled-cold",
+            )  # fmt: skip
+            n.say("acme-foods", f"product {plan.gtin} registered: judged as controlled cold")
             for node in gateways:
                 # Its own member first; the others when that one is down (ADR 0214).
                 node.other_members = [m for org, m in members.items() if org != node.org]
