@@ -68,6 +68,7 @@ __all__ = [
     "Verdict",
     "celsius",
     "completeness",
+    "duration_words",
     "excursions",
     "learn_interval",
     "lot_verdict",
@@ -1072,6 +1073,11 @@ def _words(ms: int) -> str:
     hours, minutes = divmod(minutes, 60)
     parts = [f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n]
     return " ".join(parts)
+
+
+def duration_words(ms: int) -> str:
+    """A duration as the verdict's sentences say it: "19 s", "42 min", "3 h 5 min"."""
+    return _words(ms)
 
 
 def _sensor_figures(

@@ -22,6 +22,7 @@ from .bundle import (
     not_attested_sentence,
     verify_bundle,
 )
+from .coldchain import duration_words
 from .errors import FormatError, ProofsError, VerificationError
 from .policy import MAX_POLICY_BYTES, Policy, parse_policy
 
@@ -105,7 +106,9 @@ def _print_report(report: BundleReport) -> None:
             f" ({v.profile_digest[:12]}, {v.rules_version}): recomputed here from the"
             f" {report.readings} proven readings"
         )
-        print(f"              {round(v.time_out_of_range_ms / 60_000)} min out of range{mkt}")
+        out = v.time_out_of_range_ms
+        spent = f"{duration_words(out)} out of range" if out else "never out of range"
+        print(f"              {spent}{mkt}")
         for r in v.reasons:
             print(f"              - [{r.code}] {r.message}")
     elif isinstance(subject.get("verdict"), dict):

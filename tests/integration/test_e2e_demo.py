@@ -131,7 +131,14 @@ def test_bounded_demo_runs_the_journey_and_verifies(demo: DemoRun) -> None:
     # Three member nodes, and checkpoints that became final with their cosigners named.
     assert re.search(r"checkpoint #\d+ \(\d+ batches\) FINAL, cosigned by \S+, \S+", demo.output)
     # The journey as the anchor tells it: packed, trucked (out of range), received.
-    assert "Out of range [fail]" in demo.output
+    assert "Out of its profile [fail]" in demo.output
+    # MKT, the excursions' true durations (the journey is compressed: seconds) and the
+    # disposition the profile's rule gave, naming the carrier that held the lot.
+    assert re.search(r"MKT\s+\d+\.\d\d °C", demo.output), demo.output
+    lasting = re.search(r"excursion\(s\) lasting ((?:\d+ (?:s|min), )*\d+ (?:s|min))", demo.output)
+    assert lasting and any(int(d.split()[0]) > 0 for d in lasting.group(1).split(", ")), lasting
+    assert re.search(r"out of range\s+[1-9]\d* (s|min) in all", demo.output), demo.output
+    assert re.search(r"disposition\s+quarantine \(.*custodian polar-haulage\)", demo.output)
     holders = re.findall(r"^\s+\d\d:\d\d:\d\d-\S+\s+(\S+)", demo.output, re.M)
     assert holders == ["line-4", "truck-07", "cold-room-3"], demo.output
     url = re.search(r"Consumer page: (http://127\.0\.0\.1:\d+/01/\d{14}/10/\S+)", demo.output)

@@ -350,7 +350,7 @@ def test_the_cli_says_what_was_proven(tmp_path: Path, ledger, bundle, capsys) ->
     assert "subject:    gtin 09501101530003, lot LOT-4711" in out
     assert "verdict:    pass under profile controlled-cold v1 (065cc9a1f690" in out
     assert "recomputed here from the 8 proven readings" in out
-    assert "0 min out of range, MKT 3.65 °C" in out
+    assert "never out of range, MKT 3.65 °C" in out
     assert "checkpoint: demo.coldtrail.example/log, size 3, root " in out
     assert "policy:     quorum pinned-cosigners: met" in out
     assert (
