@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from proofs.documents import DocumentEntry
+
 __all__ = [
     "DISPOSITIONS",
     "PLACE_KINDS",
@@ -25,6 +27,7 @@ __all__ = [
     "Product",
     "ScanEvent",
     "StoredBatch",
+    "StoredDocument",
     "StoredProfile",
     "StoredRecord",
 ]
@@ -242,6 +245,18 @@ class StoredProfile:
     body: str  # RFC 8785 canonical JSON of Profile.to_dict()
     registered_at: int
     attestation: str = ""  # the log key's signature over its statement (anchor.ledger.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A registered document (proofs.documents.DocumentEntry), the hex SHA-256 of each
+    of its chunks (a changed file names the bytes that differ) and the log key's
+    signature over the entry's statement. Never changed or removed; the file itself is
+    kept content-addressed beside the ledger (anchor.ledger.documents)."""
+
+    entry: DocumentEntry
+    chunks: tuple[str, ...]
+    attestation: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from anchor.ledger.model import (
     Product,
     ScanEvent,
     StoredBatch,
+    StoredDocument,
     StoredProfile,
     StoredRecord,
 )
@@ -164,6 +165,22 @@ class LedgerTx(abc.ABC):
         self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
     ) -> None: ...
 
+    # --- documents (anchor.storage.sql_documents) ------------------------------
+
+    @abc.abstractmethod
+    def document(self, digest: str) -> StoredDocument | None: ...
+
+    @abc.abstractmethod
+    def documents(
+        self,
+        subject_kind: str | None = None,
+        subject: str | None = None,
+        org_id: str | None = None,
+    ) -> list[StoredDocument]: ...
+
+    @abc.abstractmethod
+    def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]: ...
+
     # --- products, profiles, dispositions (anchor.storage.sql_products) ---------
 
     @abc.abstractmethod
@@ -206,6 +223,10 @@ class LedgerTx(abc.ABC):
 
     @abc.abstractmethod
     def add_disposition(self, d: Disposition) -> None: ...
+
+    @abc.abstractmethod
+    def add_document(self, d: StoredDocument) -> bool:
+        """Register a document; False (and nothing written) if its digest exists."""
 
     @abc.abstractmethod
     def org_member(self, org_id: str) -> str | None:
@@ -256,6 +277,22 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def places(self, org_id: str | None = None) -> list[Place]: ...
+
+    # --- documents (anchor.storage.sql_documents) ------------------------------
+
+    @abc.abstractmethod
+    def document(self, digest: str) -> StoredDocument | None: ...
+
+    @abc.abstractmethod
+    def documents(
+        self,
+        subject_kind: str | None = None,
+        subject: str | None = None,
+        org_id: str | None = None,
+    ) -> list[StoredDocument]: ...
+
+    @abc.abstractmethod
+    def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]: ...
 
     # --- products, profiles, dispositions (anchor.storage.sql_products) ---------
 

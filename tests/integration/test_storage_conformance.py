@@ -740,3 +740,33 @@ def test_the_witness_record_is_replaced_in_a_transaction(store: LedgerStore) -> 
     with store.transaction() as tx:
         assert tx.witnessed("log.example/a") == (9, root[::-1])
         assert tx.witnessed("log.example/b") is None
+
+
+def test_documents_are_registered_once_and_found_by_subject(store: LedgerStore) -> None:
+    from anchor.ledger.model import StoredDocument
+    from proofs.documents import DocumentEntry, describe_file
+
+    store.add_organisation("acme", "Acme", T0)
+    entries = []
+    for i, (kind, subject) in enumerate(
+        (("sensor", "gw-1/probe-a"), ("lot", "01/09506000134352/10/L1"))
+    ):
+        facts = describe_file(b"%PDF-1.7\n" + bytes([i]) * 3000)
+        entry = DocumentEntry(
+            facts.digest, "calibration", kind, subject, "acme", "Kalibrierlabor GmbH",
+            T0, T0 + 10**9, f"cert-{i}.pdf", "application/pdf", facts.size,
+            facts.chunk_size, facts.chunks_root, T0 + i,
+        )  # fmt: skip
+        entries.append(StoredDocument(entry, facts.chunks, "sig"))
+    with store.transaction() as tx:
+        assert tx.add_document(entries[0]) and tx.add_document(entries[1])
+        assert not tx.add_document(entries[0])  # once per digest, a no-op after
+    assert store.document(entries[0].entry.digest) == entries[0]
+    assert store.document("00" * 32) is None
+    assert store.documents() == entries
+    assert store.documents("sensor", "gw-1/probe-a") == [entries[0]]
+    assert store.documents(org_id="zeta") == []
+    assert store.documents_about([("lot", "01/09506000134352/10/L1"), ("gateway", "gw-1")]) == [
+        entries[1]
+    ]
+    assert len(entries[0].chunks) == 3  # 3009 bytes in 1 KiB chunks, kept in order

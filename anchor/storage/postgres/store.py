@@ -67,6 +67,7 @@ from anchor.storage.rows import (
     link_row,
 )
 from anchor.storage.sql_consortium import ConsortiumSql
+from anchor.storage.sql_documents import DocumentReads, DocumentWrites
 from anchor.storage.sql_products import ProductReads, ProductWrites
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
@@ -82,6 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
     (_HERE / "migration_3.sql").read_text(),
     (_HERE / "migration_4.sql").read_text(),
     (_HERE / "migration_5.sql").read_text(),
+    (_HERE / "migration_6.sql").read_text(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -124,7 +126,9 @@ class _Reads(TxReads):
             cur.executemany(query.replace("?", "%s").encode(), rows)
 
 
-class _PostgresTx(_Reads, RollupSql, WitnessSql, ConsortiumSql, ProductWrites, LedgerTx):
+class _PostgresTx(
+    _Reads, RollupSql, WitnessSql, ConsortiumSql, ProductWrites, DocumentWrites, LedgerTx
+):
     def append_batch(self, batch: NewBatch) -> int:
         c = self._c
         leaf_index = self.log_size()  # dense: the write lock is held since BEGIN
@@ -239,7 +243,7 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(SqlReads, RollupSql, ProductReads, LedgerStore):
+class PostgresLedger(SqlReads, RollupSql, ProductReads, DocumentReads, LedgerStore):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:

@@ -107,3 +107,13 @@ CREATE TABLE IF NOT EXISTS dispositions (
     reason TEXT NOT NULL, at INTEGER NOT NULL, attestation TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (gtin, lot, n)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dispositions_at ON dispositions(at);
+-- Schema 7: documents (calibration certificates, mapping reports, ...): the signed entry
+-- and its chunk hashes, the file being kept beside the ledger (anchor/storage/sql_documents.py).
+CREATE TABLE IF NOT EXISTS documents (
+    digest TEXT PRIMARY KEY, doc_type TEXT NOT NULL, subject_kind TEXT NOT NULL,
+    subject TEXT NOT NULL, org_id TEXT NOT NULL REFERENCES organisations(id),
+    issuer TEXT NOT NULL, valid_from INTEGER NOT NULL, valid_until INTEGER NOT NULL,
+    name TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL, chunks_root TEXT NOT NULL, chunks TEXT NOT NULL,
+    registered_at INTEGER NOT NULL, attestation TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS documents_subject ON documents(subject_kind, subject);
