@@ -70,6 +70,10 @@ class AnchorConfig:
     # Per-product profiles from this file instead of the registry: "GTIN14=PROFILE" items
     # separated by commas, e.g. "09501101530003=frozen,09506000134352=/etc/x.json".
     profile_by_gtin: str = ""
+    # A verdict always says which of its loggers have no calibration certificate valid
+    # over their readings (`coldtrail-anchor document add --type calibration`); true makes
+    # such a verdict indeterminate instead of only saying so.
+    require_calibration: bool = False
     # How often the lots that new batches can change get their disposition re-decided
     # (anchor.provenance.dispositions); 0 turns automatic dispositions off.
     dispositions_interval_s: float = 2.0

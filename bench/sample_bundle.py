@@ -6,6 +6,7 @@ anchor land. Every signature and proof in it is real; nothing is mocked.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -15,6 +16,13 @@ from typing import Any
 
 from proofs.bundle import build_batch_proof, build_bundle
 from proofs.coldchain import CONTROLLED_COLD, Leg, lot_verdict, sensor_id
+from proofs.documents import (
+    BundleDocument,
+    DocumentEntry,
+    calibration_notes,
+    describe_file,
+    sensor_spans,
+)
 from proofs.keys import SigningKey
 from proofs.merkle import MerkleTree
 from proofs.note import ALG_COSIGNATURE_V1, Checkpoint, NoteSigner, SignedNote, cosign_checkpoint
@@ -117,9 +125,32 @@ def make_ledger(batches: int = 3, per_batch: int = 8, seed: int = 7) -> SampleLe
     return SampleLedger(gw_key, log_signer, cosigner, manifests, all_batches, log, note.to_text())
 
 
-def verdict_claim(records: list[Reading | Scan | Gap]) -> dict[str, Any]:
+# The calibration certificate of the sample's logger, valid a year either side of T0.
+CERTIFICATE = (
+    b"%PDF-1.4\n% Calibration certificate DKD-K-12345 for logger truck-07/probe-1\n"
+    b"% Points: -20.0 C, 0.0 C, +8.0 C; expanded uncertainty 0.1 K (k=2)\n" + b"%" * 3000
+)
+YEAR_MS = 365 * 86_400_000
+
+
+def certificate(log_key: SigningKey) -> BundleDocument:
+    """The sample logger's calibration certificate as the anchor registers it."""
+    facts = describe_file(CERTIFICATE)
+    entry = DocumentEntry(
+        facts.digest, "calibration", "sensor", "truck-07/probe-1", "acme",
+        "Kalibrierlabor Nord GmbH", T0 - YEAR_MS, T0 + YEAR_MS, "DKD-K-12345.pdf",
+        "application/pdf", facts.size, facts.chunk_size, facts.chunks_root, T0 - 86_400_000,
+    )  # fmt: skip
+    signature = base64.b64encode(log_key.sign(entry.statement())).decode()
+    return BundleDocument(entry, facts.chunks, signature)
+
+
+def verdict_claim(
+    records: list[Reading | Scan | Gap], documents: list[DocumentEntry] | None = None
+) -> dict[str, Any]:
     """The verdict an anchor would state on these records: one leg on truck-07 from the
-    first record to a minute after the last, under controlled cold (proofs.coldchain)."""
+    first record to a minute after the last, under controlled cold (proofs.coldchain),
+    with what ``documents`` say about its loggers' calibration."""
     times = [r.t for r in records]
     readings: dict[str, list[tuple[int, float]]] = {}
     for r in records:
@@ -127,6 +158,7 @@ def verdict_claim(records: list[Reading | Scan | Gap]) -> dict[str, Any]:
             readings.setdefault(sensor_id(r.gw, r.src), []).append((r.t, r.val))
     leg = Leg("truck-07", min(times), max(times) + 60_000, readings)
     lot = lot_verdict([leg], CONTROLLED_COLD)
+    lot = lot.with_notes(calibration_notes(sensor_spans(lot.to_dict()), documents or []))
     return {
         "profile": CONTROLLED_COLD.to_dict(),
         "verdict": {**lot.to_dict(), "complete": True, "readings": len(records)},
@@ -146,6 +178,7 @@ def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
         for i, (m, records) in enumerate(zip(ledger.manifests, ledger.batches, strict=True))
     ]
     proven = [r for p in proofs for r, _, _ in p.records]
+    cert = certificate(ledger.log_signer.key)
     return build_bundle(
         log_vkey=ledger.log_signer.verifier.to_vkey(),
         checkpoint_note=ledger.checkpoint_note,
@@ -156,7 +189,8 @@ def make_bundle(ledger: SampleLedger | None = None) -> dict[str, Any]:
         subject={
             "gtin": "09501101530003",
             "lot": "LOT-4711",
-            **verdict_claim(proven),
+            **verdict_claim(proven, [cert.entry]),
+            "documents": [cert.to_dict()],
         },
         attest=ledger.log_signer.key.sign,
     )

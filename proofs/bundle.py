@@ -30,6 +30,7 @@ from .coldchain import (
     lot_verdict,
     sensor_id,
 )
+from .documents import BundleDocument, bundle_documents, check_calibration
 from .errors import FormatError, VerificationError
 from .keys import PublicKey
 from .merkle import MerkleTree, verify_inclusion
@@ -230,6 +231,38 @@ class BundleReport:
     # The cold-chain verdict recomputed from the proven readings (None: none claimed, or
     # a partial bundle whose claim was only checked against the readings it proves).
     verdict: LotVerdict | None = None
+    # The documents behind the subject (calibration certificates, ...), each signed by
+    # the log key; a file is checked against them with ``coldtrail-verify --document``.
+    documents: list[BundleDocument] = field(default_factory=list)
+
+
+def _check_documents(
+    subject: dict[str, Any], log_verifiers: Sequence[NoteVerifier]
+) -> list[BundleDocument]:
+    """The subject's documents, each the entry the log key signed, and the verdict's
+    calibration notes what they say (proofs.documents.check_calibration)."""
+    documents = bundle_documents(subject)
+    for d in documents:
+        try:
+            sig = base64.b64decode(d.attestation, validate=True)
+        except (ValueError, binascii.Error) as e:
+            raise FormatError("a document's attestation is not base64", code="bad-bundle") from e
+        for v in log_verifiers:
+            try:
+                v.public_key.verify(sig, d.entry.statement())
+                break
+            except VerificationError:
+                continue
+        else:
+            raise VerificationError(
+                f"document {d.entry.digest[:12]} ({d.entry.name}) is not the entry the log key"
+                " signed",
+                code="bad-document",
+            )
+    claim = subject.get("verdict")
+    if isinstance(claim, dict):
+        check_calibration(claim, [d.entry for d in documents])
+    return documents
 
 
 def _need(d: Any, key: str, kind: type, where: str) -> Any:
@@ -405,12 +438,13 @@ def _check_partial(
     notes: Sequence[Reason],
 ) -> None:
     """What a sample can settle: a proven reading beyond what the profile allows means
-    ``fail``; a note is never better than indeterminate."""
+    ``fail``; a note is never worse than indeterminate, and an indeterminate one
+    keeps the verdict from passing."""
     status = claim.get("status")
     if status not in ("pass", "fail", "indeterminate"):
         raise FormatError("the claimed verdict's status is malformed", code="bad-bundle")
-    if any(n.status != "indeterminate" for n in notes):
-        raise VerificationError("a note of the verdict is not 'indeterminate'", code="bad-bundle")
+    if any(n.status == "fail" for n in notes):
+        raise VerificationError("a note of the verdict is 'fail'", code="bad-bundle")
     low = profile.allowed_low_c if profile.allowed_low_c is not None else profile.low_c
     high = profile.allowed_high_c if profile.allowed_high_c is not None else profile.high_c
     beyond = any(
@@ -424,8 +458,10 @@ def _check_partial(
             f"a proven reading is beyond what the profile allows, yet the verdict is {status}",
             code="verdict-mismatch",
         )
-    if status == "pass" and notes:
-        raise VerificationError("a verdict with notes cannot pass", code="verdict-mismatch")
+    if status == "pass" and any(n.status != "pass" for n in notes):
+        raise VerificationError(
+            "a verdict with an indeterminate note cannot pass", code="verdict-mismatch"
+        )
 
 
 def _check_attestation(
@@ -699,9 +735,9 @@ def verify_bundle(
         raise VerificationError(
             "the bundle's summary does not match its records", code="summary-mismatch"
         )
-    attested = _check_attestation(
-        bundle, subject, all_records, [v for v in log_verifiers if v.name == log_signer]
-    )
+    signers = [v for v in log_verifiers if v.name == log_signer]
+    attested = _check_attestation(bundle, subject, all_records, signers)
+    documents = _check_documents(subject, signers)
     warnings: list[str] = []
     if isinstance(subject.get("verdict"), dict) and verdict is None:
         warnings.append(
@@ -747,6 +783,7 @@ def verify_bundle(
         policy=policy_lines,
         warnings=warnings,
         verdict=verdict,
+        documents=documents,
     )
 
 

@@ -27,6 +27,8 @@ origin: shifting every time leaves every figure unchanged).
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import math
 from bisect import bisect_left, bisect_right
@@ -1297,7 +1299,7 @@ class Leg:
 class LotVerdict:
     """The verdict on a lot over all its custody legs: each leg judged by :func:`verdict`,
     hand-overs longer than :data:`HANDOVER_GAP_MS` and the caller's ``notes`` (evidence
-    the readings cannot show, e.g. an unsynchronised clock; never better than
+    the readings cannot show, e.g. an unsynchronised clock; never worse than
     ``indeterminate``) added; the lot's status is the worst."""
 
     status: Status
@@ -1326,6 +1328,17 @@ class LotVerdict:
             max((s.time_above_ms + s.time_below_ms for s in v.sensors), default=0)
             for _, v in self.legs
         )
+
+    def with_notes(self, notes: Sequence[Reason]) -> LotVerdict:
+        """The same verdict with ``notes`` added after its own (what :func:`lot_verdict`
+        gives with them at the end of its ``notes``), without judging the readings again."""
+        if any(n.status == "fail" for n in notes):
+            raise FormatError("a note can only make a verdict indeterminate", code="malformed")
+        status = cast(
+            Status,
+            max((self.status, *(n.status for n in notes)), key=_STATUS_RANK.__getitem__),
+        )
+        return dataclasses.replace(self, notes=(*self.notes, *notes), status=status)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1395,13 +1408,15 @@ def _leg_series(
 def lot_verdict(legs: Sequence[Leg], profile: Profile, notes: Sequence[Reason] = ()) -> LotVerdict:
     """The verdict on a lot held by ``legs`` (in time order) under ``profile``.
 
-    ``notes`` are the caller's reasons from evidence beside the readings; each must be
-    ``indeterminate`` (evidence about evidence can cast doubt on a verdict, never pass or
-    fail a lot). No leg at all is ``indeterminate`` (``no-custody``)."""
+    ``notes`` are the caller's reasons from evidence beside the readings; each is
+    ``indeterminate`` (evidence about evidence can cast doubt on a verdict, never fail a
+    lot) or ``pass`` (said beside the verdict without changing it, e.g. a logger with no
+    calibration certificate on record). No leg at all is ``indeterminate``
+    (``no-custody``)."""
     if not isinstance(profile, Profile):
         raise FormatError("a verdict needs a Profile", code="profile-malformed")
     for n in notes:
-        if n.status != "indeterminate":
+        if n.status == "fail":
             raise FormatError(
                 f"a note can only make a verdict indeterminate: {n.code}", code="malformed"
             )

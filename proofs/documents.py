@@ -18,13 +18,15 @@ Pure: no I/O, typed strictly; the anchor (anchor.ledger.documents) and
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .canonical import canonical_json
-from .errors import FormatError
+from .coldchain import Reason, Status
+from .errors import FormatError, VerificationError
 from .identifiers import check_identifier, check_name
 from .merkle import leaf_hash, root
 
@@ -34,11 +36,15 @@ __all__ = [
     "MAX_CHUNKS",
     "MAX_DOCUMENT_BYTES",
     "MEDIA_TYPES",
+    "CALIBRATION_CODES",
     "STATEMENT_DOMAIN",
     "SUBJECT_KINDS",
+    "BundleDocument",
     "DocumentEntry",
     "FileCheck",
     "FileFacts",
+    "bundle_documents",
+    "calibration_notes",
     "check_file",
     "chunk_size_for",
     "describe_file",
@@ -180,8 +186,7 @@ class DocumentEntry:
             )
         if self.subject_kind not in SUBJECT_KINDS:
             raise FormatError(
-                f"a document is about one of {', '.join(SUBJECT_KINDS)}:"
-                f" {self.subject_kind!r:.40}",
+                f"a document is about one of {', '.join(SUBJECT_KINDS)}: {self.subject_kind!r:.40}",
                 code="document-malformed",
             )
         check_identifier(self.subject, "a document's subject")
@@ -199,9 +204,7 @@ class DocumentEntry:
             raise FormatError(
                 "a document's validity must end after it starts", code="document-malformed"
             )
-        if not 0 < self.size <= MAX_DOCUMENT_BYTES or self.chunk_size != chunk_size_for(
-            self.size
-        ):
+        if not 0 < self.size <= MAX_DOCUMENT_BYTES or self.chunk_size != chunk_size_for(self.size):
             raise FormatError("a document's size or chunk size", code="document-malformed")
 
     @property
@@ -316,9 +319,7 @@ class FileCheck:
         return f"is NOT the registered {what}: {where}{more} differ{size}"
 
 
-def check_file(
-    data: bytes, entries: Iterable[tuple[DocumentEntry, Sequence[str]]]
-) -> FileCheck:
+def check_file(data: bytes, entries: Iterable[tuple[DocumentEntry, Sequence[str]]]) -> FileCheck:
     """Check ``data`` against registered documents (each with its checked chunk hashes).
     A file whose SHA-256 is registered is ``ok``; otherwise the document sharing the
     most chunks with it (at least one, or else of the same size) is named with the
@@ -348,3 +349,167 @@ def check_file(
         else:
             ranges.append((start, end))
     return FileCheck(False, entry, len(data), tuple(ranges))
+
+
+# --- what documents say about a verdict -------------------------------------------------
+
+CALIBRATION_CODES = ("calibration-missing", "calibration-expired")
+
+
+def _ms_words(t_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(t_ms / 1000, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def calibration_notes(
+    spans: Mapping[str, tuple[int, int]],
+    documents: Iterable[DocumentEntry],
+    status: Status = "pass",
+) -> list[Reason]:
+    """What the calibration certificates say about the sensors a verdict uses.
+
+    ``spans`` maps each sensor (``gw/src``) to the first and last time ``[first, last]``
+    of the readings the verdict rests on. A sensor is covered by a calibration
+    certificate about the sensor itself or about its gateway (a logger whose probes
+    were calibrated as one) valid over the whole span. A sensor with no certificate
+    gets ``calibration-missing``; one whose certificates do not cover the span
+    (expired, or not yet valid) ``calibration-expired``. ``status`` is what such a note
+    does to the verdict: ``pass`` (said, not judged) or ``indeterminate`` (an anchor
+    that requires calibrated loggers). Sorted by sensor."""
+    if status not in ("pass", "indeterminate"):
+        raise FormatError("a calibration note is pass or indeterminate", code="malformed")
+    certificates = [d for d in documents if d.doc_type == CALIBRATION]
+    notes: list[Reason] = []
+    for sensor in sorted(spans):
+        first, last = spans[sensor]
+        gw = sensor.rsplit("/", 1)[0] if "/" in sensor else sensor
+        mine = [
+            d
+            for d in certificates
+            if (d.subject_kind == "sensor" and d.subject == sensor)
+            or (d.subject_kind == "gateway" and d.subject == gw)
+        ]
+        if not mine:
+            notes.append(
+                Reason(
+                    "calibration-missing",
+                    status,
+                    f"{sensor}: no calibration certificate is on record for this logger",
+                    sensor,
+                )
+            )
+        elif not any(d.covers(first, last + 1) for d in mine):
+            latest = max(mine, key=lambda d: (d.valid_until or _MS_MAX, d.valid_from))
+            when = (
+                f"valid until {_ms_words(latest.valid_until)}"
+                if latest.valid_until and latest.valid_until <= last
+                else f"valid from {_ms_words(latest.valid_from)}"
+            )
+            notes.append(
+                Reason(
+                    "calibration-expired",
+                    status,
+                    f"{sensor}: its calibration certificate ({latest.issuer}, {when}) does"
+                    f" not cover its readings of {_ms_words(first)} to {_ms_words(last)}",
+                    sensor,
+                )
+            )
+    return notes
+
+
+@dataclass(frozen=True, slots=True)
+class BundleDocument:
+    """A document as a bundle carries it: the entry, its chunk hashes (checked against
+    the signed root) and the log key's signature over the entry's statement."""
+
+    entry: DocumentEntry
+    chunks: tuple[str, ...]
+    attestation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entry": self.entry.to_dict(), "chunks": list(self.chunks),
+                "attestation": self.attestation}  # fmt: skip
+
+
+def bundle_documents(subject: Mapping[str, Any]) -> list[BundleDocument]:
+    """The documents a bundle's subject carries (``subject.documents``), each entry
+    well-formed and its chunk hashes the signed ones; the attestations are checked by
+    the caller, who holds the log key. An absent list is no documents."""
+    raw = subject.get("documents", [])
+    if not isinstance(raw, list):
+        raise FormatError("the bundle's documents are a list", code="bad-bundle")
+    out: list[BundleDocument] = []
+    seen: set[str] = set()
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("attestation"), str):
+            raise FormatError("a bundle document is an object with an attestation",
+                              code="bad-bundle")  # fmt: skip
+        chunks = item.get("chunks")
+        if not isinstance(chunks, list):
+            raise FormatError("a bundle document lists its chunk hashes", code="bad-bundle")
+        entry = DocumentEntry.from_dict(item.get("entry"))
+        if entry.digest in seen:
+            raise VerificationError(
+                f"document {entry.digest[:12]} is listed twice", code="duplicate-document"
+            )
+        seen.add(entry.digest)
+        out.append(BundleDocument(entry, entry.check_chunks(chunks), item["attestation"]))
+    return out
+
+
+def sensor_spans(verdict: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """Each sensor a verdict (``LotVerdict.to_dict()``) uses and the span ``[first,
+    last]`` of the custody legs it has readings in: what its calibration must cover."""
+    spans: dict[str, tuple[int, int]] = {}
+    legs = verdict.get("legs")
+    if not isinstance(legs, list):
+        raise FormatError("the verdict has no legs list", code="bad-bundle")
+    for leg in legs:
+        v = leg.get("verdict") if isinstance(leg, dict) else None
+        custody = v.get("custody") if isinstance(v, dict) else None
+        sensors = v.get("sensors") if isinstance(v, dict) else None
+        if not isinstance(custody, dict) or not isinstance(sensors, list):
+            raise FormatError("a leg of the verdict is malformed", code="bad-bundle")
+        start, end = custody.get("start_ms"), custody.get("end_ms")
+        if not isinstance(start, int) or not isinstance(end, int) or end <= start:
+            raise FormatError("a leg's custody is malformed", code="bad-bundle")
+        for s in sensors:
+            if not isinstance(s, dict) or not isinstance(s.get("sensor"), str):
+                raise FormatError("a sensor of the verdict is malformed", code="bad-bundle")
+            if not isinstance(s.get("readings"), int) or s["readings"] <= 0:
+                continue
+            a, b = spans.get(s["sensor"], (start, end - 1))
+            spans[s["sensor"]] = (min(a, start), max(b, end - 1))
+    return spans
+
+
+def check_calibration(
+    verdict: Mapping[str, Any], documents: Sequence[DocumentEntry]
+) -> list[Reason]:
+    """The calibration notes a verdict must carry, given the documents beside it; a
+    verdict whose notes say otherwise (a certificate claimed that is not there, or a
+    missing one not said) is refused (``calibration-mismatch``). Returns the notes."""
+    notes = verdict.get("notes")
+    if not isinstance(notes, list):
+        raise FormatError("the verdict has no notes list", code="bad-bundle")
+    claimed = [
+        (n.get("code"), n.get("status"), n.get("sensor"))
+        for n in notes
+        if isinstance(n, dict) and n.get("code") in CALIBRATION_CODES
+    ]
+    statuses = {c[1] for c in claimed}
+    if len(statuses) > 1 or not statuses <= {"pass", "indeterminate"}:
+        raise VerificationError(
+            "the verdict's calibration notes disagree on what they do to it",
+            code="calibration-mismatch",
+        )
+    status: Status = "indeterminate" if statuses == {"indeterminate"} else "pass"
+    expected = calibration_notes(sensor_spans(verdict), documents, status)
+    if [(n.code, n.status, n.sensor) for n in expected] != claimed:
+        want = ", ".join(f"{n.code} {n.sensor}" for n in expected) or "none"
+        got = ", ".join(f"{c[0]} {c[2]}" for c in claimed) or "none"
+        raise VerificationError(
+            f"the verdict's calibration notes ({got}) are not what the documents beside it"
+            f" say ({want})",
+            code="calibration-mismatch",
+        )
+    return expected

@@ -684,6 +684,7 @@ def create_app(config: AnchorConfig) -> web.Application:
             default_profile=default_profile,
             profile_by_gtin=profile_by_gtin,
             use_rollups=config.provenance_rollups,
+            require_calibration=config.require_calibration,
         ),
     )
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)

@@ -835,6 +835,9 @@ class _Web:
                 # the profile, and the verdict with every figure it rests on.
                 "profile": answer.verdict.profile.to_dict(),
                 "verdict": answer.verdict.claim(),
+                # The documents behind the lot, each signed by the log key: the
+                # verdict's calibration notes follow from them (proofs.documents).
+                "documents": answer.bundle_documents(),
             }
             if answer.compromised:
                 # Attested with the rest of the subject: a bundle cannot drop it.

@@ -26,13 +26,13 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from anchor.errors import AnchorError
-from anchor.ledger.model import Disposition, Product
+from anchor.ledger.model import Disposition, Product, StoredDocument
 from anchor.ledger.rollups import Rollup
 from anchor.provenance.evidence import (
     ClockEvidence,
@@ -66,6 +66,7 @@ from proofs.coldchain import (
 from proofs.coldchain import Excursion as CcExcursion
 from proofs.coldchain import Gap as CcGap
 from proofs.coldchain import Verdict as LegVerdict
+from proofs.documents import BundleDocument, calibration_notes, lot_subject, sensor_spans
 from proofs.merkle import MerkleTree
 from proofs.records import Gap, Reading, Scan
 
@@ -263,6 +264,9 @@ class ProvenanceConfig:
     raw_page_max: int = 10_000
     raw_page_default: int = 1_000
     use_rollups: bool = True  # hours without checked readings from rollups (evidence.py)
+    # A logger without a calibration certificate valid over its readings makes the
+    # verdict indeterminate (else the verdict only says so: proofs.documents).
+    require_calibration: bool = False
 
     @property
     def default_range(self) -> ColdChainRange:
@@ -722,6 +726,9 @@ class ProvenanceAnswer:
     product: Product | None = None  # the GTIN's master data, if registered
     anomaly_summary: str = ""  # every anomaly, summarised per kind (summarise_anomalies)
     dispositions: list[Disposition] = field(default_factory=list)  # oldest first
+    # Documents behind the lot (calibration certificates, ...): anchor.ledger.documents.
+    documents: list[StoredDocument] = field(default_factory=list)
+    now_ms: int = 0  # when the answer was made (a document's status is at this time)
 
     def dispositions_json(self) -> list[dict[str, Any]]:
         return [
@@ -730,6 +737,18 @@ class ProvenanceAnswer:
              "reason": d.reason, "at": d.at}
             for d in self.dispositions
         ]  # fmt: skip
+
+    def documents_json(self, now_ms: int) -> list[dict[str, Any]]:
+        """Each document's entry, what it is, and whether it is valid now."""
+        return [
+            {**d.entry.to_dict(), "label": d.entry.label, "status": d.entry.status_at(now_ms)}
+            for d in self.documents
+        ]
+
+    def bundle_documents(self) -> list[dict[str, Any]]:
+        """What a bundle's subject carries: each entry, its chunk hashes and the log
+        key's signature (proofs.documents.bundle_documents checks them)."""
+        return [BundleDocument(d.entry, d.chunks, d.attestation).to_dict() for d in self.documents]
 
     def product_json(self) -> dict[str, Any] | None:
         p = self.product
@@ -753,6 +772,7 @@ class ProvenanceAnswer:
             "product": self.product_json(),
             "disposition": self.dispositions_json()[-1] if self.dispositions else None,
             "disposition_history": self.dispositions_json(),
+            "documents": self.documents_json(self.now_ms),
             "timeline": [i.to_json() for i in self.intervals],
             "other_scans": [_scan_json(s) for s in self.loose_scans],
             "stats": [s.to_json() for s in self.overall.values()],
@@ -891,6 +911,16 @@ def answer_for_subject(
     compromised = find_compromised(source, used)
     notes = _notes(evidence, gaps, anomalies, compromised, scans_truncated)
     lot = lot_verdict(legs, profile, notes)
+    product = source.product(subject.gtin) if subject.gtin else None
+    spans = sensor_spans(lot.to_dict())
+    documents = source.documents_about(_document_subjects(subject, spans, holders, product))
+    lot = lot.with_notes(
+        calibration_notes(
+            spans,
+            [d.entry for d in documents],
+            "indeterminate" if config.require_calibration else "pass",
+        )
+    )
     intervals: list[IntervalAnswer] = []
     for c, ev, leg, (_, judged) in zip(custody, evidence, legs, lot.legs, strict=True):
         analysis = analyse_series(ev.points, checked, c.start, ev.end, summaries=ev.summaries)
@@ -937,7 +967,9 @@ def answer_for_subject(
         proof_keys=keys,
         scans_truncated=scans_truncated,
         compromised=compromised,
-        product=source.product(subject.gtin) if subject.gtin else None,
+        product=product,
+        documents=documents,
+        now_ms=now_ms,
         anomaly_summary=summarise_anomalies(anomalies) if anomalies else "",
         dispositions=(
             source.dispositions(subject.gtin, subject.lot)
@@ -945,6 +977,25 @@ def answer_for_subject(
             else []
         ),
     )
+
+
+def _document_subjects(
+    subject: Subject,
+    spans: Mapping[str, tuple[int, int]],
+    holders: Sequence[str],
+    product: Product | None,
+) -> list[tuple[str, str]]:
+    """What documents behind a lot may be about: the lot, its product's owner, the
+    places that held it, and every logger (and its gateway) whose readings it uses."""
+    found: list[tuple[str, str]] = []
+    if subject.kind == "lot" and subject.gtin and subject.lot:
+        found.append(("lot", lot_subject(subject.gtin, subject.lot)))
+    if product is not None:
+        found.append(("organisation", product.org_id))
+    found += [("asset", h) for h in holders]
+    for sensor in spans:
+        found += [("sensor", sensor), ("gateway", sensor.rsplit("/", 1)[0])]
+    return list(dict.fromkeys(found))
 
 
 def _in_leg(p: ReadingPoint, q: str, leg: Leg) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from anchor.ledger.model import Disposition, Product, StoredProfile
+from anchor.ledger.model import Disposition, Product, StoredDocument, StoredProfile
 from anchor.ledger.rollups import Rollup
 from proofs.records import Gap, Manifest, Reading, Scan
 
@@ -201,6 +201,9 @@ class ProvenanceSource(Protocol):
 
     def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
         """Every disposition change of a lot, oldest first."""
+
+    def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
+        """Registered documents about any of ``(subject_kind, subject)``, oldest first."""
 
     def scans(self, query: ScanQuery, limit: int) -> list[Scan]:
         """Scans mentioning the subject, in (t, gw, seq) order."""

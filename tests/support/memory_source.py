@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from anchor.ingest.verify import new_record
-from anchor.ledger.model import Disposition, NewRecord, Product, StoredProfile
+from anchor.ledger.model import Disposition, NewRecord, Product, StoredDocument, StoredProfile
 from anchor.ledger.rollups import Rollup, group_readings, summarise
 from anchor.provenance.source import (
     BatchInfo,
@@ -57,6 +57,7 @@ class MemoryProvenanceSource:
     _blocks: list[BlockInfo] = field(default_factory=list)
     _products: dict[str, Product] = field(default_factory=dict)
     _profiles: dict[str, StoredProfile] = field(default_factory=dict)
+    documents: list[StoredDocument] = field(default_factory=list)
 
     def close(self) -> None:
         pass  # nothing held
@@ -81,6 +82,9 @@ class MemoryProvenanceSource:
 
     def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
         return []
+
+    def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
+        return [d for d in self.documents if (d.entry.subject_kind, d.entry.subject) in subjects]
 
     def append_batch(self, manifest: Manifest, records: Iterable[Record], accepted_at: int) -> int:
         index = len(self._batches)

@@ -23,6 +23,7 @@ from anchor.ledger.model import (
     Gateway,
     Product,
     StoredBatch,
+    StoredDocument,
     StoredProfile,
 )
 from anchor.ledger.ports import LedgerStore
@@ -154,6 +155,9 @@ class LedgerProvenanceSource:
 
     def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
         return self._store.dispositions(gtin, lot)
+
+    def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
+        return self._store.documents_about(subjects)
 
     def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]:
         return [_gateway_info(g) for g in self._store.gateways(org_id)[offset : offset + limit]]

@@ -24,9 +24,11 @@ from anchor.provenance.answer import (
     gs1_check_digit_ok,
     parse_gtin,
 )
+from anchor.ledger.model import StoredDocument
 from anchor.provenance.source import ReadingPoint
 from proofs.bundle import verify_bundle
 from proofs.coldchain import FROZEN
+from proofs.documents import DocumentEntry, describe_file, sensor_spans
 from proofs.errors import VerificationError
 from proofs.records import ClockEvidence, Scan, new_salt
 from support.provenance_fixtures import GTIN, LOT, MIN, T0, Journey, standard_journey
@@ -179,7 +181,12 @@ def test_an_hourly_logger_is_complete_and_its_excursion_lasts_its_true_duration(
     assert answer.verdict.lot.time_out_of_range_ms == 120 * MIN
     assert answer.overall["temperature"].above_ms == 120 * MIN
     assert answer.verdict.status == "fail"
-    assert [r.code for r in answer.verdict.lot.reasons] == ["excursion-above"]
+    # No calibration certificate is registered: the verdict says so, and still fails
+    # on the readings alone (require_calibration is off).
+    assert [(r.code, r.status) for r in answer.verdict.lot.reasons] == [
+        ("excursion-above", "fail"),
+        ("calibration-missing", "pass"),
+    ]
     [leg] = answer.intervals
     assert [f.interval_ms for f in leg.sensors()] == [60 * MIN]  # learned, no gap
 
@@ -242,7 +249,11 @@ def test_gaps_and_clock_problems_make_the_verdict_indeterminate() -> None:
         j.publish_memory(), Subject.for_lot(GTIN, LOT), ProvenanceConfig(), NOW
     )
     assert answer.verdict.status == "indeterminate"
-    assert {r.code for r in answer.verdict.lot.notes} == {"signed-gap", "clock-evidence"}
+    assert {r.code for r in answer.verdict.lot.notes} == {
+        "signed-gap",
+        "clock-evidence",
+        "calibration-missing",
+    }
     assert [g.reason for g in answer.gaps] == ["silent-sensor"]
     assert [a.kind for a in answer.anomalies] == ["unsynced-clock"]
 
@@ -277,7 +288,46 @@ def test_an_open_custody_whose_sensor_went_quiet_is_indeterminate() -> None:
     later = NOW + 15 * 3_600_000  # the cold room has uploaded nothing for 15 hours
     answer = answer_for_subject(source, Subject.for_lot(GTIN, LOT), ProvenanceConfig(), later)
     assert answer.verdict.status == "indeterminate"
-    assert [r.code for r in answer.verdict.lot.reasons] == ["coverage-gap"]
+    assert [r.code for r in answer.verdict.lot.reasons if r.status != "pass"] == ["coverage-gap"]
+
+
+def _certificate(sensor: str, valid_from: int, valid_until: int, name: str) -> StoredDocument:
+    facts = describe_file(b"%PDF-1.7\n" + name.encode() * 200)
+    entry = DocumentEntry(
+        facts.digest, "calibration", "sensor", sensor, "acme", "Kalibrierlabor Nord",
+        valid_from, valid_until, name, "application/pdf", facts.size, facts.chunk_size,
+        facts.chunks_root, valid_from,
+    )  # fmt: skip
+    return StoredDocument(entry, facts.chunks, "")
+
+
+def test_calibration_certificates_decide_what_the_verdict_says_about_each_logger() -> None:
+    source = standard_journey().publish_memory()
+    lot = Subject.for_lot(GTIN, LOT)
+    plain = answer_for_subject(source, lot, ProvenanceConfig(), NOW)
+    spans = sensor_spans(plain.verdict.lot.to_dict())
+    assert len(spans) >= 2
+    missing = {r.sensor for r in plain.verdict.lot.notes if r.code == "calibration-missing"}
+    assert missing == set(spans)
+    assert {r.status for r in plain.verdict.lot.notes if r.code == "calibration-missing"} == {
+        "pass"  # said, not judged
+    }
+    first, *rest = sorted(spans)
+    start, end = spans[first]
+    # One logger calibrated over its readings, another whose certificate ran out midway.
+    source.documents.append(_certificate(first, start - 1, end + 3_650 * 86_400_000, "ok.pdf"))
+    other = rest[0]
+    source.documents.append(_certificate(other, 0, spans[other][0] + 1, "old.pdf"))
+    answer = answer_for_subject(source, lot, ProvenanceConfig(), NOW)
+    notes = {r.sensor: r.code for r in answer.verdict.lot.notes if r.code.startswith("calib")}
+    assert first not in notes and notes[other] == "calibration-expired"
+    assert [d.entry.name for d in answer.documents] == ["ok.pdf", "old.pdf"]
+    assert {d["status"] for d in answer.to_json()["documents"]} == {"valid", "expired"}
+    # An anchor that requires calibrated loggers does not pass a lot without them.
+    strict = answer_for_subject(source, lot, ProvenanceConfig(require_calibration=True), NOW)
+    assert {r.status for r in strict.verdict.lot.notes if r.code.startswith("calib")} == {
+        "indeterminate"
+    }
 
 
 def test_per_gtin_range_overrides_the_default() -> None:
