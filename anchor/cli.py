@@ -46,7 +46,8 @@ from anchor.errors import AnchorError, ConfigError, LedgerCorrupt
 from anchor.http.app import create_app, open_signer
 from anchor.http.keys import INGESTOR
 from anchor.ledger.audit import ProgressBar, verify_ledger
-from anchor.ledger.model import ROLES, ApiToken, Gateway
+from anchor.ledger.documents import DocumentFiles, new_document, register_document
+from anchor.ledger.model import ROLES, ApiToken, Gateway, StoredDocument
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.products import (
     load_profile,
@@ -60,6 +61,7 @@ from anchor.ledger.registry import Attest, Revocation, attester
 from anchor.provenance.answer import parse_gtin
 from anchor.storage import describe_store, open_store
 from gateway.sdnotify import Notifier
+from proofs.documents import DOCUMENT_TYPES, MAX_DOCUMENT_BYTES, SUBJECT_KINDS, lot_subject
 from proofs.errors import KeyError_, ProofsError
 from proofs.keys import SigningKey
 from proofs.keystore import load_signing_key, save_signing_key
@@ -195,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         place_list = place_sub.add_parser("list")
         place_list.add_argument("--org", default=None)
     _product_parsers(sub)
+    _document_parsers(sub)
     gw = sub.add_parser("gateway", help="gateways").add_subparsers(dest="action", required=True)
     enroll = gw.add_parser("enroll")
     enroll.add_argument("--org", required=True)
@@ -361,6 +364,94 @@ def _product_parsers(sub: Any) -> None:
     ).add_subparsers(dest="action", required=True)
     profile.add_parser("add").add_argument("profile", help="a standard name or a JSON file")
     profile.add_parser("list")
+
+
+def _document_parsers(sub: Any) -> None:
+    doc = sub.add_parser(
+        "document",
+        help="calibration certificates and other documents behind verdicts (digest on the"
+        " ledger, file beside it)",
+    ).add_subparsers(dest="action", required=True)
+    add = doc.add_parser("add", help="register a file (PDF, PNG, JPEG or text, up to 20 MiB)")
+    add.add_argument("file")
+    add.add_argument("--type", required=True, choices=sorted(DOCUMENT_TYPES), dest="doc_type")
+    add.add_argument(
+        "--subject",
+        required=True,
+        help="KIND:ID with KIND sensor (gw/source), gateway, asset, lot (GTIN/LOT) or"
+        " organisation, e.g. sensor:gw-truck-07/probe-1",
+    )
+    add.add_argument("--org", required=True, help="the organisation that attaches it")
+    add.add_argument("--issuer", required=True, help="who issued it, e.g. the calibration lab")
+    add.add_argument("--valid-from", required=True, help="YYYY-MM-DD or RFC 3339 time (UTC)")
+    add.add_argument("--valid-until", default="", help="YYYY-MM-DD or RFC 3339; none: no end")
+    add.add_argument("--name", default=None, help="what people read (default: the file name)")
+    lst = doc.add_parser("list")
+    lst.add_argument("--subject", default=None, help="KIND:ID")
+    lst.add_argument("--org", default=None)
+
+
+def _when(text: str, what: str) -> int:
+    """A date (YYYY-MM-DD, midnight UTC) or an RFC 3339 time, in ms since 1970."""
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValueError(f"{what}: {text!r} is not YYYY-MM-DD or an RFC 3339 time") from e
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1000)
+
+
+def _subject(text: str) -> tuple[str, str]:
+    kind, sep, ident = text.partition(":")
+    if not sep or kind not in SUBJECT_KINDS or not ident:
+        raise ValueError(f"--subject {text!r} is not KIND:ID with KIND one of"
+                         f" {', '.join(SUBJECT_KINDS)}")  # fmt: skip
+    if kind == "lot":
+        gtin, slash, lot = ident.partition("/")
+        if not slash:
+            raise ValueError("a lot subject is lot:GTIN/LOT")
+        return kind, lot_subject(parse_gtin(gtin), lot)
+    return kind, ident
+
+
+def _documents(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore, now: int) -> int:
+    """Documents (anchor.ledger.documents); in a consortium the entry goes through the
+    ordering stream like the rest of the registry, the file stays on this node."""
+    if args.action == "list":
+        kind, ident = _subject(args.subject) if args.subject else (None, None)
+        for d in store.documents(kind, ident, args.org):
+            e = d.entry
+            print(f"{e.digest}\t{e.doc_type}\t{e.subject_kind}:{e.subject}\t{e.org_id}"
+                  f"\t{e.status_at(now)}\t{e.name}")  # fmt: skip
+        return EXIT_OK
+    path = Path(args.file)
+    try:
+        if path.stat().st_size > MAX_DOCUMENT_BYTES:
+            raise ValueError(f"{path}: a document is at most {MAX_DOCUMENT_BYTES >> 20} MiB")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from e
+    kind, ident = _subject(args.subject)
+    fields: dict[str, Any] = {
+        "doc_type": args.doc_type, "subject_kind": kind, "subject": ident, "org_id": args.org,
+        "issuer": args.issuer, "valid_from": _when(args.valid_from, "--valid-from"),
+        "valid_until": _when(args.valid_until, "--valid-until") if args.valid_until else 0,
+        "name": args.name or path.name, "now": now,
+    }  # fmt: skip
+    files = DocumentFiles(config.documents_dir)
+    if config.consortium_policy:
+        entry, chunks = new_document(store, data, **fields)
+        files.put(data)
+        _publish(args, config, store, "document", StoredDocument(entry, chunks))
+        doc, new = StoredDocument(entry, chunks), True
+    else:
+        doc, new = register_document(store, files, data, _attest(config), **fields)
+    got = doc.entry
+    what = "registered" if new else "was registered already"
+    print(f"{got.label} {got.name!r} for {got.subject_kind} {got.subject} {what}:"
+          f" sha256 {got.digest}")  # fmt: skip
+    return EXIT_OK
 
 
 def _print_enrolled(g: Gateway) -> None:
@@ -602,6 +693,8 @@ def _admin(args: argparse.Namespace, config: AnchorConfig, store: LedgerStore) -
         return _policy_change(args, config, store)
     if cmd in ("product", "profile"):
         return _products(args, config, store, now)
+    if cmd == "document":
+        return _documents(args, config, store, now)
     if cmd == "org" and action == "add":
         org = add_organisation(store, args.id, args.name, now)
         print(f"organisation {org.id} added")

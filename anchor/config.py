@@ -42,6 +42,8 @@ class AnchorConfig:
     store: str = ""
     node_key_path: Path = Path("keys/node.key")
     cosigner_key_path: Path = Path("keys/member.key")
+    # Registered documents' files, content-addressed (anchor.ledger.documents).
+    documents_path: Path = Path("documents")
     # C2SP origin line of the log and the note key name of the log key.
     log_origin: str = "coldtrail.example/log"
     # Key name of this node's consortium member cosigner (tlog-cosignature/v1).
@@ -220,6 +222,10 @@ class AnchorConfig:
 
     def nats_url_list(self) -> list[str]:
         return [u.strip() for u in self.nats_urls.split(",") if u.strip()]
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.resolve(self.documents_path)
 
     @property
     def db_file(self) -> Path:

@@ -64,6 +64,14 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "bad-cursor": (400, "Bad cursor"),
     "bad-digital-link": (404, "Not a Digital Link"),
     "no-proof-yet": (404, "No proof yet"),
+    # documents (anchor.ledger.documents)
+    "unknown-organisation": (422, "Unknown organisation"),
+    "unknown-subject": (422, "Unknown subject"),
+    "document-type": (415, "Not a PDF, PNG, JPEG or text file"),
+    "document-too-large": (413, "Document too large"),
+    "document-empty": (400, "Empty document"),
+    "document-malformed": (400, "Malformed document entry"),
+    "document-corrupt": (500, "Stored document corrupt"),
 }
 
 

@@ -28,7 +28,6 @@ origin: shifting every time leaves every figure unchanged).
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import math
 from bisect import bisect_left, bisect_right
@@ -1334,10 +1333,7 @@ class LotVerdict:
         gives with them at the end of its ``notes``), without judging the readings again."""
         if any(n.status == "fail" for n in notes):
             raise FormatError("a note can only make a verdict indeterminate", code="malformed")
-        status = cast(
-            Status,
-            max((self.status, *(n.status for n in notes)), key=_STATUS_RANK.__getitem__),
-        )
+        status = max((self.status, *(n.status for n in notes)), key=_STATUS_RANK.__getitem__)
         return dataclasses.replace(self, notes=(*self.notes, *notes), status=status)
 
     def to_dict(self) -> dict[str, Any]:

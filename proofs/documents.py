@@ -32,11 +32,11 @@ from .merkle import leaf_hash, root
 
 __all__ = [
     "CALIBRATION",
+    "CALIBRATION_CODES",
     "DOCUMENT_TYPES",
     "MAX_CHUNKS",
     "MAX_DOCUMENT_BYTES",
     "MEDIA_TYPES",
-    "CALIBRATION_CODES",
     "STATEMENT_DOMAIN",
     "SUBJECT_KINDS",
     "BundleDocument",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .bundle import (
     verify_bundle,
 )
 from .coldchain import duration_words
+from .documents import check_file
 from .errors import FormatError, ProofsError, VerificationError
 from .policy import MAX_POLICY_BYTES, Policy, parse_policy
 
@@ -73,8 +75,38 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse a bundle without the log key's attestation of its subject, verdict "
         "and proven records (default: on when anything is pinned, off otherwise)",
     )
+    p.add_argument(
+        "--document",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="check a file (a calibration certificate, ...) against the documents the "
+        "bundle carries, signed by the log key; a changed file is named with the bytes that "
+        "differ; repeatable",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
+
+
+def _check_documents(report: BundleReport, paths: Sequence[str]) -> bool:
+    """Each file checked against the bundle's documents; True if all are registered."""
+    entries = [(d.entry, d.chunks) for d in report.documents]
+    ok = True
+    for name in paths:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as e:
+            print(f"DOCUMENT UNREADABLE: {name}: {e.strerror}", file=sys.stderr)
+            ok = False
+            continue
+        check = check_file(data, entries)
+        if check.ok:
+            print(f"DOCUMENT OK: {name} {check.sentence()}")
+        else:
+            print(f"DOCUMENT NOT REGISTERED: {name} {check.sentence()}")
+            print(f"coldtrail-verify: {name} {check.sentence()}", file=sys.stderr)
+            ok = False
+    return ok
 
 
 def _read_policy(path: str) -> Policy:
@@ -87,6 +119,10 @@ def _subject_line(subject: dict[str, Any]) -> str:
     keys = [f"{k} {subject[k]}" for k in ("gtin", "lot", "serial", "sscc", "gateway", "sensor")
             if subject.get(k) is not None]  # fmt: skip
     return ", ".join(keys) or "(none named)"
+
+
+def _day(t_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(t_ms / 1000, datetime.UTC).strftime("%Y-%m-%d")
 
 
 def _print_report(report: BundleReport) -> None:
@@ -115,6 +151,14 @@ def _print_report(report: BundleReport) -> None:
         print(
             f"  verdict:    {subject['verdict'].get('status')} (the anchor's, from a sample:"
             " every proven reading agrees with it; not recomputed)"
+        )
+    for d in report.documents:
+        e = d.entry
+        until = _day(e.valid_until) if e.valid_until else "no end"
+        print(
+            f"  document:   {e.label} {e.name!r} for {e.subject_kind} {e.subject}, issued by"
+            f" {e.issuer}, valid {_day(e.valid_from)} to {until}; signed by the log key,"
+            f" SHA-256 {e.digest[:16]}…"
         )
     compromised = subject.get("compromised")
     if isinstance(compromised, list):
@@ -216,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"coldtrail-verify: {not_attested_sentence(report.records)}", file=sys.stderr)
     else:
         _print_report(report)
+    if args.document and not _check_documents(report, args.document):
+        return EXIT_INVALID
     return EXIT_VALID
 
 

@@ -26,11 +26,20 @@ from typing import Any
 
 from anchor.auth import ROLES
 from anchor.errors import AnchorError
-from anchor.ledger.model import ApiToken, Gateway, Organisation, Place, Product, StoredProfile
+from anchor.ledger.model import (
+    ApiToken,
+    Gateway,
+    Organisation,
+    Place,
+    Product,
+    StoredDocument,
+    StoredProfile,
+)
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.products import profile_of
 from anchor.ledger.registry import (
     Revocation,
+    document_statement,
     enrolment_statement,
     organisation_statement,
     place_statement,
@@ -41,7 +50,8 @@ from anchor.ledger.registry import (
     token_statement,
 )
 from proofs.canonical import canonical_json
-from proofs.errors import ProofsError
+from proofs.documents import DocumentEntry
+from proofs.errors import FormatError, ProofsError
 from proofs.keys import PublicKey, SigningKey, key_id_of
 from proofs.note import NoteVerifier
 
@@ -49,7 +59,7 @@ __all__ = ["REGISTRY_OPS", "RegistryEntry", "apply_entry", "decode_entry", "sign
 
 REGISTRY_OPS = (
     "organisation", "place", "enrolment", "revocation", "token", "token-revocation", "profile",
-    "product",
+    "product", "document",
 )  # fmt: skip
 
 
@@ -117,6 +127,15 @@ def _model(op: str, row: dict[str, Any], sig: str) -> Any:
         return Product(_str(row, "gtin"), _str(row, "org"), _str(row, "name"),
                        _str(row, "description"), _str(row, "pack"), _str(row, "unit"),
                        _str(row, "profile"), _int(row, "at"), sig)  # fmt: skip
+    if op == "document":
+        chunks = row.get("chunks")
+        if not isinstance(chunks, list):
+            raise AnchorError("malformed", "registry entry: chunks is not a list")
+        try:
+            entry = DocumentEntry.from_dict({k: v for k, v in row.items() if k != "chunks"})
+            return StoredDocument(entry, entry.check_chunks(chunks), sig)
+        except FormatError as e:
+            raise AnchorError("malformed", f"registry entry: {e.message}") from e
     raise AnchorError("malformed", f"registry entry: unknown operation {op!r}")
 
 
@@ -135,6 +154,8 @@ def _statement(op: str, model: Any) -> bytes:
         return profile_statement(model)
     if op == "product":
         return product_statement(model)
+    if op == "document":
+        return document_statement(model)
     return token_revocation_statement(*model)
 
 
@@ -165,6 +186,8 @@ def _row(op: str, model: Any) -> dict[str, Any]:
         return {"gtin": model.gtin, "org": model.org_id, "name": model.name,
                 "description": model.description, "pack": model.pack, "unit": model.unit,
                 "profile": model.profile, "at": model.updated_at}  # fmt: skip
+    if op == "document":
+        return {**model.entry.to_dict(), "chunks": list(model.chunks)}
     raise ValueError(f"unknown registry operation {op!r}")
 
 
@@ -277,6 +300,10 @@ def _apply_row(store: LedgerStore, op: str, model: Any) -> None:
         if product is None or product.updated_at <= model.updated_at:
             with store.transaction() as tx:
                 tx.put_product(model)
+    elif op == "document":
+        # The entry only: the file stays with the member that registered it.
+        with store.transaction() as tx:
+            tx.add_document(model)
     elif op == "token-revocation":
         t = store.token(model[0])
         if t is not None and t.revoked_at is None:

@@ -29,6 +29,7 @@ from anchor.consortium.policies import PolicyHistory
 from anchor.consortium.policy_file import load_consortium
 from anchor.consortium.status import consortium_status
 from anchor.errors import AnchorError, ConfigError
+from anchor.http.documents import DOCUMENT_ATTEST, DOCUMENT_FILES, DOCUMENT_STORE, setup_documents
 from anchor.http.keys import (
     CONFIG,
     DISPOSITIONS,
@@ -57,6 +58,7 @@ from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
 from anchor.ledger import tiles
 from anchor.ledger import tree as log
+from anchor.ledger.documents import DocumentFiles
 from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import attester
@@ -583,6 +585,18 @@ async def _checkpoint_interval_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _documents_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Documents behind verdicts (anchor.http.documents): the ledger, the file store
+    and, on a node of its own, the log key's attestation; a consortium member attaches
+    documents through the ordering stream (``coldtrail-anchor document add``)."""
+    config = app[CONFIG]
+    app[DOCUMENT_STORE] = app[STORE]
+    app[DOCUMENT_FILES] = DocumentFiles(config.documents_dir)
+    if not config.consortium_policy:
+        app[DOCUMENT_ATTEST] = attester(app[SIGNER].log_key)
+    yield
+
+
 async def _dispositions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Lots' dispositions follow their verdicts as batches are anchored
     (anchor.provenance.dispositions), every ``dispositions_interval_s``."""
@@ -687,6 +701,8 @@ def create_app(config: AnchorConfig) -> web.Application:
             require_calibration=config.require_calibration,
         ),
     )
+    setup_documents(app)
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
+    app.cleanup_ctx.append(_documents_ctx)
     return app

@@ -37,6 +37,7 @@ from anchor.ledger.products import profile_of
 from anchor.ledger.registry import (
     Revocation,
     disposition_statement,
+    document_statement,
     enrolment_statement,
     place_statement,
     product_statement,
@@ -455,6 +456,14 @@ def _verify_products(store: LedgerStore, signed: Callable[[bytes, str], bool]) -
                 "registry",
                 f"disposition {d.n} of {d.gtin}/{d.lot} is not the row the log key signed",
             )
+    for doc in store.documents():
+        name = f"document {doc.entry.digest[:12]} ({doc.entry.name})"
+        if not signed(document_statement(doc), doc.attestation):
+            raise _fail("registry", f"{name} is not the entry the log key signed")
+        try:
+            doc.entry.check_chunks(doc.chunks)
+        except FormatError as e:
+            raise _fail("registry", f"{name}: {e.message}") from e
 
 
 _DERIVED = ("type", "src", "asset", "t", "q", "val", "unit")

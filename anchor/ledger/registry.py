@@ -17,7 +17,15 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor.ledger.model import ApiToken, Disposition, Gateway, Place, Product, StoredProfile
+from anchor.ledger.model import (
+    ApiToken,
+    Disposition,
+    Gateway,
+    Place,
+    Product,
+    StoredDocument,
+    StoredProfile,
+)
 from proofs.canonical import canonical_json
 from proofs.errors import ProofsError
 from proofs.keys import PublicKey, SigningKey
@@ -28,6 +36,7 @@ __all__ = [
     "Revocation",
     "attester",
     "disposition_statement",
+    "document_statement",
     "enrolment_statement",
     "organisation_statement",
     "place_statement",
@@ -124,6 +133,12 @@ def disposition_statement(d: Disposition) -> bytes:
          "custodian": d.custodian, "owner": d.owner, "by": d.by, "reason": d.reason,
          "at": d.at},
     )  # fmt: skip
+
+
+def document_statement(d: StoredDocument) -> bytes:
+    """The entry's own statement (proofs.documents), so a bundle's reader checks it
+    without the anchor's code: the same domain and canonical JSON as every row here."""
+    return d.entry.statement()
 
 
 def attester(log_key: SigningKey) -> Attest:
