@@ -65,7 +65,7 @@ from anchor.provenance.source import (
     ReadingQuery,
     holder_of,
 )
-from proofs.coldchain import Profile
+from proofs.coldchain import Profile, Reason
 from proofs.identifiers import is_identifier
 from proofs.records import Scan
 
@@ -266,6 +266,66 @@ def _disposition_html(answer: ProvenanceAnswer) -> str:
         f"{esc(_DISPOSITION_WORDS.get(d.disposition, d.disposition))}</strong>"
         f" ({esc(why)}{esc(held)})</p>"
     )
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+_DOCUMENT_STATUS = {"valid": "valid", "expired": "expired", "not-yet-valid": "not yet valid"}
+
+
+def _documents_html(answer: ProvenanceAnswer) -> str:
+    """The documents behind the lot (proofs.documents), their status now, and a file
+    check the browser runs against the bundle's signed entries (static/documents.js)."""
+    if not answer.documents:
+        return (
+            '<section class="documents"><h2>Documents behind this lot</h2><p>No calibration'
+            " certificate or other document is registered for this lot, its loggers or the"
+            " places that held it.</p></section>"
+        )
+    items = []
+    for d in answer.documents:
+        e = d.entry
+        status = e.status_at(answer.now_ms)
+        until = f"to {_day(e.valid_until)}" if e.valid_until else "with no end"
+        items.append(
+            f'<li class="document" data-digest="{esc(e.digest)}">'
+            f"{esc(e.label.capitalize())} <q>{esc(e.name)}</q> for {esc(e.subject_kind)}"
+            f" <code>{esc(e.subject)}</code>, issued by {esc(e.issuer)}, valid from"
+            f" {esc(_day(e.valid_from))} {esc(until)}:"
+            f' <strong class="doc-{esc(status)}">{esc(_DOCUMENT_STATUS[status])}</strong></li>'
+        )
+    return (
+        '<section class="documents"><h2>Documents behind this lot</h2>'
+        f'<ul id="documents">{"".join(items)}</ul>'
+        '<p><label for="doc-file">Hold a copy of one? Check it against the ledger'
+        ' (it stays on your device):</label> <input type="file" id="doc-file"></p>'
+        '<p id="doc-result" role="status" aria-live="polite"></p></section>'
+    )
+
+
+def _reason_items(reasons: Sequence[Reason]) -> str:
+    """The verdict's reasons, one line each; loggers without calibration in one line."""
+    lines: list[str] = []
+    uncal = {
+        code: [r.sensor or "" for r in reasons if r.code == code]
+        for code in ("calibration-missing", "calibration-expired")
+    }
+    for r in reasons:
+        if r.code in uncal:
+            continue
+        lines.append(f"<li>{esc(r.message)}</li>")
+    if uncal["calibration-missing"]:
+        names = ", ".join(uncal["calibration-missing"])
+        lines.append(
+            f'<li data-reason="calibration-missing">No calibration certificate is on record for'
+            f" {esc(len(uncal['calibration-missing']))} logger(s): {esc(names)}</li>"
+        )
+    for r in reasons:
+        if r.code == "calibration-expired":
+            lines.append(f'<li data-reason="calibration-expired">{esc(r.message)}</li>')
+    return "".join(lines)
 
 
 def _verdict_figures(answer: ProvenanceAnswer, unit: str) -> str:
@@ -1084,7 +1144,7 @@ def render_consumer_page(
 
     verdict = answer.verdict
     shown = [r for r in verdict.lot.reasons if r.status != "pass" or r.code != "no-sensors"]
-    reasons = "".join(f"<li>{esc(r.message)}</li>" for r in shown)
+    reasons = _reason_items(shown)
     stats_html = _verdict_figures(answer, unit)
     timeline = []
     for ia in answer.intervals:
@@ -1184,7 +1244,7 @@ def render_consumer_page(
         f'<section class="chart"><h2>Temperature on the way</h2>{chart}</section>'
         f'<section class="timeline"><h2>Who held it</h2><ol id="timeline">'
         f"{''.join(timeline)}</ol></section>"
-        f"{holes_html}"
+        f"{holes_html}{_documents_html(answer)}"
         '<section class="proof"><h2>Check it yourself</h2>'
         f'<p><a href="{esc(bundle_url)}" download>Download the proof bundle</a> and run'
         " <code>coldtrail-verify bundle.json</code>: it needs no network.</p>"
@@ -1195,7 +1255,7 @@ def render_consumer_page(
     return _page(
         f"{title} {subject.lot or subject.serial or subject.sscc}",
         body,
-        scripts=["/static/verify.js"],
+        scripts=["/static/verify.js", "/static/documents.js"],
     )
 
 

@@ -200,6 +200,45 @@ def test_the_bundle_checks_the_real_file_and_names_a_changed_byte(anchor) -> Non
     assert "bytes 2048-3071 differ" in no.stdout
 
 
+def test_the_consumer_page_lists_the_documents_and_checks_a_file_on_the_device(
+    anchor, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    from support.browser import launch_chromium
+
+    base, _, _ = anchor
+    good = tmp_path / "cert.pdf"
+    good.write_bytes(CERT)
+    changed = bytearray(CERT)
+    changed[100] = ord("Z")
+    bad = tmp_path / "cert-edited.pdf"
+    bad.write_bytes(bytes(changed))
+    with launch_chromium() as browser:
+        context = browser.new_context(viewport={"width": 412, "height": 915})
+        page = context.new_page()
+        uploads: list[str] = []
+        page.on("request", lambda r: uploads.append(r.method) if r.method != "GET" else None)
+        page.goto(f"{base}/01/{GTIN}/10/{LOT}")
+        docs = page.locator("#documents li")
+        expect(docs).to_have_count(2)
+        expect(docs.first).to_contain_text("Calibration certificate")
+        expect(page.locator('[data-reason="calibration-missing"]')).to_contain_text("2 logger(s)")
+        page.set_input_files("#doc-file", str(good))
+        result = page.locator("#doc-result")
+        expect(result).to_have_attribute("data-state", "ok", timeout=20_000)
+        expect(result).to_contain_text("is the registered calibration certificate")
+        page.set_input_files("#doc-file", str(bad))
+        expect(result).to_have_attribute("data-state", "differs", timeout=20_000)
+        expect(result).to_contain_text("NOT the registered calibration certificate")
+        expect(result).to_contain_text("bytes 0–1023 differ")
+        shot = tmp_path / "documents.png"
+        page.locator("section.documents").screenshot(path=str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 2_000
+        assert uploads == []  # the file never left the device
+        context.close()
+
+
 def test_a_file_changed_on_disk_is_refused_and_an_edited_row_is_named(anchor) -> None:
     base, tokens, tmp = anchor
     _, listing = _json(base, f"/v1/documents?subject=sensor:{TRUCK_SENSOR}")
