@@ -494,6 +494,11 @@ def _summary(n: Narrator, answer: dict[str, Any], plan: DemoPlan) -> None:
         f"{' (' + ', '.join(kinds) + ')' if kinds else ''}"
     )
     n.raw(f"  proven records {answer.get('proven_records')} (in the bundle)")
+    for d in answer.get("documents", []):
+        n.raw(
+            f"  document       {d.get('label')} {d.get('name')} for {d.get('subject_kind')}"
+            f" {d.get('subject')}, issued by {d.get('issuer')}: {d.get('status')}"
+        )
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -668,6 +673,7 @@ def run_demo(
                     f" {members[node.org].url} on asset {node.asset}"
                     f" (key {node.public_key[:12]}…, token 0600)",
                 )
+            _attach_calibration(members["polar-haulage"], workdir, plan, n)
             with (
                 _devices(workdir / "tty", rng) as devices,
                 Publisher.connected(
@@ -719,6 +725,40 @@ def run_demo(
         n.say("demo", f"all {len(group.children)} processes stopped")
 
 
+def _attach_calibration(member: AnchorNode, workdir: Path, plan: DemoPlan, n: Narrator) -> None:
+    """The carrier attaches its truck logger's calibration certificate: the digest and
+    the entry go on the ledger (a signed stream entry), the file stays on its member."""
+    cert = workdir / "calibration-truck-07.pdf"
+    year = dt.date.today().year
+    cert.write_bytes(
+        b"%PDF-1.4\n% Calibration certificate PH-2026-0117 (demo)\n"
+        b"% Instrument: truck-07 data logger, probes cargo-front and cargo-rear\n"
+        b"% Points: -20.0, 0.0, +8.0 C; deviation <= 0.2 K; uncertainty 0.1 K (k=2)\n"
+        b"% Laboratory: Nordic Calibration Services, accredited ISO/IEC 17025\n"
+        + b"%" * 2048
+        + b"\n%%EOF\n"
+    )
+    args = ["document", "add", str(cert), "--type", "calibration", "--subject",
+            "gateway:truck-07", "--org", "polar-haulage", "--issuer",
+            "Nordic Calibration Services", "--valid-from", f"{year - 1}-01-01",
+            "--valid-until", f"{year + 1}-12-31", "--name", "PH-2026-0117.pdf"]  # fmt: skip
+    deadline = time.monotonic() + 30  # the enrolment reaches the member's store first
+    while True:
+        result = member.cli(*args, check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if result.returncode != 0:
+        n.say("polar-haulage", f"calibration certificate not attached: {result.stderr.strip()}")
+        return
+    digest = result.stdout.rsplit("sha256 ", 1)[-1].strip()
+    n.say(
+        "polar-haulage",
+        f"calibration certificate of truck-07's logger attached: sha256 {digest[:16]}…,"
+        f" file {cert.name} (check a copy with coldtrail-verify --document)",
+    )
+
+
 def _wait_sources_up(gateways: list[GatewayNode], stop: threading.Event) -> None:
     """Until every gateway answers and runs all its sources, and a moment more: a
     serial port opened after a scan was sent drops it (pyserial flushes the input
@@ -753,7 +793,12 @@ def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) ->
     n.raw(f"Consortium policy (coldtrail-anchor compose-policy) written to {policy_path}")
     argv = [*tool("coldtrail-verify", "proofs.verify_cli"), str(bundle_path)]
     argv += ["--policy", str(policy_path)]
-    n.raw(f"$ coldtrail-verify {bundle_path} --policy {policy_path}")
+    cert = workdir / "calibration-truck-07.pdf"
+    shown = f"$ coldtrail-verify {bundle_path} --policy {policy_path}"
+    if cert.exists():
+        argv += ["--document", str(cert)]
+        shown += f" --document {cert}"
+    n.raw(shown)
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     for line in (result.stdout + result.stderr).splitlines():
         n.raw(f"  {line}")

@@ -897,7 +897,7 @@ class _Web:
                 "verdict": answer.verdict.claim(),
                 # The documents behind the lot, each signed by the log key: the
                 # verdict's calibration notes follow from them (proofs.documents).
-                "documents": answer.bundle_documents(),
+                "documents": answer.bundle_documents(self.source.log_trust().attest),
             }
             if answer.compromised:
                 # Attested with the rest of the subject: a bundle cannot drop it.

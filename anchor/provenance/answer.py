@@ -21,12 +21,13 @@ How an answer is built (docs/provenance.md has the long version):
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -745,10 +746,21 @@ class ProvenanceAnswer:
             for d in self.documents
         ]
 
-    def bundle_documents(self) -> list[dict[str, Any]]:
-        """What a bundle's subject carries: each entry, its chunk hashes and the log
-        key's signature (proofs.documents.bundle_documents checks them)."""
-        return [BundleDocument(d.entry, d.chunks, d.attestation).to_dict() for d in self.documents]
+    def bundle_documents(self, attest: Callable[[bytes], bytes] | None) -> list[dict[str, Any]]:
+        """What a bundle's subject carries: each entry, its chunk hashes and a signature
+        by the log key that signs the bundle (proofs.documents.bundle_documents checks
+        them). In a consortium an entry was signed by the member that attached it; the
+        serving node, which checked that signature when it applied the entry, signs it
+        again with its own log key, so the bundle's reader needs only that key."""
+        out = []
+        for d in self.documents:
+            sig = (
+                base64.b64encode(attest(d.entry.statement())).decode()
+                if attest is not None
+                else d.attestation
+            )
+            out.append(BundleDocument(d.entry, d.chunks, sig).to_dict())
+        return out
 
     def product_json(self) -> dict[str, Any] | None:
         p = self.product
