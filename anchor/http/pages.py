@@ -54,6 +54,7 @@ from anchor.provenance.answer import (
     answer_for_subject,
     assemble_bundle,
     chart_points,
+    lot_bundle_subject,
 )
 from anchor.provenance.dispositions import Announce, disposition_json, override
 from anchor.provenance.source import (
@@ -889,19 +890,7 @@ class _Web:
         if selector.subject is not None:
             answer = await self._answer(selector.subject)
             keys = answer.proof_keys
-            subject_doc: dict[str, Any] = {
-                **selector.subject.query_params(),
-                # Recomputable from the records proven (coldtrail-verify, the page):
-                # the profile, and the verdict with every figure it rests on.
-                "profile": answer.verdict.profile.to_dict(),
-                "verdict": answer.verdict.claim(),
-                # The documents behind the lot, each signed by the log key: the
-                # verdict's calibration notes follow from them (proofs.documents).
-                "documents": answer.bundle_documents(self.source.log_trust().attest),
-            }
-            if answer.compromised:
-                # Attested with the rest of the subject: a bundle cannot drop it.
-                subject_doc["compromised"] = [c.to_json() for c in answer.compromised]
+            subject_doc = lot_bundle_subject(answer, self.source.log_trust().attest)
             name = "-".join(selector.subject.query_params().values())
         else:
             assert selector.readings is not None

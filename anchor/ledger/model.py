@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from proofs.claims import ClaimEvent
 from proofs.documents import DocumentEntry
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ApiToken",
     "ChainLink",
     "Checkpoint",
+    "Claim",
     "Disposition",
     "Gateway",
     "GatewayHead",
@@ -27,6 +29,7 @@ __all__ = [
     "Product",
     "ScanEvent",
     "StoredBatch",
+    "StoredClaimEvent",
     "StoredDocument",
     "StoredProfile",
     "StoredRecord",
@@ -298,4 +301,41 @@ class Disposition:
     by: str  # "anchor" or the operator's token id
     reason: str  # an override's reason in words; the rule's sentence otherwise
     at: int
+    attestation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A consumer's claim about a lot (anchor.provenance.claims). ``text`` and
+    ``contact`` are private to the parties who must answer (the routed organisation, the
+    lot's owner, auditors); the claims log holds only their digests."""
+
+    id: str  # 32 hex digits, random: the claimant's page is /claims/{id}
+    gtin: str
+    lot: str
+    filed_at: int
+    text: str
+    contact: str
+    photo_sha256: str  # "" without a photo; the file is kept beside the ledger
+    photo_type: str
+    bundle_sha256: str  # the lot's bundle as it stood when filed, kept beside the ledger
+    routed_to: str  # the organisation that must answer
+    holder: str  # the place that held the lot at the excursion ("" if none)
+    route_reason: str  # why it went there, in words
+    owner: str  # the lot's owner ("" if unknown)
+    state: str  # proofs.claims.CLAIM_STATES
+    answer_due: int
+    resolve_due: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredClaimEvent:
+    """A claim event as the claims log holds it: leaf ``index``, the event, the words
+    said with it (private; the event has their digest) and the log key's signature over
+    the event's statement."""
+
+    index: int
+    event: ClaimEvent
+    message: str = ""
     attestation: str = ""

@@ -33,6 +33,7 @@ from anchor.ledger.model import (
     ApiToken,
     ChainLink,
     Checkpoint,
+    Claim,
     Disposition,
     Gateway,
     GatewayHead,
@@ -42,6 +43,7 @@ from anchor.ledger.model import (
     Product,
     ScanEvent,
     StoredBatch,
+    StoredClaimEvent,
     StoredDocument,
     StoredProfile,
     StoredRecord,
@@ -165,6 +167,33 @@ class LedgerTx(abc.ABC):
         self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
     ) -> None: ...
 
+    # --- claims and the claims log (anchor.storage.sql_claims) ------------------
+
+    @abc.abstractmethod
+    def claim(self, claim_id: str) -> Claim | None: ...
+
+    @abc.abstractmethod
+    def claims(
+        self,
+        routed_to: str | None = None,
+        state: str | None = None,
+        gtin: str | None = None,
+        lot: str | None = None,
+        limit: int = 500,
+    ) -> list[Claim]: ...
+
+    @abc.abstractmethod
+    def claims_filed_since(self, gtin: str, lot: str, since: int) -> int: ...
+
+    @abc.abstractmethod
+    def claim_events(self, claim_id: str) -> list[StoredClaimEvent]: ...
+
+    @abc.abstractmethod
+    def claims_log_size(self) -> int: ...
+
+    @abc.abstractmethod
+    def claims_log_leaves(self, size: int) -> list[bytes]: ...
+
     # --- documents (anchor.storage.sql_documents) ------------------------------
 
     @abc.abstractmethod
@@ -229,6 +258,13 @@ class LedgerTx(abc.ABC):
         """Register a document; False (and nothing written) if its digest exists."""
 
     @abc.abstractmethod
+    def add_claim(self, c: Claim) -> None: ...
+
+    @abc.abstractmethod
+    def add_claim_event(self, e: StoredClaimEvent) -> StoredClaimEvent:
+        """Append to the claims log at the next index; move the claim to its state."""
+
+    @abc.abstractmethod
     def org_member(self, org_id: str) -> str | None:
         """The log verifier key of the member that registered ``org_id`` (consortium)."""
 
@@ -277,6 +313,33 @@ class LedgerStore(abc.ABC):
 
     @abc.abstractmethod
     def places(self, org_id: str | None = None) -> list[Place]: ...
+
+    # --- claims and the claims log (anchor.storage.sql_claims) ------------------
+
+    @abc.abstractmethod
+    def claim(self, claim_id: str) -> Claim | None: ...
+
+    @abc.abstractmethod
+    def claims(
+        self,
+        routed_to: str | None = None,
+        state: str | None = None,
+        gtin: str | None = None,
+        lot: str | None = None,
+        limit: int = 500,
+    ) -> list[Claim]: ...
+
+    @abc.abstractmethod
+    def claims_filed_since(self, gtin: str, lot: str, since: int) -> int: ...
+
+    @abc.abstractmethod
+    def claim_events(self, claim_id: str) -> list[StoredClaimEvent]: ...
+
+    @abc.abstractmethod
+    def claims_log_size(self) -> int: ...
+
+    @abc.abstractmethod
+    def claims_log_leaves(self, size: int) -> list[bytes]: ...
 
     # --- documents (anchor.storage.sql_documents) ------------------------------
 

@@ -1180,6 +1180,26 @@ class BundleResult:
     unproven: int  # chosen records whose batch is not yet in a signed checkpoint
 
 
+def lot_bundle_subject(
+    answer: ProvenanceAnswer, attest: Callable[[bytes], bytes] | None
+) -> dict[str, Any]:
+    """The attested subject of a lot's (serial's, SSCC's) bundle: its GS1 keys, and what
+    ``coldtrail-verify`` and the page recompute from the records proven: the profile, the
+    verdict with every figure it rests on, and the documents behind it."""
+    assert answer.subject is not None
+    subject: dict[str, Any] = {
+        **answer.subject.query_params(),
+        "profile": answer.verdict.profile.to_dict(),
+        "verdict": answer.verdict.claim(),
+        # Each signed by the log key: the verdict's calibration notes follow from them.
+        "documents": answer.bundle_documents(attest),
+    }
+    if answer.compromised:
+        # Attested with the rest of the subject: a bundle cannot drop it.
+        subject["compromised"] = [c.to_json() for c in answer.compromised]
+    return subject
+
+
 def assemble_bundle(
     source: ProvenanceSource, keys: Sequence[tuple[str, int]], subject: dict[str, Any]
 ) -> BundleResult:

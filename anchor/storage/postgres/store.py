@@ -66,6 +66,7 @@ from anchor.storage.rows import (
     checkpoint_row,
     link_row,
 )
+from anchor.storage.sql_claims import ClaimReads, ClaimWrites
 from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_documents import DocumentReads, DocumentWrites
 from anchor.storage.sql_products import ProductReads, ProductWrites
@@ -84,6 +85,7 @@ MIGRATIONS: tuple[str, ...] = (
     (_HERE / "migration_4.sql").read_text(),
     (_HERE / "migration_5.sql").read_text(),
     (_HERE / "migration_6.sql").read_text(),
+    (_HERE / "migration_7.sql").read_text(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -127,7 +129,14 @@ class _Reads(TxReads):
 
 
 class _PostgresTx(
-    _Reads, RollupSql, WitnessSql, ConsortiumSql, ProductWrites, DocumentWrites, LedgerTx
+    _Reads,
+    RollupSql,
+    WitnessSql,
+    ConsortiumSql,
+    ProductWrites,
+    DocumentWrites,
+    ClaimWrites,
+    LedgerTx,
 ):
     def append_batch(self, batch: NewBatch) -> int:
         c = self._c
@@ -243,7 +252,7 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(SqlReads, RollupSql, ProductReads, DocumentReads, LedgerStore):
+class PostgresLedger(SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, LedgerStore):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:

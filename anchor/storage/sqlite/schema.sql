@@ -117,3 +117,17 @@ CREATE TABLE IF NOT EXISTS documents (
     chunk_size INTEGER NOT NULL, chunks_root TEXT NOT NULL, chunks TEXT NOT NULL,
     registered_at INTEGER NOT NULL, attestation TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_subject ON documents(subject_kind, subject);
+-- Schema 8: claims and the claims log (anchor/storage/sql_claims.py).
+CREATE TABLE IF NOT EXISTS claims (
+    id TEXT PRIMARY KEY, gtin TEXT NOT NULL, lot TEXT NOT NULL, filed_at INTEGER NOT NULL,
+    text TEXT NOT NULL, contact TEXT NOT NULL, photo_sha256 TEXT NOT NULL,
+    photo_type TEXT NOT NULL, bundle_sha256 TEXT NOT NULL, routed_to TEXT NOT NULL,
+    holder TEXT NOT NULL, route_reason TEXT NOT NULL, owner TEXT NOT NULL,
+    state TEXT NOT NULL, answer_due INTEGER NOT NULL, resolve_due INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_lot ON claims(gtin, lot, filed_at);
+CREATE INDEX IF NOT EXISTS claims_routed ON claims(routed_to, state);
+CREATE TABLE IF NOT EXISTS claim_events (
+    idx INTEGER PRIMARY KEY, claim_id TEXT NOT NULL REFERENCES claims(id),
+    n INTEGER NOT NULL, statement TEXT NOT NULL, message TEXT NOT NULL,
+    attestation TEXT NOT NULL DEFAULT '', UNIQUE (claim_id, n));

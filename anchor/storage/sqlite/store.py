@@ -47,6 +47,7 @@ from anchor.storage.rows import (
     checkpoint_row,
     link_row,
 )
+from anchor.storage.sql_claims import ClaimReads, ClaimWrites
 from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_documents import DocumentReads, DocumentWrites
 from anchor.storage.sql_products import ProductReads, ProductWrites
@@ -56,7 +57,7 @@ from anchor.storage.sql_witness import WitnessSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -78,7 +79,14 @@ class _Reads(TxReads):
 
 
 class _SqliteTx(
-    _Reads, RollupSql, WitnessSql, ConsortiumSql, ProductWrites, DocumentWrites, LedgerTx
+    _Reads,
+    RollupSql,
+    WitnessSql,
+    ConsortiumSql,
+    ProductWrites,
+    DocumentWrites,
+    ClaimWrites,
+    LedgerTx,
 ):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
@@ -202,7 +210,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(SqlReads, RollupSql, ProductReads, DocumentReads, LedgerStore):
+class SqliteLedger(SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, LedgerStore):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -227,14 +235,14 @@ class SqliteLedger(SqlReads, RollupSql, ProductReads, DocumentReads, LedgerStore
                 )
                 # A new ledger holds no reading its rollups could miss.
                 conn.execute("INSERT INTO meta (key, value) VALUES ('rollups', 'complete')")
-            elif int(row[0]) in (1, 2, 3, 4, 5, 6):
+            elif int(row[0]) in (1, 2, 3, 4, 5, 6, 7):
                 if int(row[0]) == 1:
                     _migrate_1_to_2(conn)
                 # 2 -> 3: reading_rollups, created above; filled at open (meta 'rollups').
                 # 3 -> 4: witnessed; 4 -> 5: stream_applied, stream_refusals, split_views;
-                # 5 -> 6: profiles, products, dispositions; 6 -> 7: documents; all
-                # created above.
-                conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+                # 5 -> 6: profiles, products, dispositions; 6 -> 7: documents; 7 -> 8:
+                # claims, claim_events; all created above.
+                conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(
