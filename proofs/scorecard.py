@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from .errors import FormatError, VerificationError
 from .identifiers import check_identifier
+from .note import Checkpoint, NoteVerifier, SignedNote
 
 __all__ = [
     "SCORECARD_FORMAT",
@@ -317,9 +318,36 @@ def _lookup(doc: object, path: str) -> object:
     return doc
 
 
-def verify_scorecard(doc: object) -> list[ShipmentRow]:
+def _check_checkpoint(checkpoint: Mapping[str, Any], log_vkeys: Sequence[str]) -> int:
+    """The stated checkpoint size; its signed note (when present, and always when
+    ``log_vkeys`` are pinned) must state the same size and root, signed by a pinned key."""
+    size = _int(checkpoint.get("tree_size"), "the checkpoint's tree_size")
+    note = checkpoint.get("note")
+    if note is None:
+        if log_vkeys:
+            raise VerificationError(
+                "the export names no signed checkpoint to check against the pinned log key",
+                code="scorecard-unsigned-checkpoint",
+            )
+        return size
+    if not isinstance(note, str):
+        raise FormatError("the checkpoint's note must be text", code="scorecard-malformed")
+    signed = SignedNote.parse(note)
+    cp = Checkpoint.from_text(signed.text)
+    if cp.size != size or cp.root.hex() != checkpoint.get("root"):
+        raise VerificationError(
+            "the checkpoint's size or root is not the one its signed note states",
+            code="scorecard-checkpoint-mismatch",
+        )
+    if log_vkeys:
+        signed.verify([NoteVerifier.from_vkey(k) for k in log_vkeys])
+    return size
+
+
+def verify_scorecard(doc: object, log_vkeys: Sequence[str] = ()) -> list[ShipmentRow]:
     """Check an export (``coldtrail-scorecard/1``): every row well formed, resting only on
-    leaves inside the checkpoint it states, and every stated figure the one its rows give.
+    leaves inside the checkpoint it states, and every stated figure the one its rows give;
+    with ``log_vkeys``, also that the checkpoint's note is signed by one of those keys.
     Returns the rows; raises :class:`FormatError` (``scorecard-malformed``) for an
     unreadable export and :class:`VerificationError` for a figure that does not follow
     (``scorecard-figure-mismatch``) or a row beyond the checkpoint
@@ -330,8 +358,7 @@ def verify_scorecard(doc: object) -> list[ShipmentRow]:
             f"not a {SCORECARD_FORMAT} export: format {d.get('format')!r:.40}",
             code="scorecard-malformed",
         )
-    checkpoint = _mapping(d.get("checkpoint"), "the export's checkpoint")
-    size = _int(checkpoint.get("tree_size"), "the checkpoint's tree_size")
+    size = _check_checkpoint(_mapping(d.get("checkpoint"), "the export's checkpoint"), log_vkeys)
     rows = rows_from_json(d.get("rows"))
     for i, r in enumerate(rows):
         beyond = [leaf for leaf in r.leaves if leaf >= size]

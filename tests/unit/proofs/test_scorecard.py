@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from proofs import verify_cli
 from proofs.canonical import canonical_json
 from proofs.errors import FormatError, VerificationError
+from proofs.keys import SigningKey
+from proofs.note import Checkpoint, NoteSigner, SignedNote
 from proofs.scorecard import (
     SCORECARD_FORMAT,
     Claim,
@@ -140,14 +147,14 @@ def test_rows_are_checked() -> None:
         Claim(100, 99)  # resolved before it was filed
 
 
-def _export(rows: list[ShipmentRow], tree_size: int = 10) -> dict[str, object]:
+def _export(rows: list[ShipmentRow], tree_size: int = 10) -> dict[str, Any]:
     doc = {
         "format": SCORECARD_FORMAT,
         "checkpoint": {"tree_size": tree_size},
         "rows": [r.to_dict() for r in rows],
         "figures": scorecard(rows),
     }
-    parsed: dict[str, object] = json.loads(canonical_json(doc))  # as a file carries it
+    parsed: dict[str, Any] = json.loads(canonical_json(doc))  # as a file carries it
     return parsed
 
 
@@ -159,21 +166,21 @@ def test_a_good_export_verifies_and_its_rows_round_trip() -> None:
 def test_a_massaged_figure_is_refused_naming_it() -> None:
     doc = _export([A, B, C])
     massaged = copy.deepcopy(doc)
-    massaged["figures"]["orgs"]["cool-logistics"]["excursion_rate"] = 0.0  # type: ignore[index]
+    massaged["figures"]["orgs"]["cool-logistics"]["excursion_rate"] = 0.0
     with pytest.raises(VerificationError) as e:
         verify_scorecard(massaged)
     assert e.value.code == "scorecard-figure-mismatch"
     assert "figures.orgs.cool-logistics.excursion_rate" in e.value.message
     assert "0.333333" in e.value.message
     dropped = copy.deepcopy(doc)
-    del dropped["figures"]["holders"]["truck-09"]  # type: ignore[attr-defined]
+    del dropped["figures"]["holders"]["truck-09"]
     with pytest.raises(VerificationError, match=r"figures\.holders\.truck-09"):
         verify_scorecard(dropped)
 
 
 def test_a_row_changed_under_its_figures_is_refused() -> None:
     doc = _export([A, B])
-    doc["rows"][0]["excursions"] = 0  # type: ignore[index]
+    doc["rows"][0]["excursions"] = 0
     with pytest.raises(VerificationError, match="excursion_rate") as e:
         verify_scorecard(doc)
     assert e.value.code == "scorecard-figure-mismatch"
@@ -190,6 +197,57 @@ def test_an_unreadable_export_is_a_format_error() -> None:
     with pytest.raises(FormatError):
         verify_scorecard({"format": "something-else"})
     doc = _export([A])
-    doc["rows"][0].pop("holder")  # type: ignore[index]
+    doc["rows"][0].pop("holder")
     with pytest.raises(FormatError, match="holder"):
         verify_scorecard(doc)
+
+
+# --- coldtrail-verify scorecard ---------------------------------------------------------
+
+
+def _signed_export(rows: list[ShipmentRow], signer: NoteSigner, size: int = 10) -> dict[str, Any]:
+    root = bytes(range(32))
+    note = SignedNote.sign(Checkpoint("coldtrail.test/log", size, root).to_text(), signer)
+    doc = _export(rows, tree_size=size)
+    doc["checkpoint"] = {"tree_size": size, "root": root.hex(), "note": note.to_text()}
+    return doc
+
+
+def _cli(tmp_path: Path, doc: object, *extra: str) -> tuple[int, str, str]:
+    path = tmp_path / "scorecard.json"
+    path.write_bytes(canonical_json(doc))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = verify_cli.main(["scorecard", str(path), *extra])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_verifies_a_good_export_and_refuses_a_massaged_one(tmp_path: Path) -> None:
+    signer = NoteSigner("coldtrail.test/log", SigningKey.generate())
+    doc = _signed_export([A, B, C], signer)
+    vkey = signer.verifier.to_vkey()
+    code, out, _ = _cli(tmp_path, doc, "--log-key", vkey)
+    assert code == 0, out
+    assert "VALID: 3 shipment(s)" in out and "excursion rate 33.3 %" in out
+    massaged = copy.deepcopy(doc)
+    massaged["figures"]["orgs"]["cool-logistics"]["excursion_rate"] = 0.1
+    code, _, err = _cli(tmp_path, massaged, "--log-key", vkey)
+    assert code == 1
+    assert "figures.orgs.cool-logistics.excursion_rate" in err
+    assert "[scorecard-figure-mismatch]" in err
+    other = NoteSigner("coldtrail.test/log", SigningKey.generate()).verifier.to_vkey()
+    code, _, err = _cli(tmp_path, doc, "--log-key", other)
+    assert code == 1 and "[no-known-signer]" in err
+    moved = copy.deepcopy(doc)
+    moved["checkpoint"]["tree_size"] = 11  # the note says 10
+    code, _, err = _cli(tmp_path, moved)
+    assert code == 1 and "[scorecard-checkpoint-mismatch]" in err
+
+
+def test_cli_an_unreadable_export_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert verify_cli.main(["scorecard", str(path)]) == 2
+    assert "cannot read export" in err.getvalue()
