@@ -1580,7 +1580,7 @@ def render_scorecard(doc: dict[str, Any]) -> str:
     if f is None:
         return head + notes + '<p class="empty">No shipments in this period.</p></section>'
     figures = (
-        '<dl class="figures" id="scorecard-figures">'
+        '<dl class="facts figures" id="scorecard-figures">'
         f'<dt>Shipments</dt><dd data-figure="shipments">{f["shipments"]}</dd>'
         f'<dt>Excursion rate</dt><dd data-figure="excursion_rate">{_pct(f["excursion_rate"])}'
         f" ({f['with_excursion']} of {f['shipments']})</dd>"

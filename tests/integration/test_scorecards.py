@@ -156,6 +156,37 @@ def test_the_org_page_shows_the_scorecard_and_its_chart(anchor) -> None:
     assert 'href="/v1/scorecards/cool-logistics"' in page
 
 
+def test_the_chart_renders_in_a_browser_under_the_pages_csp(anchor, tmp_path: Path) -> None:
+    """Headless Chromium: the inline SVG is drawn (it needs no script or inline style,
+    which the CSP would block and report), its bars and rate point are laid out, and the
+    table gives the same month."""
+    from support.browser import launch_chromium
+
+    base, _, _ = anchor
+    _export(base, "cool-logistics")
+    with launch_chromium() as browser:
+        context = browser.new_context(viewport={"width": 1024, "height": 900})
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        missing: list[str] = []  # what the page asked for and did not get (not the favicon)
+        page.on("response", lambda r: missing.append(r.url) if r.status >= 400
+                and not r.url.endswith("/favicon.ico") else None)  # fmt: skip
+        page.goto(f"{base}/explorer/orgs/cool-logistics?{PERIOD}")
+        chart = page.locator("svg#scorecard-chart")
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 300 and box["height"] > 100
+        bar = page.locator("svg#scorecard-chart rect.bar").bounding_box()
+        assert bar is not None and bar["height"] > 50  # the only month is the tallest bar
+        assert page.get_by_role("img", name="Shipments and excursion rate per month").count() == 1
+        assert page.locator("#scorecard table tbody tr").first.inner_text().startswith("2026-11")
+        chart.screenshot(path=str(tmp_path / "scorecard-chart.png"))
+        page.screenshot(path=str(tmp_path / "org-scorecard.png"), full_page=True)
+        context.close()
+    assert missing == []
+    assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
+
+
 def test_refusals(anchor) -> None:
     base, _, _ = anchor
     status, body, _ = _get(base, "/v1/scorecards/nobody")
