@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="coldtrail-verify",
         description="Verify a coldtrail proof bundle offline: record signatures, batch "
         "inclusion, log inclusion, checkpoint signature and cosignature quorum.",
+        epilog="coldtrail-verify scorecard EXPORT recomputes a custodian scorecard export "
+        "instead (coldtrail-verify scorecard --help).",
     )
     p.add_argument("bundle", help="path to bundle.json, or - for standard input")
     p.add_argument(

@@ -3,9 +3,12 @@ which legs count, for whom, and what waits for a checkpoint."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from anchor.errors import AnchorError
+from anchor.http.pages import render_scorecard_chart
 from anchor.provenance.answer import ProvenanceConfig
 from anchor.provenance.scorecards import default_period, monthly, org_scorecard
 from proofs.scorecard import verify_scorecard
@@ -95,3 +98,26 @@ def test_default_period_is_whole_utc_months() -> None:
            "to_ms": 1_796_083_200_000}, "figures": {"months": {}}}  # fmt: skip
     months = [m for m, _ in monthly(doc)]
     assert months[0] == "2025-12" and months[-1] == "2026-11" and len(months) == 12
+
+
+def test_the_monthly_chart_by_hand() -> None:
+    months = [
+        ("2026-09", {"shipments": 2, "excursion_rate": 0.5}),
+        ("2026-10", {"shipments": 0, "excursion_rate": None}),
+        ("2026-11", {"shipments": 4, "excursion_rate": 0.25}),
+    ]
+    svg = render_scorecard_chart(months)
+    assert svg.startswith('<svg id="scorecard-chart"') and svg.endswith("</svg>")
+    assert 'aria-labelledby="scorecard-chart-title scorecard-chart-desc"' in svg
+    assert "2026-09: 2 shipment(s), excursion rate 50.0 %" in svg
+    assert "2026-10:" not in svg.split("</desc>")[0]  # months without shipments not described
+    # The plot is 220 - 14 - 34 = 172 px high and scaled to the busiest month (4): November's
+    # bar is the full height, September's half of it; October has none.
+    bars = re.findall(r'<rect class="bar" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)"',
+                      svg)  # fmt: skip
+    assert [(float(y), float(h)) for y, h in bars] == [(100.0, 86.0), (14.0, 172.0)]
+    # The rate line joins the two months that have a rate: 50 % at 100 px, 25 % at 143 px.
+    points = re.findall(r'<circle class="rate-point" cx="([\d.]+)" cy="([\d.]+)"', svg)
+    assert [float(cy) for _, cy in points] == [100.0, 143.0]
+    assert svg.count("<polyline") == 1
+    assert "<script" not in svg and "style=" not in svg  # nothing the pages' CSP would block
