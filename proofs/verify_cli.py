@@ -1,7 +1,8 @@
-"""``coldtrail-verify BUNDLE``: check a proof bundle offline.
+"""``coldtrail-verify BUNDLE``: check a proof bundle offline;
+``coldtrail-verify scorecard EXPORT``: recompute a custodian scorecard from its rows.
 
 Exit codes: 0 valid, 1 invalid (the first reason is printed), 2 unreadable
-bundle or policy, or a usage error. It imports ``proofs`` only and opens no socket;
+bundle, export or policy, or a usage error. It imports ``proofs`` only and opens no socket;
 the bundle and ``--policy`` files named on the command line are the only files read.
 """
 
@@ -27,6 +28,7 @@ from .coldchain import duration_words
 from .documents import check_file
 from .errors import FormatError, ProofsError, VerificationError
 from .policy import MAX_POLICY_BYTES, Policy, parse_policy
+from .scorecard import verify_scorecard
 
 __all__ = ["main"]
 
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="coldtrail-verify",
         description="Verify a coldtrail proof bundle offline: record signatures, batch "
         "inclusion, log inclusion, checkpoint signature and cosignature quorum.",
+        epilog="coldtrail-verify scorecard EXPORT recomputes a custodian scorecard export "
+        "instead (coldtrail-verify scorecard --help).",
     )
     p.add_argument("bundle", help="path to bundle.json, or - for standard input")
     p.add_argument(
@@ -206,10 +210,74 @@ def _print_report(report: BundleReport) -> None:
         print(f"coldtrail-verify: {not_attested_sentence(report.records)}", file=sys.stderr)
 
 
+def _scorecard_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="coldtrail-verify scorecard",
+        description="Recompute every figure of a custodian scorecard export "
+        "(coldtrail-scorecard/1, GET /v1/scorecards/{org}) from its per-shipment rows, and "
+        "refuse it if a stated figure does not follow or a row rests on a log leaf beyond "
+        "its checkpoint.",
+    )
+    p.add_argument("export", help="path to the export, or - for standard input")
+    p.add_argument(
+        "--log-key",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="trusted log verifier key: the export's checkpoint must be signed by it",
+    )
+    return p
+
+
+def _scorecard_main(argv: Sequence[str]) -> int:
+    try:
+        args = _scorecard_parser().parse_args(argv)
+    except SystemExit as e:
+        return EXIT_UNREADABLE if e.code else EXIT_VALID
+    try:
+        if args.export == "-":
+            raw = sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
+        else:
+            path = Path(args.export)
+            if path.stat().st_size > MAX_BUNDLE_BYTES:
+                raise FormatError("export is larger than 64 MiB", code="too-large")
+            raw = path.read_bytes()
+        if len(raw) > MAX_BUNDLE_BYTES:
+            raise FormatError("export is larger than 64 MiB", code="too-large")
+        data = json.loads(raw)
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, FormatError) as e:
+        print(f"coldtrail-verify: cannot read export: {e}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        rows = verify_scorecard(data, args.log_key)
+    except ProofsError as e:
+        print(f"INVALID: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    orgs = data["figures"]["orgs"]
+    trust = "signed by the pinned log key" if args.log_key else "signature not checked"
+    print(
+        f"VALID: {len(rows)} shipment(s); every figure recomputed from the rows, which rest"
+        f" on log leaves below checkpoint size {data['checkpoint']['tree_size']} ({trust})"
+    )
+    for org, f in orgs.items():
+        rate = f["excursion_rate"]
+        print(
+            f"  {org}: {f['shipments']} shipment(s), excursion rate"
+            f" {'-' if rate is None else f'{rate * 100:.1f} %'},"
+            f" {f['degree_minutes_per_shipment']} °C·min per shipment,"
+            f" completeness {f['completeness']}, median reading to receipt"
+            f" {f['median_receipt_ms']} ms, {f['claims']} claim(s)"
+        )
+    return EXIT_VALID
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["scorecard"]:
+        return _scorecard_main(args_list[1:])
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as e:
         return EXIT_UNREADABLE if e.code else EXIT_VALID
     try:

@@ -10,6 +10,8 @@ Routes (``setup_web`` adds them to the app):
 - ``GET /v1/provenance/bundle``: the same selectors; a downloadable ``coldtrail-bundle/1``;
 - ``GET /explorer``, ``/explorer/blocks/{height}``, ``/explorer/gateways/{id}``,
   ``/explorer/orgs/{id}``: plain server-rendered HTML;
+- ``GET /v1/scorecards/{org}``: an organisation's custodian scorecard, a canonical-JSON
+  ``coldtrail-scorecard/1`` export that ``coldtrail-verify scorecard`` recomputes;
 - ``GET /explorer/consortium``: on a consortium member node, its members, policy, recent
   checkpoints' cosigners and each member node's health (404 on a node that is none).
 
@@ -57,6 +59,13 @@ from anchor.provenance.answer import (
     lot_bundle_subject,
 )
 from anchor.provenance.dispositions import Announce, disposition_json, override
+from anchor.provenance.scorecards import (
+    ScorecardLimits,
+    default_period,
+    monthly,
+    org_figures,
+    org_scorecard,
+)
 from anchor.provenance.source import (
     BatchInfo,
     BlockInfo,
@@ -66,6 +75,7 @@ from anchor.provenance.source import (
     ReadingQuery,
     holder_of,
 )
+from proofs.canonical import canonical_json
 from proofs.coldchain import Profile, Reason
 from proofs.identifiers import is_identifier
 from proofs.records import Scan
@@ -969,7 +979,35 @@ class _Web:
         if org is None:
             raise AnchorError("not-found", f"no organisation {org_id!r}")
         gateways = await self._run(self.source.org_gateways, org_id, 0, 500)
-        return _html(render_org(org.id, org.name, gateways, nav=self.nav()))
+        card = await self._scorecard(org_id, request.query)
+        return _html(render_org(org.id, org.name, gateways, nav=self.nav(), scorecard=card))
+
+    # -- scorecards
+    async def _scorecard(self, org_id: str, query: Any) -> dict[str, Any]:
+        unknown = set(query) - {"from", "to"}
+        if unknown:
+            raise AnchorError(
+                "bad-parameter", f"unknown parameter(s): {', '.join(sorted(unknown))}"
+            )
+        now = int(time.time() * 1000)
+        t_from, t_to = default_period(now, ScorecardLimits().default_months)
+        if "from" in query:
+            t_from = _time_param(query["from"], "from")
+        if "to" in query:
+            t_to = _time_param(query["to"], "to")
+        doc: dict[str, Any] = await self._run(
+            org_scorecard, self.source, org_id, self.config, now, (t_from, t_to)
+        )
+        return doc
+
+    async def scorecard(self, request: web.Request) -> web.StreamResponse:
+        org_id = _id_param(request.match_info["org"], "organisation")
+        doc = await self._scorecard(org_id, request.query)
+        return web.Response(
+            body=canonical_json(doc),
+            content_type="application/json",
+            headers={"Vary": "Accept"},
+        )
 
     async def explorer_consortium(self, request: web.Request) -> web.StreamResponse:
         view = self.consortium
@@ -1098,7 +1136,8 @@ def setup_web(
             web.get("/explorer", wrap(w.explorer, "explorer")),
             web.get("/explorer/blocks/{height}", wrap(w.explorer_block, "explorer")),
             web.get("/explorer/gateways/{gw:.+}", wrap(w.explorer_gateway)),
-            web.get("/explorer/orgs/{org:.+}", wrap(w.explorer_org)),
+            web.get("/explorer/orgs/{org:.+}", wrap(w.explorer_org, "scorecard")),
+            web.get("/v1/scorecards/{org:.+}", wrap(w.scorecard, "scorecard")),
             web.get("/explorer/consortium", wrap(w.explorer_consortium)),
             web.static("/static", STATIC_DIR, follow_symlinks=False),
         ]
@@ -1520,7 +1559,12 @@ def render_gateway(
 
 
 def render_org(
-    org_id: str, name: str, gateways: Sequence[GatewayInfo], *, nav: Sequence[tuple[str, str]] = ()
+    org_id: str,
+    name: str,
+    gateways: Sequence[GatewayInfo],
+    *,
+    nav: Sequence[tuple[str, str]] = (),
+    scorecard: dict[str, Any] | None = None,
 ) -> str:
     rows = [
         f'<tr><td><a href="/explorer/gateways/{esc(urllib.parse.quote(g.id, safe=""))}">'
@@ -1531,8 +1575,167 @@ def render_org(
     body = (
         f"<h1>{esc(name)}</h1><p>Organisation <code>{esc(org_id)}</code></p><h2>Gateways</h2>"
         + (_table(["Gateway", "Asset", "Status"], rows) if rows else "<p>No gateways.</p>")
+        + (render_scorecard(scorecard) if scorecard is not None else "")
     )
     return _page(f"Organisation {name}", body, nav=nav)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f} %"
+
+
+def _ms_words(ms: int | None) -> str:
+    return "–" if ms is None else fmt_duration(ms)
+
+
+def _figure_cells(f: dict[str, Any]) -> str:
+    return (
+        f"<td>{f['shipments']}</td><td>{_pct(f['excursion_rate'])}</td>"
+        f"<td>{esc(fmt_num(f['degree_minutes_per_shipment'], 1))}</td>"
+        f"<td>{_pct(f['completeness'])}</td><td>{esc(_ms_words(f['median_receipt_ms']))}</td>"
+        f"<td>{f['claims']}</td><td>{esc(_ms_words(f['median_resolution_ms']))}</td>"
+    )
+
+
+_FIGURE_HEADERS = [
+    "Shipments",
+    "Excursion rate",
+    "°C·min per shipment",
+    "Completeness",
+    "Median reading to receipt",
+    "Claims",
+    "Median claim resolution",
+]
+
+
+def render_scorecard(doc: dict[str, Any]) -> str:
+    """The scorecard section of an organisation's page: its figures, a chart per month
+    (shipments and excursion rate, inline SVG) with the same numbers as a table, and the
+    figures of each of its places; all from the export ``/v1/scorecards/{org}`` serves."""
+    org_id = doc["org"]["id"]
+    link = f"/v1/scorecards/{urllib.parse.quote(org_id, safe='')}"
+    period = f"{esc(fmt_time(doc['period']['from_ms']))} to {esc(fmt_time(doc['period']['to_ms']))}"
+    cp = doc["checkpoint"]
+    head = (
+        '<section id="scorecard" class="scorecard"><h2>Scorecard</h2>'
+        f"<p>Shipments (custody legs) started {period}, computed from the entries of the"
+        f" log up to checkpoint size {int(cp['tree_size'])}. "
+        f'<a href="{esc(link)}">Download the export</a> and recompute every figure with'
+        " <code>coldtrail-verify scorecard EXPORT.json</code>.</p>"
+    )
+    notes = ""
+    if doc["pending"]:
+        notes += f"<p>{int(doc['pending'])} shipment(s) still open or not yet in a checkpoint.</p>"
+    if doc["truncated"]:
+        notes += "<p>Too many lots in this period: only the first were scored.</p>"
+    f = org_figures(doc)
+    if f is None:
+        return head + notes + '<p class="empty">No shipments in this period.</p></section>'
+    figures = (
+        '<dl class="facts figures" id="scorecard-figures">'
+        f'<dt>Shipments</dt><dd data-figure="shipments">{f["shipments"]}</dd>'
+        f'<dt>Excursion rate</dt><dd data-figure="excursion_rate">{_pct(f["excursion_rate"])}'
+        f" ({f['with_excursion']} of {f['shipments']})</dd>"
+        "<dt>Degree-minutes per shipment</dt>"
+        f'<dd data-figure="degree_minutes_per_shipment">'
+        f"{esc(fmt_num(f['degree_minutes_per_shipment'], 1))} °C·min</dd>"
+        f'<dt>Completeness</dt><dd data-figure="completeness">{_pct(f["completeness"])}</dd>'
+        "<dt>Median time from reading to receipt</dt>"
+        f'<dd data-figure="median_receipt_ms">{esc(_ms_words(f["median_receipt_ms"]))}</dd>'
+        f'<dt>Claims received</dt><dd data-figure="claims">{f["claims"]}</dd>'
+        "<dt>Median claim resolution</dt>"
+        f'<dd data-figure="median_resolution_ms">{esc(_ms_words(f["median_resolution_ms"]))}</dd>'
+        "</dl>"
+    )
+    months = monthly(doc)
+    month_rows = [
+        f"<tr><td>{esc(m)}</td><td>{mf['shipments']}</td><td>{_pct(mf['excursion_rate'])}</td></tr>"
+        for m, mf in months
+    ]
+    holder_rows = [
+        f"<tr><td>{esc(h)}</td>{_figure_cells(hf)}</tr>"
+        for h, hf in doc["figures"]["holders"].items()
+    ]
+    return (
+        head
+        + notes
+        + figures
+        + "<h3>Per month</h3>"
+        + render_scorecard_chart(months)
+        + _table(["Month", "Shipments", "Excursion rate"], month_rows)
+        + "<h3>Per place</h3>"
+        + _table(["Place", *_FIGURE_HEADERS], holder_rows)
+        + "</section>"
+    )
+
+
+def render_scorecard_chart(months: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """Shipments per month as bars (left axis) and the excursion rate as a line with
+    points (right axis, 0-100 %), server-side SVG with a title and description."""
+    w, h, left, right, top, bottom = 640, 220, 40, 44, 14, 34
+    n = max(1, len(months))
+    most = max((int(mf["shipments"]) for _, mf in months), default=0)
+    scale = max(1, most)
+    slot = (w - left - right) / n
+    plot_h = h - top - bottom
+
+    def y_count(c: float) -> float:
+        return top + plot_h - c / scale * plot_h
+
+    def y_rate(r: float) -> float:
+        return top + plot_h - r * plot_h
+
+    summary = "; ".join(
+        f"{m}: {mf['shipments']} shipment(s), excursion rate {_pct(mf['excursion_rate'])}"
+        for m, mf in months
+        if mf["shipments"]
+    )
+    parts = [
+        f'<svg id="scorecard-chart" class="chart-svg" viewBox="0 0 {w} {h}" role="img"'
+        ' aria-labelledby="scorecard-chart-title scorecard-chart-desc">'
+        '<title id="scorecard-chart-title">Shipments and excursion rate per month</title>'
+        f'<desc id="scorecard-chart-desc">Bars: shipments per month (left axis). Line:'
+        f" share of shipments with an excursion (right axis). {esc(summary or 'No shipments.')}"
+        "</desc>",
+        f'<line x1="{left}" x2="{w - right}" y1="{top + plot_h}" y2="{top + plot_h}"'
+        ' stroke="#333"/>',
+        f'<text x="{left - 6}" y="{top + 4}" font-size="11" text-anchor="end" fill="#333">'
+        f"{scale}</text>",
+        f'<text x="{left - 6}" y="{top + plot_h + 4}" font-size="11" text-anchor="end"'
+        ' fill="#333">0</text>',
+        f'<text x="{w - right + 6}" y="{top + 4}" font-size="11" fill="#9d0208">100 %</text>',
+        f'<text x="{w - right + 6}" y="{top + plot_h + 4}" font-size="11" fill="#9d0208">'
+        "0 %</text>",
+    ]
+    rate_points: list[tuple[float, float]] = []
+    label_every = max(1, math.ceil(n / 12))
+    for i, (m, mf) in enumerate(months):
+        x0 = left + i * slot
+        c = int(mf["shipments"])
+        if c:
+            bar_top = y_count(c)
+            parts.append(
+                f'<rect class="bar" x="{x0 + slot * 0.15:.1f}" y="{bar_top:.1f}"'
+                f' width="{slot * 0.7:.1f}" height="{top + plot_h - bar_top:.1f}"'
+                f' fill="#457b9d"><title>{esc(m)}: {c} shipment(s)</title></rect>'
+            )
+        if mf["excursion_rate"] is not None:
+            rate_points.append((x0 + slot / 2, y_rate(float(mf["excursion_rate"]))))
+        if i % label_every == 0:
+            parts.append(
+                f'<text x="{x0 + slot / 2:.1f}" y="{h - 12}" font-size="10" text-anchor="middle"'
+                f' fill="#333">{esc(m)}</text>'
+            )
+    if len(rate_points) > 1:
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in rate_points)
+        parts.append(
+            f'<polyline class="rate" points="{coords}" fill="none" stroke="#9d0208"'
+            ' stroke-width="1.5"/>'
+        )
+    for x, y in rate_points:
+        parts.append(f'<circle class="rate-point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#9d0208"/>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 # --- the consortium ----------------------------------------------------------------------
@@ -1854,6 +2057,11 @@ def openapi_paths() -> dict[str, Any]:
         }
     }
     html = {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    period = [
+        query("from", "period start, ms since 1970 or ISO 8601 with zone (default: 11 months"
+              " before this month)", text),
+        query("to", "period end, exclusive (default: the start of next month)", text),
+    ]  # fmt: skip
     gtin_p = path("gtin", {"type": "string"})
     return {
         "/01/{gtin}/10/{lot}": {
@@ -1939,9 +2147,24 @@ def openapi_paths() -> dict[str, Any]:
         },
         "/explorer/orgs/{org}": {
             "get": {
-                "summary": "An organisation and its gateways",
-                "parameters": [path("org", text)],
+                "summary": "An organisation, its gateways and its scorecard",
+                "parameters": [path("org", text), *period],
                 "responses": {"200": html, **problems(400, 404)},
+            }
+        },
+        "/v1/scorecards/{org}": {
+            "get": {
+                "summary": "An organisation's custodian scorecard: per-shipment rows, the"
+                " checkpoint they rest in and the figures (coldtrail-scorecard/1,"
+                " docs/scorecards.md); coldtrail-verify scorecard recomputes it",
+                "parameters": [path("org", text), *period],
+                "responses": {
+                    "200": {
+                        "description": "scorecard export, canonical JSON",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **problems(400, 404),
+                },
             }
         },
     }

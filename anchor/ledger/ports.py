@@ -312,7 +312,8 @@ class LedgerStore(abc.ABC):
     def place(self, place_id: str) -> Place | None: ...
 
     @abc.abstractmethod
-    def places(self, org_id: str | None = None) -> list[Place]: ...
+    def places(self, org_id: str | None = None, limit: int | None = None) -> list[Place]:
+        """Places by id, of one organisation or all; at most ``limit`` (None: every one)."""
 
     # --- claims and the claims log (anchor.storage.sql_claims) ------------------
 

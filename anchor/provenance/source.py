@@ -193,6 +193,16 @@ class ProvenanceSource(Protocol):
 
     def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]: ...
 
+    def org_places(self, org_id: str, limit: int) -> list[str]:
+        """The ids of the places (assets, read points) registered to an organisation."""
+        ...
+
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]:
+        """``(gtin, lot)`` scanned at any of ``holders`` in ``[t_from, t_to)``, ordered."""
+        ...
+
     def product(self, gtin: str) -> Product | None:
         """The GTIN's master data (name, pack, the digest of its profile), if any."""
 

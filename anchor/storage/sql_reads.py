@@ -155,12 +155,15 @@ class SqlReads:
         row = self._one(f"SELECT {PLACE_COLS} FROM places WHERE id = ?", (place_id,))
         return None if row is None else Place(*row)
 
-    def places(self, org_id: str | None = None) -> list[Place]:
+    def places(self, org_id: str | None = None, limit: int | None = None) -> list[Place]:
         sql = f"SELECT {PLACE_COLS} FROM places"
         args: tuple[Any, ...] = ()
         if org_id is not None:
             sql, args = sql + " WHERE org_id = ?", (org_id,)
-        return [Place(*r) for r in self._all(sql + " ORDER BY id", args)]
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        return [Place(*r) for r in self._all(sql, args)]
 
     def gateway_by_key(self, public_key: str) -> Gateway | None:
         row = self._one(f"SELECT {GW_COLS} FROM gateways WHERE public_key = ?", (public_key,))

@@ -139,6 +139,7 @@ def test_organisations_and_places(store: LedgerStore) -> None:
     assert store.place("truck-07") == truck and store.place("nowhere") is None
     assert [p.id for p in store.places()] == ["dock-3", "room-1", "truck-07"]
     assert [p.id for p in store.places("acme")] == ["dock-3", "truck-07"]
+    assert [p.id for p in store.places("acme", limit=1)] == ["dock-3"]
     with pytest.raises(ValueError, match="registered already by acme"):
         store.add_place(Place("truck-07", "zeta", "asset", "Theirs", T0))
     with pytest.raises(ValueError, match="no organisation"):
@@ -493,6 +494,27 @@ def test_scans_by_each_gs1_key(store: LedgerStore) -> None:
     assert [s.gw for s in late] == [a.gw]
     with pytest.raises(ValueError, match="at least one"):
         store.scans()
+
+
+def test_lots_scanned_at_places(store: LedgerStore) -> None:
+    """How a scorecard finds the lots an organisation's places handled: by scan, in a
+    half-open window, bounded."""
+    a, _ = _two_gateways(store)
+    append(store, batch_of(a, [a.scan(lot="LOT8")]))  # seq 6, at T0 + 6000
+    lot7, lot8 = ("09506000134352", "LOT7"), ("09506000134352", "LOT8")
+    assert store.lots_at(["truck-07"], 0, 2**62, 10) == [lot7, lot8]
+    assert store.lots_at(["truck-07"], 0, 2**62, 1) == [lot7]
+    assert store.lots_at(["truck-07"], T0 + 4001, T0 + 6000, 10) == []  # [from, to)
+    assert store.lots_at(["truck-07"], T0 + 4001, T0 + 6001, 10) == [lot8]
+    assert store.lots_at(["van-02", "truck-07"], 0, T0 + 4000, 10) == [lot7]  # b's scan only
+    assert store.lots_at(["elsewhere"], 0, 2**62, 10) == [] and store.lots_at([], 0, 1, 1) == []
+    source = provenance_source(store, lambda: LogTrust("log+vkey"))
+    try:
+        assert source.lots_at(["truck-07"], T0 + 4001, 2**62, 10) == [lot8]
+        assert source.org_places("acme", 10) == ["dock-3", "truck-07", "van-02"]
+        assert source.org_places("acme", 1) == ["dock-3"] and source.org_places("none", 5) == []
+    finally:
+        source.close()
 
 
 def test_reading_stats(store: LedgerStore) -> None:

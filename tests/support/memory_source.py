@@ -140,6 +140,25 @@ class MemoryProvenanceSource:
         found = sorted((g for g in self._gateways.values() if g.org == org_id), key=lambda g: g.id)
         return found[offset : offset + limit]
 
+    def org_places(self, org_id: str, limit: int) -> list[str]:
+        # The twin registers no places: an organisation's are its gateways' homes.
+        homes = {g.asset for g in self._gateways.values() if g.org == org_id and g.asset}
+        return sorted(homes)[:limit]
+
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]:
+        found = {
+            (r.gs1["01"], r.gs1["10"])
+            for r in self._all()
+            if isinstance(r, Scan)
+            and "01" in r.gs1
+            and "10" in r.gs1
+            and t_from <= r.t < t_to
+            and (r.asset in holders if r.asset else r.rp in holders)
+        }
+        return sorted(found)[:limit]
+
     def _all(self) -> Iterable[Record]:
         for b in self._batches:
             yield from b.records

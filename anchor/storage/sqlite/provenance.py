@@ -147,6 +147,14 @@ class LedgerProvenanceSource:
         o = self._store.organisation(org_id)
         return OrgInfo(o.id, o.name) if o else None
 
+    def org_places(self, org_id: str, limit: int) -> list[str]:
+        return [p.id for p in self._store.places(org_id, limit)]
+
+    def lots_at(
+        self, holders: Sequence[str], t_from: int, t_to: int, limit: int
+    ) -> list[tuple[str, str]]:
+        return self._store.lots_at(holders, t_from, t_to, limit)
+
     def product(self, gtin: str) -> Product | None:
         return self._store.product(gtin)
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anchor.errors import AnchorError
+from anchor.ledger.model import StoredDocument
 from anchor.provenance.answer import (
     ColdChainRange,
     ProvenanceConfig,
@@ -24,7 +25,6 @@ from anchor.provenance.answer import (
     gs1_check_digit_ok,
     parse_gtin,
 )
-from anchor.ledger.model import StoredDocument
 from anchor.provenance.source import ReadingPoint
 from proofs.bundle import verify_bundle
 from proofs.coldchain import FROZEN
