@@ -76,6 +76,12 @@ class AnchorConfig:
     # over their readings (`coldtrail-anchor document add --type calibration`); true makes
     # such a verdict indeterminate instead of only saying so.
     require_calibration: bool = False
+    # Consumer claims (docs/claims.md): deadlines for the first answer and the
+    # resolution, and how many claims one lot / one client address may file.
+    claims_answer_days: int = 3
+    claims_resolve_days: int = 30
+    claims_per_lot_per_day: int = 20
+    claims_per_client_per_hour: int = 5
     # How often the lots that new batches can change get their disposition re-decided
     # (anchor.provenance.dispositions); 0 turns automatic dispositions off.
     dispositions_interval_s: float = 2.0

@@ -72,6 +72,11 @@ PROBLEM_TITLES: dict[str, tuple[int, str]] = {
     "document-empty": (400, "Empty document"),
     "document-malformed": (400, "Malformed document entry"),
     "document-corrupt": (500, "Stored document corrupt"),
+    # claims (anchor.provenance.claims)
+    "claim-malformed": (400, "Malformed claim"),
+    "claim-too-large": (413, "Claim too large"),
+    "claim-photo-type": (415, "Not a JPEG or PNG photo"),
+    "claim-state": (409, "Claim state does not allow this"),
 }
 
 

@@ -24,6 +24,7 @@ from .bundle import (
     not_attested_sentence,
     verify_bundle,
 )
+from .claims import RECEIPT_FORMAT, verify_receipt
 from .coldchain import duration_words
 from .documents import check_file
 from .errors import FormatError, ProofsError, VerificationError
@@ -210,6 +211,36 @@ def _print_report(report: BundleReport) -> None:
         print(f"coldtrail-verify: {not_attested_sentence(report.records)}", file=sys.stderr)
 
 
+def _receipt_main(data: dict[str, Any], log_keys: Sequence[str]) -> int:
+    """A claim receipt (proofs.claims): the event is in the claims log whose checkpoint
+    the log key signed under ``<log name>/claims``."""
+    try:
+        report = verify_receipt(data, log_keys)
+    except ProofsError as err:
+        print(f"INVALID: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    e = report.event
+    trust = "pinned log key" if report.pinned else "UNPINNED: log key taken from the receipt"
+    when = datetime.datetime.fromtimestamp(e.at / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    print(
+        f"VALID claim receipt: event {e.n} ({e.state}) of claim {e.claim}, lot {e.lot} of GTIN"
+        f" {e.gtin}, by {e.by} at {when} UTC, routed to {e.routed_to} ({trust})"
+    )
+    print(
+        f"  in the claims log at leaf {report.leaf_index} of {report.tree_size}, root"
+        f" {report.root_hex[:16]}…"
+    )
+    for name, label in (("text_sha256", "your words"), ("photo_sha256", "the photo"),
+                        ("bundle_sha256", "the lot's bundle when filed"),
+                        ("message_sha256", "the message")):  # fmt: skip
+        value = getattr(e, name)
+        if value:
+            print(f"  {label}: SHA-256 {value}")
+    if not report.pinned:
+        print("coldtrail-verify: WARNING: no log key pinned (--log-key)", file=sys.stderr)
+    return EXIT_VALID
+
+
 def _scorecard_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="coldtrail-verify scorecard",
@@ -294,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, UnicodeDecodeError, RecursionError, FormatError) as e:
         print(f"coldtrail-verify: cannot read bundle: {e}", file=sys.stderr)
         return EXIT_UNREADABLE
+    if isinstance(data, dict) and data.get("format") == RECEIPT_FORMAT:
+        return _receipt_main(data, args.log_key)
     try:
         policy = _read_policy(args.policy) if args.policy else None
         # Checked before the bundle is: a wrong command line is a usage error (exit 2).

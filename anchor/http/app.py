@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from anchor.consortium.policies import PolicyHistory
 from anchor.consortium.policy_file import load_consortium
 from anchor.consortium.status import consortium_status
 from anchor.errors import AnchorError, ConfigError
+from anchor.http.claims import CLAIMS, ClaimsContext, setup_claims
 from anchor.http.documents import DOCUMENT_ATTEST, DOCUMENT_FILES, DOCUMENT_STORE, setup_documents
 from anchor.http.keys import (
     CONFIG,
@@ -64,8 +66,10 @@ from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import attester
 from anchor.metrics import AnchorMetrics
 from anchor.provenance.answer import ProvenanceConfig
+from anchor.provenance.claims import ClaimsConfig
 from anchor.provenance.dispositions import DispositionWatcher
 from anchor.storage import open_store
+from proofs.claims import claims_origin
 from proofs.errors import ProofsError
 from proofs.identifiers import is_identifier
 from proofs.keystore import load_signing_key
@@ -597,6 +601,29 @@ async def _documents_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _claims_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Consumer claims (anchor.http.claims): the claims log is signed by the log key
+    under ``<origin>/claims``; photos and bundle snapshots are kept beside the ledger."""
+    config, signer = app[CONFIG], app[SIGNER]
+    app[CLAIMS] = ClaimsContext(
+        store=app[STORE],
+        source=app[PROVENANCE_SOURCE],
+        provenance=app[PROVENANCE_CONFIG],
+        files=DocumentFiles(config.resolve(Path("claims"))),
+        signer=NoteSigner(claims_origin(signer.origin), signer.log_key),
+        log_vkey=signer.log_vkey,
+        attest=attester(signer.log_key),
+        config=ClaimsConfig(
+            answer_days=config.claims_answer_days,
+            resolve_days=config.claims_resolve_days,
+            per_lot_per_day=config.claims_per_lot_per_day,
+            per_client_per_hour=config.claims_per_client_per_hour,
+        ),
+        client_of=app[PUBLIC_GATE].client_of,
+    )
+    yield
+
+
 async def _dispositions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Lots' dispositions follow their verdicts as batches are anchored
     (anchor.provenance.dispositions), every ``dispositions_interval_s``."""
@@ -705,4 +732,6 @@ def create_app(config: AnchorConfig) -> web.Application:
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
     app.cleanup_ctx.append(_documents_ctx)
+    app.cleanup_ctx.append(_claims_ctx)  # after setup_web: it reads the source
+    setup_claims(app)
     return app

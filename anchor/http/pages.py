@@ -316,6 +316,31 @@ def _documents_html(answer: ProvenanceAnswer) -> str:
     )
 
 
+def _claim_form_html(subject: Subject) -> str:
+    """A plain HTML form (no script needed) filing a claim about the lot
+    (anchor.http.claims); the browser is sent on to the claim's own page."""
+    if subject.kind != "lot" or not subject.gtin or not subject.lot:
+        return ""
+    action = f"/v1/lots/{urllib.parse.quote(subject.gtin)}/{urllib.parse.quote(subject.lot)}/claims"
+    return (
+        '<section class="claim-form"><h2>Something wrong with your pack?</h2>'
+        "<p>Tell us what happened. Your claim goes to whoever held this lot when it went out"
+        " of its profile (or else to its owner), with the lot's record as it stands now;"
+        " how to reach you is seen only by them.</p>"
+        f'<form id="claim-form" method="post" action="{esc(action)}"'
+        ' enctype="multipart/form-data">'
+        '<p><label for="claim-what">What happened</label><br>'
+        '<textarea id="claim-what" name="text" rows="4" maxlength="4000" required>'
+        "</textarea></p>"
+        '<p><label for="claim-photo">A photo (optional: JPEG or PNG, up to 5 MiB)</label><br>'
+        '<input type="file" id="claim-photo" name="photo" accept="image/jpeg,image/png"></p>'
+        '<p><label for="claim-contact">How to reach you (optional)</label><br>'
+        '<input type="text" id="claim-contact" name="contact" maxlength="200"'
+        ' autocomplete="email"></p>'
+        '<p><button type="submit">Send the claim</button></p></form></section>'
+    )
+
+
 def _reason_items(reasons: Sequence[Reason]) -> str:
     """The verdict's reasons, one line each; loggers without calibration in one line."""
     lines: list[str] = []
@@ -1272,7 +1297,7 @@ def render_consumer_page(
         f'<section class="chart"><h2>Temperature on the way</h2>{chart}</section>'
         f'<section class="timeline"><h2>Who held it</h2><ol id="timeline">'
         f"{''.join(timeline)}</ol></section>"
-        f"{holes_html}{_documents_html(answer)}"
+        f"{holes_html}{_documents_html(answer)}{_claim_form_html(subject)}"
         '<section class="proof"><h2>Check it yourself</h2>'
         f'<p><a href="{esc(bundle_url)}" download>Download the proof bundle</a> and run'
         " <code>coldtrail-verify bundle.json</code>: it needs no network.</p>"
