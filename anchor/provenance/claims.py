@@ -28,7 +28,7 @@ from anchor.ledger.documents import DocumentFiles
 from anchor.ledger.model import Claim, StoredClaimEvent
 from anchor.ledger.ports import LedgerStore, LedgerTx
 from anchor.provenance.answer import ProvenanceAnswer
-from anchor.provenance.dispositions import custodian_of
+from anchor.provenance.dispositions import custodian_of, owner_of
 from proofs.canonical import canonical_json
 from proofs.claims import (
     MAX_CONTACT_CHARS,
@@ -74,28 +74,18 @@ def _err(e: FormatError) -> AnchorError:
 
 
 def route(answer: ProvenanceAnswer, store: LedgerStore) -> tuple[str, str, str, str]:
-    """``(organisation, holder, reason in words, owner)`` a claim about the lot goes to."""
-    owner = answer.product.org_id if answer.product is not None else ""
+    """``(organisation, holder, reason in words, owner)`` a claim about the lot goes to:
+    the custodian of the excursion when the lot failed, else its owner (the product's
+    organisation, else the one that packed it: dispositions.owner_of)."""
+    owner = owner_of(answer, store)
     if answer.verdict.status == "fail":
         holder, org = custodian_of(answer, store)
         if org:
-            return (
-                org,
-                holder,
-                f"{holder} ({org}) held the lot when it went out of its profile",
-                owner,
-            )
+            why = f"{holder} ({org}) held the lot when it went out of its profile"
+            return org, holder, why, owner
     if owner:
-        return (
-            owner,
-            "",
-            f"no custodian is responsible for an excursion: the lot's owner {owner} answers",
-            owner,
-        )
-    for ia in answer.intervals:
-        place = store.place(ia.custody.holder)
-        if place is not None:
-            return place.org_id, "", f"{place.org_id} held the lot first and answers for it", owner
+        why = f"no custodian is responsible for an excursion: the lot's owner {owner} answers"
+        return owner, "", why, owner
     raise AnchorError("not-found", "no organisation on record can answer for this lot")
 
 

@@ -792,3 +792,41 @@ def test_documents_are_registered_once_and_found_by_subject(store: LedgerStore) 
         entries[1]
     ]
     assert len(entries[0].chunks) == 3  # 3009 bytes in 1 KiB chunks, kept in order
+
+
+def test_claims_and_the_claims_log_are_dense_and_found_by_lot_and_org(store: LedgerStore) -> None:
+    from anchor.ledger.model import Claim, StoredClaimEvent
+    from proofs.claims import ClaimEvent
+
+    def claim(cid: str, filed: int, routed: str) -> Claim:
+        return Claim(cid, "09506000134352", "L1", filed, "warm", "me@example.org", "", "",
+                     "", routed, "truck-07", "why", "acme", "received", filed + 10,
+                     filed + 20, filed)  # fmt: skip
+
+    a, b = "a" * 32, "b" * 32
+    with store.transaction() as tx:
+        tx.add_claim(claim(a, T0, "polar"))
+        tx.add_claim(claim(b, T0 + 5, "acme"))
+        first = tx.add_claim_event(StoredClaimEvent(
+            0, ClaimEvent(a, 1, "received", "claimant", T0, "09506000134352", "L1", "polar"),
+            "", "sig-a"))  # fmt: skip
+        second = tx.add_claim_event(StoredClaimEvent(
+            0, ClaimEvent(b, 1, "received", "claimant", T0 + 5, "09506000134352", "L1",
+                          "acme"), "", "sig-b"))  # fmt: skip
+    with store.transaction() as tx:
+        third = tx.add_claim_event(StoredClaimEvent(
+            0, ClaimEvent(a, 2, "answered", "polar:t1", T0 + 9, "09506000134352", "L1",
+                          "polar", message_sha256="c" * 64), "refund sent", "sig-c"))  # fmt: skip
+    assert [first.index, second.index, third.index] == [0, 1, 2]
+    assert store.claims_log_size() == 3
+    assert store.claims_log_leaves(3) == [e.event.leaf_hash() for e in (first, second, third)]
+    assert store.claim_events(a) == [first, third]
+    got = store.claim(a)
+    assert got is not None and got.state == "answered" and got.updated_at == T0 + 9
+    assert [c.id for c in store.claims()] == [b, a]  # newest first
+    assert [c.id for c in store.claims(routed_to="polar")] == [a]
+    assert [c.id for c in store.claims(state="received")] == [b]
+    assert store.claims_filed_since("09506000134352", "L1", T0 + 1) == 1
+    unique = (sqlite3.IntegrityError, psycopg.IntegrityError)
+    with pytest.raises(unique), store.transaction() as tx:  # (claim, n) is unique
+        tx.add_claim_event(first)
