@@ -23,8 +23,9 @@ Definitions (docs/scorecards.md has them with examples):
   and the :func:`median` of the latencies (reading time to the time its batch was
   received, ms).
 * ``claims``, ``claims_resolved``, ``median_resolution_ms``: claims filed against the
-  rows, those resolved, and the median of resolved minus filed time. Rows carry no
-  claims until a claims service fills them: then these are 0, 0 and ``None``.
+  rows, those resolved (or rejected: closed), and the median of closed minus filed
+  time. The anchor counts each claim against the leg it was routed for (the holder at
+  the excursion) or, routed to the lot's owner, the owner's first leg of the lot.
 
 Figures are given for each organisation, each holder and each organisation's calendar
 month (UTC, of the leg's start).
@@ -82,7 +83,8 @@ def _mapping(value: object, what: str) -> Mapping[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A claim against one shipment: filed at ``filed_ms``, resolved at ``resolved_ms``
-    (``None`` while open). Filled in by a claims service; the anchor sends none yet."""
+    (``None`` while open): anchor.provenance.claims, counted by
+    anchor.provenance.scorecards."""
 
     filed_ms: int
     resolved_ms: int | None = None

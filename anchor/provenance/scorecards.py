@@ -16,6 +16,7 @@ Pure logic over a :class:`~anchor.provenance.source.ProvenanceSource` and bounde
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from anchor.errors import AnchorError
+from anchor.ledger.model import Claim
 from anchor.provenance.answer import IntervalAnswer, ProvenanceConfig, Subject, answer_for_subject
 from anchor.provenance.source import BatchInfo, ProvenanceSource
 from proofs.scorecard import SCORECARD_FORMAT, ShipmentRow, scorecard
+from proofs.scorecard import Claim as ScClaim
 
 __all__ = ["ScorecardLimits", "default_period", "monthly", "org_figures", "org_scorecard"]
 
@@ -121,6 +124,23 @@ def _row(
     )
 
 
+def _with_claims(rows: list[ShipmentRow], claims: Sequence[Claim]) -> list[ShipmentRow]:
+    """Each claim routed to the organisation counted against the leg it was routed for
+    (the holder at the excursion), or, routed to the lot's owner, against the owner's
+    first leg of the lot. Resolution is the claim's closing (resolved or rejected)."""
+    if not rows:
+        return rows
+    attached: dict[int, list[ScClaim]] = defaultdict(list)
+    for c in sorted(claims, key=lambda c: (c.filed_at, c.id)):
+        at = next((i for i, r in enumerate(rows) if r.holder == c.holder), 0)
+        closed = c.updated_at if c.state in ("resolved", "rejected") else None
+        attached[at].append(ScClaim(c.filed_at, closed))
+    return [
+        dataclasses.replace(r, claims=tuple(attached[i])) if attached[i] else r
+        for i, r in enumerate(rows)
+    ]
+
+
 def org_scorecard(
     source: ProvenanceSource,
     org_id: str,
@@ -157,6 +177,8 @@ def org_scorecard(
         except AnchorError:
             continue  # scanned with a malformed GTIN or lot: no lot answer to score
         answer = answer_for_subject(source, subject, config, now_ms)
+        mine = [c for c in source.lot_claims(gtin, lot) if c.routed_to == org_id]
+        lot_rows: list[ShipmentRow] = []
         for ia in answer.intervals:
             c = ia.custody
             if c.holder not in holders or not t_from <= c.start < t_to:
@@ -165,7 +187,8 @@ def org_scorecard(
             if row is None or any(leaf >= size for leaf in row.leaves):
                 pending += 1
                 continue
-            rows.append(row)
+            lot_rows.append(row)
+        rows += _with_claims(lot_rows, mine)
     rows.sort(key=lambda r: (r.start_ms, r.gtin, r.lot, r.holder))
     return {
         "format": SCORECARD_FORMAT,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from anchor.ledger.model import Disposition, Product, StoredDocument, StoredProfile
+from anchor.ledger.model import Claim, Disposition, Product, StoredDocument, StoredProfile
 from anchor.ledger.rollups import Rollup
 from proofs.records import Gap, Manifest, Reading, Scan
 
@@ -214,6 +214,9 @@ class ProvenanceSource(Protocol):
 
     def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
         """Registered documents about any of ``(subject_kind, subject)``, oldest first."""
+
+    def lot_claims(self, gtin: str, lot: str) -> list[Claim]:
+        """Claims filed about a lot, newest first (anchor.provenance.claims)."""
 
     def scans(self, query: ScanQuery, limit: int) -> list[Scan]:
         """Scans mentioning the subject, in (t, gw, seq) order."""

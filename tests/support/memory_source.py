@@ -8,7 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from anchor.ingest.verify import new_record
-from anchor.ledger.model import Disposition, NewRecord, Product, StoredDocument, StoredProfile
+from anchor.ledger.model import (
+    Claim,
+    Disposition,
+    NewRecord,
+    Product,
+    StoredDocument,
+    StoredProfile,
+)
 from anchor.ledger.rollups import Rollup, group_readings, summarise
 from anchor.provenance.source import (
     BatchInfo,
@@ -58,6 +65,7 @@ class MemoryProvenanceSource:
     _products: dict[str, Product] = field(default_factory=dict)
     _profiles: dict[str, StoredProfile] = field(default_factory=dict)
     documents: list[StoredDocument] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
 
     def close(self) -> None:
         pass  # nothing held
@@ -82,6 +90,9 @@ class MemoryProvenanceSource:
 
     def dispositions(self, gtin: str, lot: str) -> list[Disposition]:
         return []
+
+    def lot_claims(self, gtin: str, lot: str) -> list[Claim]:
+        return [c for c in self.claims if (c.gtin, c.lot) == (gtin, lot)]
 
     def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
         return [d for d in self.documents if (d.entry.subject_kind, d.entry.subject) in subjects]

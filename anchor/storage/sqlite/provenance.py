@@ -19,6 +19,7 @@ from typing import Any
 from anchor.ledger import tree as log
 from anchor.ledger.model import (
     Checkpoint,
+    Claim,
     Disposition,
     Gateway,
     Product,
@@ -166,6 +167,9 @@ class LedgerProvenanceSource:
 
     def documents_about(self, subjects: Sequence[tuple[str, str]]) -> list[StoredDocument]:
         return self._store.documents_about(subjects)
+
+    def lot_claims(self, gtin: str, lot: str) -> list[Claim]:
+        return self._store.claims(gtin=gtin, lot=lot)
 
     def org_gateways(self, org_id: str, offset: int, limit: int) -> list[GatewayInfo]:
         return [_gateway_info(g) for g in self._store.gateways(org_id)[offset : offset + limit]]

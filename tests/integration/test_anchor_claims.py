@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support.provenance_fixtures import GTIN, LOT, running_anchor, standard_journey
+from support.provenance_fixtures import GTIN, LOT, T0, running_anchor, standard_journey
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +219,22 @@ def test_a_lot_gets_only_so_many_claims_a_day(anchor, filed) -> None:
     assert statuses == [201, 429]
     status, problem, headers = _file(base, text=b"and again")
     assert (status, problem["code"]) == (429, "rate-limited") and "Retry-After" in headers
+
+
+def test_the_carriers_scorecard_counts_the_claims_routed_to_it(anchor, filed) -> None:
+    base, _, _ = anchor
+    period = f"from={T0 - 86_400_000}&to={T0 + 86_400_000}"
+    status, card = _json(base, f"/v1/scorecards/cool-logistics?{period}")
+    assert status == 200
+    rows = [r for r in card["rows"] if r["holder"] == "truck-07"]
+    assert len(rows) == 1 and len(rows[0]["claims"]) == 3  # API, page, the day's last
+    figures = card["figures"]["orgs"]["cool-logistics"]
+    assert (figures["claims"], figures["claims_resolved"]) == (3, 1)
+    # Resolved by the carrier's operator within the test: seconds, not days.
+    assert 0 <= figures["median_resolution_ms"] < 600_000
+    assert (
+        _json(base, f"/v1/scorecards/fresh-farms?{period}")[1]["figures"]["orgs"]["fresh-farms"][
+            "claims"
+        ]
+        == 0
+    )
