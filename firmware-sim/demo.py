@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -725,6 +726,90 @@ def run_demo(
         n.say("demo", f"all {len(group.children)} processes stopped")
 
 
+def _post_claim(url: str, text: str, contact: str) -> dict[str, Any]:
+    """File a claim as the consumer page's form does (multipart/form-data)."""
+    boundary = "coldtrail-demo-claim"
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+            for name, value in (("text", text), ("contact", contact))
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"the demo files claims on its own loopback anchor only: {url}")
+    req = urllib.request.Request(  # noqa: S310 - checked above
+        url,
+        data=body,
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Accept": "application/json",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - loopback URL
+        return dict(json.load(resp))
+
+
+def _claim_and_scorecard(
+    n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path, policy_path: Path
+) -> int:
+    """A consumer complains about the door-open excursion; the claim goes to the carrier,
+    its receipt is verified offline; then the carrier's scorecard. 0 if all verified."""
+    n.raw("")
+    url = f"{anchor.url}/v1/lots/{plan.gtin}/{urllib.parse.quote(plan.lot)}/claims"
+    text = "The cases were warm when the shop unpacked them; the yoghurt had swollen lids."
+    try:
+        claim = _post_claim(url, text, "shop-17@example.org")
+    except (OSError, ValueError) as e:
+        n.say("consumer", f"claim not filed: {e}")
+        return 1
+    n.say(
+        "consumer",
+        f"claim filed from the consumer page: {anchor.url}/claims/{claim['id']}",
+    )
+    n.raw(f"  routed to      {claim['routed_to']}: {claim['route_reason']}")
+    n.raw(f"  first answer   due by {_clock(claim['answer_due'])} UTC (state {claim['state']})")
+    receipt = get_json(f"{anchor.url}{claim['receipt_url']}", timeout_s=30)
+    receipt_path = workdir / "claim-receipt.json"
+    receipt_path.write_text(json.dumps(receipt, indent=1) + "\n")
+    argv = [*tool("coldtrail-verify", "proofs.verify_cli"), str(receipt_path)]
+    argv += ["--log-key", str(receipt["log_vkey"])]
+    n.raw(f"$ coldtrail-verify {receipt_path} --log-key <the log key from {policy_path.name}>")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    for line in (done.stdout + done.stderr).splitlines():
+        n.raw(f"  {line}")
+    org = str(claim["routed_to"])
+    card = get_json(f"{anchor.url}/v1/scorecards/{org}", timeout_s=60)
+    figures = card.get("figures", {}).get("orgs", {}).get(org)
+    n.raw(f"\nScorecard of {card.get('org', {}).get('name', org)} (GET /v1/scorecards/{org}):")
+    if figures is None:
+        n.raw("  no shipment of its is in a final checkpoint yet")
+    else:
+        rate = figures.get("excursion_rate")
+        completeness = figures.get("completeness")
+        median = figures.get("median_receipt_ms")
+        n.raw(f"  shipments      {figures.get('shipments')}")
+        n.raw(f"  excursion rate {rate * 100:.0f} %" if rate is not None else "  excursion rate -")
+        n.raw(f"  degree-minutes {figures.get('degree_minutes_per_shipment')} °C·min per shipment")
+        n.raw(
+            f"  completeness   {completeness * 100:.1f} %"
+            if completeness is not None
+            else "  completeness   -"
+        )
+        n.raw(
+            f"  reading→anchor median {_minutes(median)}"
+            if median is not None
+            else "  reading→anchor -"
+        )
+        n.raw(
+            f"  claims         {figures.get('claims')} ({figures.get('claims_resolved')} resolved)"
+        )
+    n.raw(f"  recompute it:  coldtrail-verify scorecard <(curl {anchor.url}/v1/scorecards/{org})")
+    return done.returncode
+
+
 def _attach_calibration(member: AnchorNode, workdir: Path, plan: DemoPlan, n: Narrator) -> None:
     """The carrier attaches its truck logger's calibration certificate: the digest and
     the entry go on the ledger (a signed stream entry), the file stays on its member."""
@@ -802,7 +887,8 @@ def _conclude(n: Narrator, anchor: AnchorNode, plan: DemoPlan, workdir: Path) ->
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     for line in (result.stdout + result.stderr).splitlines():
         n.raw(f"  {line}")
+    claim_code = _claim_and_scorecard(n, anchor, plan, workdir, policy_path)
     n.raw(f"\nConsumer page: {anchor.url}{plan.digital_link_path}")
     n.raw(f"Explorer:      {anchor.url}/explorer")
     n.raw(f"Consortium:    {anchor.url}/v1/consortium")
-    return result.returncode
+    return result.returncode or claim_code

@@ -66,12 +66,12 @@ def test_consumer_page_shows_the_journey_and_verifies_in_the_browser(
     expect(page.locator("h1")).to_contain_text(GTIN)
     expect(page.locator('[data-claim="lot"]')).to_have_text(LOT)
     steps = page.locator("#timeline .step-name").all_inner_texts()
-    assert steps == ["Packed", "Loaded", "Unloaded", "Received"]
+    assert steps == ["Packed", "Loaded", "Unloaded", "Received", "Shipped"]
     holders = page.locator("#timeline .holder").all_inner_texts()
-    assert holders == ["line-4", "truck-07", "coldroom-3", "coldroom-3"]
+    assert holders == ["line-4", "truck-07", "coldroom-3", "coldroom-3", "coldroom-3"]
     expect(page.locator("svg#chart polyline")).to_have_count(3)
     expect(page.locator("svg#chart rect.band")).to_have_count(1)
-    expect(page.locator('[data-claim="verdict"]')).to_have_text("Kept within range")
+    expect(page.locator('[data-claim="verdict"]')).to_have_text("Kept within its profile")
     expect(_mark(page)).to_have_attribute("data-state", "verified", timeout=MARK_TIMEOUT_MS)
     expect(page.locator("#verify-title")).to_have_text("Verified")
     expect(page.locator("#verify-detail")).to_contain_text("WebCrypto")
@@ -117,6 +117,29 @@ def test_a_tampered_timeline_step_turns_the_mark_red(anchor: Anchor, page: Page)
     page.goto(anchor.base + LOT_PATH)
     expect(_mark(page)).to_have_attribute("data-state", "failed", timeout=MARK_TIMEOUT_MS)
     expect(page.locator("#verify-detail")).to_contain_text("custody")
+
+
+@pytest.mark.parametrize(
+    ("claim", "fake"),
+    [("mkt", "2.00 °C"), ("time-out", "45 min"), ("verdict", "Out of its profile")],
+)
+def test_a_page_that_misstates_the_verdict_or_its_figures_turns_the_mark_red(
+    anchor: Anchor, page: Page, claim: str, fake: str
+) -> None:
+    def misstate(route: Route) -> None:
+        response = route.fetch()
+        html = response.text()
+        marker = f'data-claim="{claim}"'
+        start = html.index(">", html.index(marker)) + 1
+        end = html.index("<", start)
+        assert html[start:end] != fake
+        route.fulfill(response=response, body=html[:start] + fake + html[end:])
+
+    page.route(anchor.base + LOT_PATH, misstate)
+    page.goto(anchor.base + LOT_PATH)
+    expect(_mark(page)).to_have_attribute("data-state", "failed", timeout=MARK_TIMEOUT_MS)
+    expect(page.locator("#verify-detail")).to_contain_text(claim)
+    expect(page.locator(f'[data-claim="{claim}"]')).to_have_class("mismatch")
 
 
 def test_a_tampered_bundle_turns_the_mark_red(anchor: Anchor, page: Page) -> None:

@@ -57,10 +57,14 @@ def test_plain_http_page_verifies_an_excursion_with_the_bundled_verifier(
     expect(page.locator("#verify")).to_have_attribute("data-state", "verified", timeout=30_000)
     expect(page.locator("#verify-detail")).to_contain_text("@noble/ed25519 3.2.0")
     assert page.locator(".checked").count() == page.locator("[data-claim]").count()
-    expect(page.locator('[data-claim="verdict"]')).to_have_text("Out of range")
+    expect(page.locator('[data-claim="verdict"]')).to_have_text("Out of its profile")
     expect(page.locator('[data-claim="max"]')).to_have_text("10")
     expect(page.locator("svg#chart rect.excursion")).to_have_count(1)
-    expect(page.locator("#timeline .interval-stats .bad")).to_have_text("1 excursion(s)")
+    # Five hot readings 5 min apart (T0+150..T0+170 min), each standing for 5 min.
+    expect(page.locator("#timeline .interval-stats .bad")).to_have_text(
+        "1 excursion(s), 25 min out of range"
+    )
+    expect(page.locator('[data-claim="time-out"]')).to_have_text("25 min")
     page.screenshot(path=str(tmp_path / "lan-verified.png"), full_page=True)
 
 

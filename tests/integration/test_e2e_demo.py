@@ -139,6 +139,17 @@ def test_bounded_demo_runs_the_journey_and_verifies(demo: DemoRun) -> None:
     assert lasting and any(int(d.split()[0]) > 0 for d in lasting.group(1).split(", ")), lasting
     assert re.search(r"out of range\s+[1-9]\d* (s|min) in all", demo.output), demo.output
     assert re.search(r"disposition\s+quarantine \(.*custodian polar-haulage\)", demo.output)
+    # The carrier's calibration certificate stands behind the truck's readings, and a
+    # copy of the file is checked against the bundle.
+    assert "calibration certificate of truck-07's logger attached" in demo.output
+    assert "DOCUMENT OK:" in demo.output and "for gateway truck-07" in demo.output
+    assert not re.search(r"calibration-\w+\] truck-07", demo.output)
+    # A consumer's claim about the door-open excursion goes to the carrier, its receipt
+    # verifies offline, and the carrier's scorecard counts it.
+    assert re.search(r"routed to\s+polar-haulage: truck-07 \(polar-haulage\) held", demo.output)
+    assert "VALID claim receipt: event 1 (received)" in demo.output
+    assert "Scorecard of Polar Haulage" in demo.output
+    assert re.search(r"claims\s+1 \(0 resolved\)", demo.output), demo.output
     holders = re.findall(r"^\s+\d\d:\d\d:\d\d-\S+\s+(\S+)", demo.output, re.M)
     assert holders == ["line-4", "truck-07", "cold-room-3"], demo.output
     url = re.search(r"Consumer page: (http://127\.0\.0\.1:\d+/01/\d{14}/10/\S+)", demo.output)

@@ -17,9 +17,10 @@ const STEP_LABELS = {
   packing: "Packed", loading: "Loaded", unloading: "Unloaded", receiving: "Received",
   shipping: "Shipped", storing: "Stored", inspecting: "Inspected",
 };
+// anchor/provenance/answer.py _LABELS: the verdict in words.
 const VERDICT_LABELS = {
-  pass: "Kept within range", fail: "Out of range",
-  incomplete: "Within range, evidence incomplete", "no-data": "No readings",
+  pass: "Kept within its profile", fail: "Out of its profile",
+  indeterminate: "Not enough evidence to say",
 };
 const SUBJECT_AIS = { gtin: "01", lot: "10", serial: "21", sscc: "00" };
 const utf8 = new TextEncoder();
@@ -427,7 +428,46 @@ function sameShown(shown, actual) {
   return shown !== "" && Number.isFinite(n) && Math.abs(n - actual) <= 0.005 + 1e-9;
 }
 
-export function checkClaims(doc, records) {
+// proofs/coldchain.py LotVerdict.mkt_c: the worst MKT window of any sensor in any leg.
+export function verdictMkt(verdict) {
+  let worst = null;
+  for (const leg of verdict.legs || []) {
+    for (const s of (leg.verdict && leg.verdict.sensors) || []) {
+      const m = s.mkt_max_window_c;
+      if (typeof m === "number" && (worst === null || m > worst)) worst = m;
+    }
+  }
+  return worst;
+}
+
+// LotVerdict.time_out_of_range_ms: per leg the sensor out of range longest, summed.
+export function verdictTimeOut(verdict) {
+  let total = 0;
+  for (const leg of verdict.legs || []) {
+    let most = 0;
+    for (const s of (leg.verdict && leg.verdict.sensors) || []) {
+      most = Math.max(most, s.time_above_ms + s.time_below_ms);
+    }
+    total += most;
+  }
+  return total;
+}
+
+// Python's round(): halves go to the even neighbour.
+function roundHalfEven(x) {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d !== 0.5) return d > 0.5 ? f + 1 : f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+// anchor/http/pages.py fmt_duration.
+export function fmtDuration(ms) {
+  const minutes = roundHalfEven(ms / 60000);
+  return minutes >= 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes} min`;
+}
+
+export function checkClaims(doc, records, verdict = null) {
   const byKey = new Map(records.map((r) => [`${r.gw}\u0000${r.seq}`, r]));
   const scans = records.filter((r) => r.type === "scan");
   const readings = records.filter((r) => r.type === "reading");
@@ -458,16 +498,15 @@ export function checkClaims(doc, records) {
       ok = vals.length > 0 &&
         sameShown(text(el), kind === "min" ? Math.min(...vals) : Math.max(...vals));
     } else if (kind === "verdict") {
-      const vals = values(el.dataset.q);
-      const low = el.dataset.low === "" ? -Infinity : Number(el.dataset.low);
-      const high = el.dataset.high === "" ? Infinity : Number(el.dataset.high);
-      const out = vals.some((v) => v < low || v > high);
-      const status = el.dataset.status;
-      // The proven records include every interval's extremes and every excursion, so
-      // "out of range" is decided exactly; holes (gaps, clocks) are the anchor's account.
-      const consistent = status === "fail" ? out :
-        status === "no-data" ? vals.length === 0 : !out && vals.length > 0;
-      ok = consistent && text(el) === VERDICT_LABELS[status];
+      // The verdict is the log key's attested word (checkAttestation), recomputed by
+      // coldtrail-verify from the records; the page must say what it says.
+      const status = verdict && verdict.status;
+      ok = Boolean(status) && el.dataset.status === status && text(el) === VERDICT_LABELS[status];
+    } else if (kind === "mkt") {
+      const mkt = verdict && verdictMkt(verdict);
+      ok = mkt !== null && mkt !== undefined && sameShown(text(el).replace(/\s*°C$/, ""), mkt);
+    } else if (kind === "time-out") {
+      ok = Boolean(verdict) && text(el) === fmtDuration(verdictTimeOut(verdict));
     }
     el.classList.remove("checked", "mismatch");
     el.classList.add(ok ? "checked" : "mismatch");
@@ -511,7 +550,9 @@ async function main() {
     }
     const bundle = await response.json();
     const result = await verifyBundle(C, bundle, mark.dataset.logVkey);
-    const claims = checkClaims(document, result.records);
+    const subject = bundle.subject || {};
+    const verdict = subject.verdict && typeof subject.verdict === "object" ? subject.verdict : null;
+    const claims = checkClaims(document, result.records, verdict);
     if (claims.mismatches.length > 0) {
       fail(`${claims.mismatches.length} value(s) on this page do not match the signed records ` +
         `(${[...new Set(claims.mismatches)].join(", ")})`);
