@@ -76,6 +76,9 @@ class AnchorConfig:
     # over their readings (`coldtrail-anchor document add --type calibration`); true makes
     # such a verdict indeterminate instead of only saying so.
     require_calibration: bool = False
+    # Who is told of dispositions and claims, and where (webhooks, MQTT): a TOML file,
+    # relative to data_dir (docs/notifications.md). Empty: nobody is told.
+    notify_file: str = ""
     # Consumer claims (docs/claims.md): deadlines for the first answer and the
     # resolution, and how many claims one lot / one client address may file.
     claims_answer_days: int = 3
@@ -228,6 +231,10 @@ class AnchorConfig:
 
     def nats_url_list(self) -> list[str]:
         return [u.strip() for u in self.nats_urls.split(",") if u.strip()]
+
+    @property
+    def notify_path(self) -> Path | None:
+        return self.resolve(Path(self.notify_file)) if self.notify_file else None
 
     @property
     def documents_dir(self) -> Path:

@@ -45,8 +45,10 @@ from anchor.http.keys import (
     VERIFIER,
 )
 from anchor.http.limits import PUBLIC_GATE, PublicGate, PublicLimits, document_limits
+from anchor.http.notifications import NOTIFIER, NOTIFY_CONFIG, setup_notifications
 from anchor.http.openapi import openapi_document
 from anchor.http.pages import (
+    DISPOSITION_ANNOUNCE,
     DISPOSITION_ATTEST,
     DISPOSITION_STORE,
     PROVENANCE_CONFIG,
@@ -65,6 +67,9 @@ from anchor.ledger.model import Checkpoint, StoredBatch
 from anchor.ledger.ports import LedgerStore
 from anchor.ledger.registry import attester
 from anchor.metrics import AnchorMetrics
+from anchor.notify.config import load_notify
+from anchor.notify.deliver import Deliverer
+from anchor.notify.outbox import claim_announcer, disposition_announcer
 from anchor.provenance.answer import ProvenanceConfig
 from anchor.provenance.claims import ClaimsConfig
 from anchor.provenance.dispositions import DispositionWatcher
@@ -601,6 +606,18 @@ async def _documents_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deliver the notification outbox (anchor.notify): every process with the ledger
+    runs a loop; leases make one of them send each row."""
+    deliverer = Deliverer(app[STORE], app[NOTIFY_CONFIG])
+    app[NOTIFIER] = deliverer
+    task = asyncio.get_running_loop().create_task(deliverer.run(), name="notifications")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _claims_ctx(app: web.Application) -> AsyncIterator[None]:
     """Consumer claims (anchor.http.claims): the claims log is signed by the log key
     under ``<origin>/claims``; photos and bundle snapshots are kept beside the ledger."""
@@ -620,6 +637,7 @@ async def _claims_ctx(app: web.Application) -> AsyncIterator[None]:
             per_client_per_hour=config.claims_per_client_per_hour,
         ),
         client_of=app[PUBLIC_GATE].client_of,
+        announce=claim_announcer(app[NOTIFY_CONFIG]),
     )
     yield
 
@@ -631,14 +649,18 @@ async def _dispositions_ctx(app: web.Application) -> AsyncIterator[None]:
     if interval <= 0:
         app[DISPOSITION_STORE] = app[STORE]
         app[DISPOSITION_ATTEST] = attester(app[SIGNER].log_key)
+        app[DISPOSITION_ANNOUNCE] = disposition_announcer(app[NOTIFY_CONFIG])
         yield
         return
     attest = attester(app[SIGNER].log_key)
     app[DISPOSITION_STORE] = app[STORE]
     app[DISPOSITION_ATTEST] = attest
+    announce = disposition_announcer(app[NOTIFY_CONFIG])
+    app[DISPOSITION_ANNOUNCE] = announce
     watcher = DispositionWatcher(
-        app[STORE], app[PROVENANCE_SOURCE], app[PROVENANCE_CONFIG], attest=attest
-    )
+        app[STORE], app[PROVENANCE_SOURCE], app[PROVENANCE_CONFIG], attest=attest,
+        announce=announce,
+    )  # fmt: skip
     app[DISPOSITIONS] = watcher
 
     async def tick() -> None:
@@ -702,6 +724,8 @@ def create_app(config: AnchorConfig) -> web.Application:
         ],
     )
     app[PUBLIC_GATE] = gate
+    # Read before the first request: a bad notify_file stops the start, with its reason.
+    app[NOTIFY_CONFIG] = load_notify(config.notify_path, config.data_dir)
     app[CONFIG] = config
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
@@ -729,9 +753,11 @@ def create_app(config: AnchorConfig) -> web.Application:
         ),
     )
     setup_documents(app)
+    setup_notifications(app)
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
     app.cleanup_ctx.append(_documents_ctx)
     app.cleanup_ctx.append(_claims_ctx)  # after setup_web: it reads the source
     setup_claims(app)
+    app.cleanup_ctx.append(_notify_ctx)
     return app

@@ -24,6 +24,8 @@ __all__ = [
     "GatewayHead",
     "NewBatch",
     "NewRecord",
+    "Notification",
+    "NotificationAttempt",
     "Organisation",
     "Place",
     "Product",
@@ -339,3 +341,36 @@ class StoredClaimEvent:
     event: ClaimEvent
     message: str = ""
     attestation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message of the notification outbox (anchor.notify) to one organisation on one
+    channel. Written in the transaction that makes the change it tells of; delivered at
+    least once; ``key`` is its idempotency key (the same change, org and channel: the same
+    key, so a change decided twice is told once)."""
+
+    key: str
+    org_id: str
+    channel: str  # "webhook" or "mqtt"
+    kind: str  # "disposition" or "claim"
+    subject: str  # "gtin/lot" or the claim id
+    payload: str  # canonical JSON
+    created_at: int
+    state: str = "pending"  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: int = 0
+    delivered_at: int = 0
+    last_error: str = ""
+    lease_owner: str = ""
+    lease_until: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationAttempt:
+    key: str
+    n: int
+    channel: str
+    status: str  # the HTTP status, "published", or the error in words
+    ok: bool
+    at: int

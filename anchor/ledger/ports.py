@@ -38,6 +38,8 @@ from anchor.ledger.model import (
     Gateway,
     GatewayHead,
     NewBatch,
+    Notification,
+    NotificationAttempt,
     Organisation,
     Place,
     Product,
@@ -167,6 +169,22 @@ class LedgerTx(abc.ABC):
         self, version: int, change_json: str, from_height: int, stream_seq: int, at: int
     ) -> None: ...
 
+    # --- the notification outbox (anchor.storage.sql_notify) ---------------------
+
+    @abc.abstractmethod
+    def notification(self, key: str) -> Notification | None: ...
+
+    @abc.abstractmethod
+    def notifications(
+        self, org_id: str | None = None, state: str | None = None, limit: int = 200
+    ) -> list[Notification]: ...
+
+    @abc.abstractmethod
+    def due_notifications(self, now: int, limit: int) -> list[Notification]: ...
+
+    @abc.abstractmethod
+    def notification_attempts(self, key: str) -> list[NotificationAttempt]: ...
+
     # --- claims and the claims log (anchor.storage.sql_claims) ------------------
 
     @abc.abstractmethod
@@ -261,6 +279,18 @@ class LedgerTx(abc.ABC):
     def add_claim(self, c: Claim) -> None: ...
 
     @abc.abstractmethod
+    def add_notification(self, n: Notification) -> None:
+        """Enqueue; a row with the same key already there stays as it is."""
+
+    @abc.abstractmethod
+    def lease_notification(self, key: str, owner: str, now: int, until: int) -> bool: ...
+
+    @abc.abstractmethod
+    def finish_attempt(
+        self, n: Notification, attempt: NotificationAttempt, next_attempt_at: int, give_up: bool
+    ) -> None: ...
+
+    @abc.abstractmethod
     def add_claim_event(self, e: StoredClaimEvent) -> StoredClaimEvent:
         """Append to the claims log at the next index; move the claim to its state."""
 
@@ -314,6 +344,22 @@ class LedgerStore(abc.ABC):
     @abc.abstractmethod
     def places(self, org_id: str | None = None, limit: int | None = None) -> list[Place]:
         """Places by id, of one organisation or all; at most ``limit`` (None: every one)."""
+
+    # --- the notification outbox (anchor.storage.sql_notify) ---------------------
+
+    @abc.abstractmethod
+    def notification(self, key: str) -> Notification | None: ...
+
+    @abc.abstractmethod
+    def notifications(
+        self, org_id: str | None = None, state: str | None = None, limit: int = 200
+    ) -> list[Notification]: ...
+
+    @abc.abstractmethod
+    def due_notifications(self, now: int, limit: int) -> list[Notification]: ...
+
+    @abc.abstractmethod
+    def notification_attempts(self, key: str) -> list[NotificationAttempt]: ...
 
     # --- claims and the claims log (anchor.storage.sql_claims) ------------------
 

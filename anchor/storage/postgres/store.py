@@ -69,6 +69,7 @@ from anchor.storage.rows import (
 from anchor.storage.sql_claims import ClaimReads, ClaimWrites
 from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_documents import DocumentReads, DocumentWrites
+from anchor.storage.sql_notify import NotifyReads, NotifyWrites
 from anchor.storage.sql_products import ProductReads, ProductWrites
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
@@ -86,6 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
     (_HERE / "migration_5.sql").read_text(),
     (_HERE / "migration_6.sql").read_text(),
     (_HERE / "migration_7.sql").read_text(),
+    (_HERE / "migration_8.sql").read_text(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,6 +138,7 @@ class _PostgresTx(
     ProductWrites,
     DocumentWrites,
     ClaimWrites,
+    NotifyWrites,
     LedgerTx,
 ):
     def append_batch(self, batch: NewBatch) -> int:
@@ -252,7 +255,9 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute(b"SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
 
 
-class PostgresLedger(SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, LedgerStore):
+class PostgresLedger(
+    SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, NotifyReads, LedgerStore
+):
     """The ledger in one PostgreSQL database, shared by any number of anchor processes."""
 
     def __init__(self, dsn: str) -> None:

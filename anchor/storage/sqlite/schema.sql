@@ -131,3 +131,15 @@ CREATE TABLE IF NOT EXISTS claim_events (
     idx INTEGER PRIMARY KEY, claim_id TEXT NOT NULL REFERENCES claims(id),
     n INTEGER NOT NULL, statement TEXT NOT NULL, message TEXT NOT NULL,
     attestation TEXT NOT NULL DEFAULT '', UNIQUE (claim_id, n));
+-- Schema 9: the notification outbox (anchor/storage/sql_notify.py).
+CREATE TABLE IF NOT EXISTS notifications (
+    key TEXT PRIMARY KEY, org_id TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL,
+    subject TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL,
+    delivered_at INTEGER NOT NULL, last_error TEXT NOT NULL, lease_owner TEXT NOT NULL,
+    lease_until INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS notifications_org ON notifications(org_id, created_at);
+CREATE TABLE IF NOT EXISTS notification_attempts (
+    key TEXT NOT NULL, n INTEGER NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
+    ok INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (key, n)) WITHOUT ROWID;

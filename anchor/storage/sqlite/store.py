@@ -50,6 +50,7 @@ from anchor.storage.rows import (
 from anchor.storage.sql_claims import ClaimReads, ClaimWrites
 from anchor.storage.sql_consortium import ConsortiumSql
 from anchor.storage.sql_documents import DocumentReads, DocumentWrites
+from anchor.storage.sql_notify import NotifyReads, NotifyWrites
 from anchor.storage.sql_products import ProductReads, ProductWrites
 from anchor.storage.sql_reads import SqlReads, TxReads
 from anchor.storage.sql_rollups import RollupSql
@@ -57,7 +58,7 @@ from anchor.storage.sql_witness import WitnessSql
 
 __all__ = ["SCHEMA_VERSION", "SqliteLedger"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -86,6 +87,7 @@ class _SqliteTx(
     ProductWrites,
     DocumentWrites,
     ClaimWrites,
+    NotifyWrites,
     LedgerTx,
 ):
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -210,7 +212,9 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-class SqliteLedger(SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, LedgerStore):
+class SqliteLedger(
+    SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads, NotifyReads, LedgerStore
+):
     def __init__(self, path: str | Path, *, uri: bool = False) -> None:
         self.path = str(path)
         self._uri = uri
@@ -235,14 +239,14 @@ class SqliteLedger(SqlReads, RollupSql, ProductReads, DocumentReads, ClaimReads,
                 )
                 # A new ledger holds no reading its rollups could miss.
                 conn.execute("INSERT INTO meta (key, value) VALUES ('rollups', 'complete')")
-            elif int(row[0]) in (1, 2, 3, 4, 5, 6, 7):
+            elif int(row[0]) in (1, 2, 3, 4, 5, 6, 7, 8):
                 if int(row[0]) == 1:
                     _migrate_1_to_2(conn)
                 # 2 -> 3: reading_rollups, created above; filled at open (meta 'rollups').
                 # 3 -> 4: witnessed; 4 -> 5: stream_applied, stream_refusals, split_views;
                 # 5 -> 6: profiles, products, dispositions; 6 -> 7: documents; 7 -> 8:
-                # claims, claim_events; all created above.
-                conn.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+                # claims, claim_events; 8 -> 9: notifications; all created above.
+                conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
             elif int(row[0]) != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise RuntimeError(
