@@ -830,3 +830,47 @@ def test_claims_and_the_claims_log_are_dense_and_found_by_lot_and_org(store: Led
     unique = (sqlite3.IntegrityError, psycopg.IntegrityError)
     with pytest.raises(unique), store.transaction() as tx:  # (claim, n) is unique
         tx.add_claim_event(first)
+
+
+def test_the_notification_outbox_leases_each_row_to_one_sender(store: LedgerStore) -> None:
+    from anchor.ledger.model import Notification, NotificationAttempt
+
+    rows = [Notification(f"k{i}", "polar", "webhook", "claim", f"c{i}", "{}", T0 + i,
+                         next_attempt_at=T0 + i) for i in range(3)]  # fmt: skip
+    with store.transaction() as tx:
+        for r in rows:
+            tx.add_notification(r)
+        tx.add_notification(replace(rows[0], payload='{"again":1}'))  # a no-op
+    assert store.notification("k0") == rows[0]
+    assert [n.key for n in store.due_notifications(T0 + 1, 10)] == ["k0", "k1"]
+    with store.transaction() as tx:
+        assert tx.lease_notification("k0", "worker-a", T0 + 5, T0 + 100)
+    with store.transaction() as tx:
+        assert not tx.lease_notification("k0", "worker-b", T0 + 6, T0 + 106)  # a's, still
+    assert [n.key for n in store.due_notifications(T0 + 6, 10)] == ["k1", "k2"]
+    leased = store.notification("k0")
+    assert leased is not None
+    failed = NotificationAttempt("k0", 1, "webhook", "HTTP 503", False, T0 + 7)
+    with store.transaction() as tx:
+        tx.finish_attempt(leased, failed, T0 + 50, give_up=False)
+    again = store.notification("k0")
+    assert again is not None and (again.state, again.attempts, again.lease_owner) == (
+        "pending", 1, ""
+    )  # fmt: skip
+    assert [n.key for n in store.due_notifications(T0 + 49, 10)] == ["k1", "k2"]
+    with store.transaction() as tx:  # the wait is over: b may take it now
+        assert tx.lease_notification("k0", "worker-b", T0 + 50, T0 + 150)
+    ok = NotificationAttempt("k0", 2, "webhook", "HTTP 204", True, T0 + 51)
+    with store.transaction() as tx:
+        tx.finish_attempt(again, ok, T0 + 51, give_up=False)
+    done = store.notification("k0")
+    assert done is not None and (done.state, done.delivered_at, done.last_error) == (
+        "delivered", T0 + 51, ""
+    )  # fmt: skip
+    assert [(a.n, a.status, a.ok) for a in store.notification_attempts("k0")] == [
+        (1, "HTTP 503", False), (2, "HTTP 204", True)
+    ]  # fmt: skip
+    with store.transaction() as tx:
+        assert not tx.lease_notification("k0", "worker-c", T0 + 60, T0 + 160)  # delivered
+    assert [n.key for n in store.notifications(state="delivered")] == ["k0"]
+    assert [n.key for n in store.notifications("polar")] == ["k2", "k1", "k0"]
