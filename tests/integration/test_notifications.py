@@ -129,6 +129,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             sub.loop_stop()
             sub.disconnect()
             receiver.server.shutdown()
+            receiver.server.server_close()
 
 
 def _disposition(g: tuple[str, dict[str, str], bytes]) -> bool:
