@@ -75,6 +75,8 @@ def test_consumer_page_shows_the_journey_and_verifies_in_the_browser(
     expect(_mark(page)).to_have_attribute("data-state", "verified", timeout=MARK_TIMEOUT_MS)
     expect(page.locator("#verify-title")).to_have_text("Verified")
     expect(page.locator("#verify-detail")).to_contain_text("WebCrypto")
+    # The verdict itself was recomputed in the browser by coldchain.js, not taken on trust.
+    expect(page.locator("#verify-detail")).to_contain_text("The verdict was recomputed here")
     assert page.locator(".checked").count() == page.locator("[data-claim]").count() >= 8
     color = page.eval_on_selector("#verify", "e => getComputedStyle(e).borderTopColor")
     assert color == "rgb(27, 122, 58)"  # green

@@ -56,6 +56,7 @@ def test_plain_http_page_verifies_an_excursion_with_the_bundled_verifier(
     assert page.evaluate("() => Boolean(window.crypto && window.crypto.subtle)") is False
     expect(page.locator("#verify")).to_have_attribute("data-state", "verified", timeout=30_000)
     expect(page.locator("#verify-detail")).to_contain_text("@noble/ed25519 3.2.0")
+    expect(page.locator("#verify-detail")).to_contain_text("The verdict was recomputed here")
     assert page.locator(".checked").count() == page.locator("[data-claim]").count()
     expect(page.locator('[data-claim="verdict"]')).to_have_text("Out of its profile")
     expect(page.locator('[data-claim="max"]')).to_have_text("10")

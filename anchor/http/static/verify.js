@@ -22,6 +22,8 @@ const VERDICT_LABELS = {
   pass: "Kept within its profile", fail: "Out of its profile",
   indeterminate: "Not enough evidence to say",
 };
+import { RULES_VERSION, lotVerdict, profileFromDict, profileToDict, sameVerdict } from "./coldchain.js";
+
 const SUBJECT_AIS = { gtin: "01", lot: "10", serial: "21", sscc: "00" };
 const utf8 = new TextEncoder();
 
@@ -428,6 +430,87 @@ function sameShown(shown, actual) {
   return shown !== "" && Number.isFinite(n) && Math.abs(n - actual) <= 0.005 + 1e-9;
 }
 
+// --- the verdict, recomputed (proofs/bundle.py check_verdict, with coldchain.js) --------
+
+const TO_CELSIUS = { CEL: [1, 0], FAH: [5 / 9, -32 * 5 / 9], KEL: [1, -273.15] };
+
+function celsius(value, unit) {
+  const scale = TO_CELSIUS[unit];
+  if (!scale) return null;
+  return unit === "CEL" ? value : value * scale[0] + scale[1];
+}
+
+async function sensorIdOf(C, gw, src) {
+  const name = `${gw}/${src}`;
+  if (name.length <= 128) return name;
+  return `${gw.slice(0, 80)}/${toHex(await C.sha256(utf8.encode(src))).slice(0, 32)}`;
+}
+
+// The claimed verdict must follow from the proven readings: recomputed in full when the
+// bundle proves every reading it rests on (complete), else checked for what a sample
+// settles (a proven reading beyond what the profile allows makes anything but fail a lie).
+// Returns a sentence for the mark, or throws.
+export async function checkVerdict(C, subject, records) {
+  const claim = subject.verdict;
+  if (claim === undefined || claim === null) return null;
+  if (typeof claim !== "object") fail("the bundle's verdict is from an older anchor");
+  let profile;
+  try {
+    profile = profileFromDict(subject.profile);
+  } catch (e) {
+    fail(`the bundle's profile: ${e.message}`);
+  }
+  const digest = toHex(await C.sha256(utf8.encode(jcs(profileToDict(profile)))));
+  if (!claim.profile || claim.profile.digest !== digest) fail("the verdict names another profile than the one the bundle carries");
+  if (claim.rules !== RULES_VERSION) fail(`the verdict was made under rules ${claim.rules}; this page knows ${RULES_VERSION}`);
+  if (!Array.isArray(claim.legs) || !Array.isArray(claim.notes)) fail("the claimed verdict is malformed");
+  const legs = claim.legs.map((leg) => {
+    const v = leg && leg.verdict;
+    const custody = v && v.custody;
+    if (!custody || !Number.isInteger(custody.start_ms) || !Number.isInteger(custody.end_ms) ||
+      typeof leg.holder !== "string" || !Array.isArray(v.sensors)) fail("a leg of the claimed verdict is malformed");
+    return { holder: leg.holder, start_ms: custody.start_ms, end_ms: custody.end_ms,
+      sensors: new Set(v.sensors.map((s) => s.sensor)), readings: {} };
+  });
+  for (const r of records) {
+    if (r.type !== "reading" || r.q !== "temperature") continue;
+    const value = celsius(r.val, r.unit);
+    if (value === null) continue;
+    const sid = await sensorIdOf(C, r.gw, r.src);
+    for (const leg of legs) {
+      if (!(leg.start_ms <= r.t && r.t < leg.end_ms)) continue;
+      if (leg.sensors.has(sid)) (leg.readings[sid] ||= []).push([r.t, value]);
+      else if (r.asset === leg.holder) fail(`a proven reading of ${sid} at ${leg.holder} is left out of the verdict`);
+    }
+  }
+  const notes = claim.notes;
+  if (!notes.every((n) => n && typeof n.code === "string" && typeof n.status === "string")) fail("a note of the claimed verdict is malformed");
+  if (notes.some((n) => n.status === "fail")) fail("a note of the verdict is 'fail'");
+  if (claim.complete !== true) {
+    const low = profile.allowed_low_c ?? profile.low_c, high = profile.allowed_high_c ?? profile.high_c;
+    const beyond = legs.some((leg) => Object.values(leg.readings).some((rs) => rs.some(([, v]) =>
+      (low !== null && v < low) || (high !== null && v > high))));
+    if (beyond && claim.status !== "fail") fail(`a proven reading is beyond what the profile allows, yet the verdict is ${claim.status}`);
+    if (claim.status === "pass" && notes.some((n) => n.status !== "pass")) fail("a verdict with an indeterminate note cannot pass");
+    return "checked against the sample of readings it proves";
+  }
+  let mine;
+  try {
+    mine = lotVerdict(legs, profile,
+      notes.filter((n) => n.code !== "custody-gap" && n.code !== "no-custody")
+        .map((n) => ({ code: n.code, status: n.status, sensor: n.sensor ?? null, message: n.message })),
+      digest);
+  } catch (e) {
+    fail(`the verdict cannot be recomputed: ${e.message}`);
+  }
+  const claimed = { ...claim };
+  delete claimed.complete;
+  delete claimed.readings;
+  const diff = sameVerdict(mine, claimed);
+  if (diff) fail(`the signed verdict does not follow from the proven readings: recomputed ${mine.status}, claimed ${claim.status} (first difference at ${diff})`);
+  return `recomputed here from the ${claim.readings} proven readings`;
+}
+
 // proofs/coldchain.py LotVerdict.mkt_c: the worst MKT window of any sensor in any leg.
 export function verdictMkt(verdict) {
   let worst = null;
@@ -552,6 +635,7 @@ async function main() {
     const result = await verifyBundle(C, bundle, mark.dataset.logVkey);
     const subject = bundle.subject || {};
     const verdict = subject.verdict && typeof subject.verdict === "object" ? subject.verdict : null;
+    const recomputed = await checkVerdict(C, subject, result.records);
     const claims = checkClaims(document, result.records, verdict);
     if (claims.mismatches.length > 0) {
       fail(`${claims.mismatches.length} value(s) on this page do not match the signed records ` +
@@ -562,7 +646,8 @@ async function main() {
       `Checked in this browser with ${C.name}: ${result.records.length} signed records in ` +
       `${result.batches} batches, included in checkpoint ${result.checkpoint.size} of ` +
       `${result.checkpoint.origin}, cosigned by ${result.cosigned} (policy: ${result.quorum}). ` +
-      `${claims.checked} values on this page match them.`);
+      `${claims.checked} values on this page match them.` +
+      (recomputed ? ` The verdict was ${recomputed}.` : ""));
   } catch (e) {
     const reason = e instanceof VerifyError ? e.message : `verification failed: ${e}`;
     show(mark, "failed", "NOT verified", `Checked with ${C.name}: ${reason}.`);
