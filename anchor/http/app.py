@@ -32,6 +32,7 @@ from anchor.consortium.status import consortium_status
 from anchor.errors import AnchorError, ConfigError
 from anchor.http.claims import CLAIMS, ClaimsContext, setup_claims
 from anchor.http.documents import DOCUMENT_ATTEST, DOCUMENT_FILES, DOCUMENT_STORE, setup_documents
+from anchor.http.exports import setup_exports
 from anchor.http.keys import (
     CONFIG,
     DISPOSITIONS,
@@ -754,6 +755,7 @@ def create_app(config: AnchorConfig) -> web.Application:
     )
     setup_documents(app)
     setup_notifications(app)
+    setup_exports(app)
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
     app.cleanup_ctx.append(_documents_ctx)

@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from anchor.errors import AnchorError
+from anchor.exports.units import unit_words
 from anchor.http.limits import PUBLIC_GATE, BoundedCache, Overloaded, PublicGate, PublicLimits
 from anchor.http.params import int_param, json_response
 from anchor.http.problems import problem_response
@@ -1274,7 +1275,8 @@ def render_consumer_page(
         f'<section class="product"><p class="kicker">{esc(title)} provenance</p>'
         f"<h1>{esc(_product_name(subject, answer.product))}</h1>"
         + (
-            f'<p class="pack">{esc(answer.product.pack)}</p>'
+            f'<p class="pack">{esc(answer.product.pack)}'
+            f" (traded in {esc(unit_words(answer.product.unit))})</p>"
             if answer.product and answer.product.pack
             else ""
         )

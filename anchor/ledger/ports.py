@@ -261,6 +261,9 @@ class LedgerTx(abc.ABC):
     ) -> list[tuple[str, str]]: ...
 
     @abc.abstractmethod
+    def lots_between(self, t_from: int, t_to: int, limit: int) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
     def add_profile(self, p: StoredProfile) -> bool:
         """Register a profile; False (and nothing written) if its digest exists."""
 
@@ -435,6 +438,9 @@ class LedgerStore(abc.ABC):
     def lots_at(
         self, holders: Sequence[str], t_from: int, t_to: int, limit: int
     ) -> list[tuple[str, str]]: ...
+
+    @abc.abstractmethod
+    def lots_between(self, t_from: int, t_to: int, limit: int) -> list[tuple[str, str]]: ...
 
     @abc.abstractmethod
     def add_token(self, token: ApiToken) -> ApiToken: ...

@@ -100,6 +100,15 @@ class ProductReads:
         )
         return sorted(str(r[0]) for r in rows)
 
+    def lots_between(self, t_from: int, t_to: int, limit: int) -> list[tuple[str, str]]:
+        """``(gtin, lot)`` scanned anywhere in ``[t_from, t_to)`` (the FSMA 204 export)."""
+        rows = self._all(
+            "SELECT DISTINCT gtin, lot FROM scans WHERE gtin IS NOT NULL AND lot IS NOT NULL"
+            " AND t >= ? AND t < ? ORDER BY gtin, lot LIMIT ?",
+            (t_from, t_to, limit),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def lots_at(
         self, holders: Sequence[str], t_from: int, t_to: int, limit: int
     ) -> list[tuple[str, str]]:
