@@ -29,6 +29,7 @@ from .coldchain import duration_words
 from .documents import check_file
 from .errors import FormatError, ProofsError, VerificationError
 from .policy import MAX_POLICY_BYTES, Policy, parse_policy
+from .report import check_claims, extract
 from .scorecard import verify_scorecard
 
 __all__ = ["main"]
@@ -44,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="coldtrail-verify scorecard EXPORT recomputes a custodian scorecard export "
         "instead (coldtrail-verify scorecard --help).",
     )
-    p.add_argument("bundle", help="path to bundle.json, or - for standard input")
+    p.add_argument(
+        "bundle",
+        help="path to bundle.json (or an auditor's report .html, or a claim receipt), or -"
+        " for standard input",
+    )
     p.add_argument(
         "--log-key",
         action="append",
@@ -321,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw = path.read_bytes()
         if len(raw) > MAX_BUNDLE_BYTES:
             raise FormatError("bundle is larger than 64 MiB", code="too-large")
-        data = json.loads(raw)
+        stated = None
+        if raw.lstrip()[:15].lower().startswith((b"<!doctype", b"<html")):
+            # An auditor's report: the bundle it embeds, and the figures it prints.
+            stated = extract(raw)
+            data = stated.bundle
+        else:
+            data = json.loads(raw)
     except (OSError, ValueError, UnicodeDecodeError, RecursionError, FormatError) as e:
         print(f"coldtrail-verify: cannot read bundle: {e}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -355,6 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as e:
         print(f"INVALID: bundle is malformed: {e!r} [malformed]", file=sys.stderr)
         return EXIT_INVALID
+    if stated is not None:
+        try:
+            figures = check_claims(stated, report)
+        except ProofsError as e:
+            print(f"INVALID: {e}", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"REPORT: the {figures} figures it prints are the ones its bundle proves")
     if args.json:
         print(json.dumps(dataclasses.asdict(report), indent=2))
         if not report.attested:

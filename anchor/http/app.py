@@ -59,6 +59,7 @@ from anchor.http.pages import (
 from anchor.http.params import json_response, path_int, query_int
 from anchor.http.peers import AiohttpPeers
 from anchor.http.problems import problem_middleware
+from anchor.http.report import setup_report
 from anchor.ingest.pipeline import Ingestor
 from anchor.ingest.verify import BatchVerifier
 from anchor.ledger import tiles
@@ -756,6 +757,7 @@ def create_app(config: AnchorConfig) -> web.Application:
     setup_documents(app)
     setup_notifications(app)
     setup_exports(app)
+    setup_report(app)
     document_limits(app[OPENAPI])  # every public GET may answer 429 (anchor.http.limits)
     app.cleanup_ctx.append(_dispositions_ctx)  # after setup_web: it reads the source
     app.cleanup_ctx.append(_documents_ctx)
