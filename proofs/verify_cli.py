@@ -162,6 +162,17 @@ def _print_report(report: BundleReport) -> None:
             f"  verdict:    {subject['verdict'].get('status')} (the anchor's, from a sample:"
             " every proven reading agrees with it; not recomputed)"
         )
+    dispositions = subject.get("dispositions")
+    if isinstance(dispositions, list):
+        for d in dispositions:
+            if not isinstance(d, dict):
+                continue
+            why = (
+                f"overridden by {d.get('by')}: {d.get('reason')}"
+                if d.get("cause") == "override"
+                else f"by the rule {d.get('rule')}"
+            )
+            print(f"  disposition: {d.get('disposition')} ({why}) at {d.get('at')} ms")
     for d in report.documents:
         e = d.entry
         until = _day(e.valid_until) if e.valid_until else "no end"

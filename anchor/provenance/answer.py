@@ -1197,6 +1197,10 @@ def lot_bundle_subject(
     if answer.compromised:
         # Attested with the rest of the subject: a bundle cannot drop it.
         subject["compromised"] = [c.to_json() for c in answer.compromised]
+    if answer.dispositions:
+        # What was done with the stock, and who decided (an override names the operator
+        # and the reason): attested with the subject.
+        subject["dispositions"] = answer.dispositions_json()
     return subject
 
 

@@ -114,3 +114,18 @@ def test_only_an_operator_overrides_and_only_with_a_reason(anchor) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # The bundle carries the override, attested with the subject; the verifier says it.
+    bundle = _get(base, f"/v1/provenance/bundle?gtin={GTIN}&lot={LOT}")
+    last = bundle["subject"]["dispositions"][-1]
+    assert (last["cause"], last["reason"]) == ("override", body["reason"])
+    path = tmp / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    verified = subprocess.run([sys.executable, "-m", "proofs.verify_cli", str(path)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert f"overridden by {last['by']}: {body['reason']}" in verified.stdout
+    bundle["subject"]["dispositions"][-1]["reason"] = "nothing happened"  # not attested
+    path.write_text(json.dumps(bundle))
+    forged = subprocess.run([sys.executable, "-m", "proofs.verify_cli", str(path)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert forged.returncode == 1 and "attestation" in forged.stderr
