@@ -33,7 +33,7 @@ from aiohttp import BodyPartReader, web
 
 from anchor.errors import AnchorError
 from anchor.http.params import json_response
-from anchor.http.problems import problem_response
+from anchor.http.problems import with_problems
 from anchor.ledger.documents import DocumentFiles
 from anchor.ledger.model import Claim
 from anchor.ledger.ports import LedgerStore
@@ -104,16 +104,6 @@ class ClaimsContext:
 
 CLAIMS: web.AppKey[ClaimsContext] = web.AppKey("claims")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _problems(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AnchorError as e:
-            return problem_response(e.code, e.detail, request.path, retry_after_s=e.retry_after_s)
-
-    return wrapped
 
 
 async def _caller(request: web.Request) -> Any:
@@ -425,13 +415,13 @@ async def claim_page(request: web.Request) -> web.StreamResponse:
 def setup_claims(app: web.Application) -> None:
     app.router.add_routes(
         [
-            web.post("/v1/lots/{gtin}/{lot}/claims", _problems(post_claim)),
-            web.get("/v1/claims", _problems(list_claims)),
-            web.get("/v1/claims/{claim}", _problems(get_claim)),
-            web.get("/v1/claims/{claim}/receipt", _problems(get_receipt)),
-            web.get("/v1/claims/{claim}/photo", _problems(get_photo)),
-            web.get("/v1/claims/{claim}/bundle", _problems(get_claim_bundle)),
-            web.post("/v1/claims/{claim}/events", _problems(post_event)),
-            web.get("/claims/{claim}", _problems(claim_page)),
+            web.post("/v1/lots/{gtin}/{lot}/claims", with_problems(post_claim)),
+            web.get("/v1/claims", with_problems(list_claims)),
+            web.get("/v1/claims/{claim}", with_problems(get_claim)),
+            web.get("/v1/claims/{claim}/receipt", with_problems(get_receipt)),
+            web.get("/v1/claims/{claim}/photo", with_problems(get_photo)),
+            web.get("/v1/claims/{claim}/bundle", with_problems(get_claim_bundle)),
+            web.post("/v1/claims/{claim}/events", with_problems(post_event)),
+            web.get("/claims/{claim}", with_problems(claim_page)),
         ]
     )

@@ -22,7 +22,7 @@ from aiohttp import BodyPartReader, web
 
 from anchor.errors import AnchorError
 from anchor.http.params import json_response
-from anchor.http.problems import problem_response
+from anchor.http.problems import with_problems
 from anchor.ledger.documents import DocumentFiles, register_document
 from anchor.ledger.model import StoredDocument
 from anchor.ledger.ports import LedgerStore
@@ -214,16 +214,6 @@ async def post_document(request: web.Request) -> web.StreamResponse:
     return json_response(entry_json(doc, now, chunks=True), status=201 if new else 200)
 
 
-def _problems(handler: Any) -> Any:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AnchorError as e:
-            return problem_response(e.code, e.detail, request.path)
-
-    return wrapped
-
-
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI 3.1 path items of these routes (merged into ``/openapi.json``)."""
     problem = {
@@ -320,9 +310,9 @@ def setup_documents(app: web.Application) -> None:
         doc["paths"].update(openapi_paths())
     app.router.add_routes(
         [
-            web.get("/v1/documents", _problems(list_documents)),
-            web.post("/v1/documents", _problems(post_document)),
-            web.get("/v1/documents/{digest}", _problems(get_document)),
-            web.get("/v1/documents/{digest}/file", _problems(get_document_file)),
+            web.get("/v1/documents", with_problems(list_documents)),
+            web.post("/v1/documents", with_problems(post_document)),
+            web.get("/v1/documents/{digest}", with_problems(get_document)),
+            web.get("/v1/documents/{digest}/file", with_problems(get_document_file)),
         ]
     )

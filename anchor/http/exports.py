@@ -34,7 +34,7 @@ from anchor.errors import AnchorError
 from anchor.exports import epcis, fsma
 from anchor.exports.units import unit_words
 from anchor.http.params import json_response
-from anchor.http.problems import problem_response
+from anchor.http.problems import problem_response, with_problems
 from anchor.ledger.ports import LedgerStore
 from anchor.provenance.answer import ProvenanceAnswer, Subject, answer_for_subject, parse_gtin
 from proofs.documents import lot_subject
@@ -52,16 +52,6 @@ _LGTIN = re.compile(r"urn:epc:class:lgtin:(\d+)\.(\d+)\.(.+)$")
 _STEPS = {"packing", "loading", "unloading", "receiving", "shipping", "storing",
           "inspecting", "sensor_reporting"}  # fmt: skip
 LINKSET = "application/linkset+json"
-
-
-def _problems(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AnchorError as e:
-            return problem_response(e.code, e.detail, request.path, retry_after_s=e.retry_after_s)
-
-    return wrapped
 
 
 def _keys() -> tuple[Any, Any, Any, Any]:
@@ -418,10 +408,10 @@ def setup_exports(app: web.Application) -> None:
     app.middlewares.append(linkset_middleware)
     app.router.add_routes(
         [
-            web.get("/v1/lots/{gtin}/{lot}/epcis", _problems(lot_epcis)),
-            web.get("/epcis/events", _problems(query_events)),
-            web.get("/v1/exports/fsma204", _problems(fsma_export)),
-            web.get("/v1/products/{gtin}", _problems(product)),
-            web.get("/.well-known/gs1resolver", _problems(resolver_description)),
+            web.get("/v1/lots/{gtin}/{lot}/epcis", with_problems(lot_epcis)),
+            web.get("/epcis/events", with_problems(query_events)),
+            web.get("/v1/exports/fsma204", with_problems(fsma_export)),
+            web.get("/v1/products/{gtin}", with_problems(product)),
+            web.get("/.well-known/gs1resolver", with_problems(resolver_description)),
         ]
     )

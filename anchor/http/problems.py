@@ -91,3 +91,16 @@ def problem_middleware(
         return problem_response(code, detail, instance=request.path, retry_after_s=retry_after_s)
 
     return middleware
+
+
+def with_problems(handler: Handler) -> Handler:
+    """``handler`` with its :class:`AnchorError` rendered as a problem, for route modules
+    mounted without the app's problem middleware too (tests mount them alone)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AnchorError as e:
+            return problem_response(e.code, e.detail, request.path, retry_after_s=e.retry_after_s)
+
+    return wrapped

@@ -11,6 +11,7 @@ from typing import Any
 from anchor.ledger.model import Claim, Disposition, Notification
 from anchor.ledger.ports import LedgerTx
 from anchor.notify.config import NotifyConfig
+from anchor.provenance.dispositions import disposition_json
 from proofs.canonical import canonical_json
 from proofs.claims import ClaimEvent
 
@@ -34,22 +35,9 @@ def idempotency_key(kind: str, subject: str, n: int, org: str, channel: str) -> 
 
 
 def disposition_payload(d: Disposition) -> dict[str, Any]:
-    return {
-        "event": "disposition",
-        "gtin": d.gtin,
-        "lot": d.lot,
-        "n": d.n,
-        "disposition": d.disposition,
-        "cause": d.cause,
-        "rule": d.rule,
-        "status": d.status,
-        "custodian": d.custodian,
-        "owner": d.owner,
-        "by": d.by,
-        "reason": d.reason,
-        "at": d.at,
-        "page": f"/01/{d.gtin}/10/{d.lot}",
-    }
+    """The disposition as the API shows it (with the log key's signature), and the lot."""
+    return {"event": "disposition", "gtin": d.gtin, "lot": d.lot, **disposition_json(d),
+            "page": f"/01/{d.gtin}/10/{d.lot}"}  # fmt: skip
 
 
 def claim_payload(c: Claim, e: ClaimEvent) -> dict[str, Any]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.http import call, form
 from support.provenance_fixtures import GTIN, LOT, T0, running_anchor, standard_journey
 
 pytestmark = pytest.mark.integration
@@ -33,35 +31,23 @@ def _request(
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base + path, data=data, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read(), dict(resp.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
+    return call(base, path, token, data, headers)
 
 
 def _json(base: str, path: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    status, body, _ = _request(base, path, token)
+    status, body, _ = call(base, path, token)
     return status, json.loads(body)
 
 
 def _file(base: str, **parts: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
-        + (b'; filename="p.png"' if name == "photo" else b"")
-        + b"\r\n\r\n" + value + b"\r\n"
-        for name, value in parts.items()
-    ) + f"--{boundary}--\r\n".encode()  # fmt: skip
-    status, raw, headers = _request(
-        base, f"/v1/lots/{GTIN}/{LOT}/claims", None, body,
-        {"Content-Type": f"multipart/form-data; boundary={boundary}",
-         "Accept": "application/json"},
-    )  # fmt: skip
+    body, content_type = form(parts, files={"photo": "p.png"} if "photo" in parts else None)
+    status, raw, headers = call(
+        base,
+        f"/v1/lots/{GTIN}/{LOT}/claims",
+        None,
+        body,
+        {"Content-Type": content_type, "Accept": "application/json"},
+    )
     return status, json.loads(raw), headers
 
 

@@ -12,15 +12,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.http import call, form
 from support.provenance_fixtures import GTIN, LOT, running_anchor, standard_journey
 
 pytestmark = pytest.mark.integration
@@ -37,47 +35,19 @@ def _request(
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base + path, data=data, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read(), dict(resp.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
+    return call(base, path, token, data, headers)
 
 
 def _json(base: str, path: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    status, body, _ = _request(base, path, token)
+    status, body, _ = call(base, path, token)
     return status, json.loads(body)
 
 
 def _upload(
     base: str, token: str | None, data: bytes, filename: str, **fields: str
 ) -> tuple[int, dict[str, Any]]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode()
-            + b"\r\n"
-        )
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"'
-        "\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-    )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    status, raw, _ = _request(
-        base,
-        "/v1/documents",
-        token,
-        body,
-        {"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
+    body, content_type = form({**fields, "file": data}, files={"file": filename})
+    status, raw, _ = call(base, "/v1/documents", token, body, {"Content-Type": content_type})
     return status, json.loads(raw)
 
 
@@ -133,9 +103,9 @@ def test_an_operator_uploads_a_document_for_its_own_places_only(anchor) -> None:
         (tokens["fresh-farms:operator"], b"x", {**fields, "valid_until": "2024-01-01"}, 400,
          "document-malformed"),
     ]  # fmt: skip
-    for token, data, form, want_status, want_code in refusals:
-        status, problem = _upload(base, token, data, "f", **form)
-        assert (status, problem["code"]) == (want_status, want_code), (form, problem)
+    for token, data, fields_, want_status, want_code in refusals:
+        status, problem = _upload(base, token, data, "f", **fields_)
+        assert (status, problem["code"]) == (want_status, want_code), (fields_, problem)
         assert problem["detail"]
     status, listing = _json(base, "/v1/documents?subject=asset:coldroom-3")
     assert status == 200 and [d["digest"] for d in listing["documents"]] == [doc["digest"]]
