@@ -102,7 +102,8 @@ def test_a_full_disk_is_disk_full_and_nothing_is_half_written(postgres: Postgres
     mount_point.chmod(0o755)
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(mount_point.rmdir)
-        small = cleanup.enter_context(small_tmpfs(mount_point, "3m"))
+        # Room for the database and all its migrations, then for a few batches.
+        small = cleanup.enter_context(small_tmpfs(mount_point, "6m"))
         owner = pwd.getpwnam(PG_USER) if os.geteuid() == 0 else None
         if owner is not None:
             os.chown(small, owner.pw_uid, owner.pw_gid)

@@ -268,7 +268,11 @@ class PostgresLedger(
         self._conns_lock = threading.Lock()
         self._counter_lock = threading.Lock()
         self._counter_conn: psycopg.Connection[Any] | None = None
-        _migrate(self._conn())
+        try:
+            _migrate(self._conn())
+        except BaseException:
+            self.close()  # a store that did not open holds no connection
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresLedger({redact_dsn(self.dsn)!r})"
