@@ -2,9 +2,10 @@
 
 Each scan of a lot, serial or SSCC is an ``ObjectEvent`` (action ``OBSERVE``, the CBV
 business step, the read point and, for steps that put goods somewhere, the business
-location); each custody leg's readings are one ``ObjectEvent`` with business step
-``sensor_reporting`` and a ``sensorElementList``: per sensor its interval statistics
-(min, max and time-weighted mean) over the leg and, for every excursion, a report with
+location), or, for a logistic-unit label naming what the unit holds (SSCC with AIs 02,
+37, 10), an ``AggregationEvent`` of the pallet and its contents; each custody leg's
+readings are one ``ObjectEvent`` with business step ``sensor_reporting`` and a
+``sensorElementList``: per sensor its interval statistics (min, max and time-weighted mean) over the leg and, for every excursion, a report with
 ``exception: ALARM_CONDITION``, its start, peak and (in the ``coldtrail:`` namespace) its
 duration and degree-minutes. ``rawData`` points at the lot's proof bundle, which proves
 every reading, and ``deviceMetadata`` at the gateway's page in the explorer. Event ids
@@ -80,7 +81,42 @@ def _what(subject: Subject) -> dict[str, Any]:
     return {"epcList": [uri]}
 
 
+def _aggregation(s: Scan, holder: str) -> dict[str, Any] | None:
+    """A logistic-unit label (an SSCC with the GTIN and count of what it holds, AIs 00,
+    02, 37, 10) read at a step: the pallet and its contents, as an AggregationEvent
+    (``ADD`` when packed, ``OBSERVE`` after)."""
+    sscc, content = s.gs1.get("00"), s.gs1.get("02")
+    if not sscc or not content:
+        return None
+    lot = s.gs1.get("10")
+    child: dict[str, Any] = {
+        "epcClass": f"https://id.gs1.org/01/{content}"
+        + (f"/10/{urllib.parse.quote(lot, safe='')}" if lot else "")
+    }
+    count = s.gs1.get("37", "")
+    if count.isdigit():
+        child["quantity"] = int(count)
+    event: dict[str, Any] = {
+        "type": "AggregationEvent",
+        "eventID": _event_id(s.leaf_hash()),
+        "eventTime": iso(s.t),
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": f"https://id.gs1.org/00/{sscc}",
+        "childQuantityList": [child],
+        "action": "ADD" if s.step == "packing" else "OBSERVE",
+        "bizStep": s.step,
+        "readPoint": {"id": place_uri(s.rp or holder)},
+        "coldtrail:record": f"{s.gw}#{s.seq}",
+    }
+    if s.step in _PUT_AWAY:
+        event["bizLocation"] = {"id": place_uri(holder)}
+    return event
+
+
 def _scan_event(s: Scan, subject: Subject, holder: str) -> dict[str, Any]:
+    aggregation = _aggregation(s, holder)
+    if aggregation is not None:
+        return aggregation
     event: dict[str, Any] = {
         "type": "ObjectEvent",
         "eventID": _event_id(s.leaf_hash()),
