@@ -5,9 +5,10 @@ business step, the read point and, for steps that put goods somewhere, the busin
 location), or, for a logistic-unit label naming what the unit holds (SSCC with AIs 02,
 37, 10), an ``AggregationEvent`` of the pallet and its contents; each custody leg's
 readings are one ``ObjectEvent`` with business step ``sensor_reporting`` and a
-``sensorElementList``: per sensor its interval statistics (min, max and time-weighted mean) over the leg and, for every excursion, a report with
-``exception: ALARM_CONDITION``, its start, peak and (in the ``coldtrail:`` namespace) its
-duration and degree-minutes. ``rawData`` points at the lot's proof bundle, which proves
+``sensorElementList``: per sensor its interval statistics (min, max and time-weighted
+mean) over the leg and, for every excursion, a report with ``exception:
+ALARM_CONDITION``, its start, peak and (in the ``coldtrail:`` namespace) its duration and
+degree-minutes. ``rawData`` points at the lot's proof bundle, which proves
 every reading, and ``deviceMetadata`` at the gateway's page in the explorer. Event ids
 are ``ni:`` URIs of the record's Merkle leaf hash (RFC 6920), so an event names the
 signed record it comes from.
