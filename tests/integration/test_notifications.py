@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,7 +43,7 @@ class Receiver:
     """A webhook endpoint per organisation (/hook/<org>) that records what it got and
     answers 503 to the first ``fail_first[org]`` requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.got: list[tuple[str, dict[str, str], bytes]] = []
         self.fail_first: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -52,6 +53,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 org = self.path.rsplit("/", 1)[-1]
+                time.sleep(delay_s)  # a slow receiver: sends overlap with other passes
                 with outer.lock:
                     outer.got.append((org, dict(self.headers), body))
                     left = outer.fail_first.get(org, 0)
@@ -240,3 +242,56 @@ def test_a_kill_after_commit_and_before_delivery_delays_but_never_loses(setup) -
     assert row["log"][-1]["ok"] and not row["log"][0]["ok"]
     sent = [h["Idempotency-Key"] for o, h, b in receiver.got if o == "cool-logistics" and cid in b]
     assert set(sent) == {first[1]["Idempotency-Key"]} and len(sent) >= 2
+
+
+def test_two_anchor_processes_on_one_postgresql_ledger_send_each_message_once(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    from support.anchor_process import start_anchor_on
+
+    journey = standard_journey(excursion=True)
+    config, tokens = prepare_anchor(tmp_path / "data", journey, store_url=pg_dsn)
+    # Each answer takes two of the other process's polls: only the lease keeps it off.
+    receiver = Receiver(delay_s=1.0)
+    hooks = ""
+    for org, secret in SECRETS.items():
+        path = tmp_path / "data" / f"{org}.secret"
+        path.write_bytes(secret)
+        path.chmod(0o600)
+        hooks += (f'[[webhook]]\norg = "{org}"\nurl = "http://127.0.0.1:{receiver.port}'
+                  f'/hook/{org}"\nsecret_file = "{org}.secret"\n')  # fmt: skip
+    (tmp_path / "data" / "notify.toml").write_text("timeout_s = 5.0\n" + hooks)
+    config_path = tmp_path / "anchor.toml"
+    config_path.write_text(
+        f'[anchor]\ndata_dir = "{config.data_dir}"\nlisten_host = "127.0.0.1"\n'
+        'checkpoint_interval_s = 0.5\ndispositions_interval_s = 0.3\nnotify_file = "notify.toml"\n'
+    )
+    workers = [start_anchor_on(config_path, pg_dsn, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        for i, (org, body) in enumerate(ingest_bodies(journey)):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{workers[i % 2][1]}/v1/batches",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json",
+                         "Authorization": f"Bearer {tokens[org]}"},
+            )  # fmt: skip
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                assert resp.status in (200, 201)
+        claim = _file_claim(f"http://127.0.0.1:{workers[1][1]}", "warm", "")
+        for org in ("cool-logistics", "fresh-farms"):
+            for kind in ("disposition", "claim"):
+                receiver.wait(
+                    lambda g, o=org, k=kind: g[0] == o and g[1].get("Coldtrail-Event") == k
+                )
+        time.sleep(3.0)  # both processes' later passes: nothing is sent again
+        with receiver.lock:
+            sent = [(o, h["Idempotency-Key"]) for o, h, _ in receiver.got]
+        # Each message once (a lot decided "needs review" before its last batch, then
+        # "quarantine", is two messages, each sent once).
+        assert len(sent) == len(set(sent)) >= 4, sent
+        assert any(claim["id"].encode() in b for _, _, b in receiver.got)
+    finally:
+        for proc, _ in workers:
+            stop_process(proc)
+        receiver.server.shutdown()
+        receiver.server.server_close()

@@ -235,19 +235,24 @@ def records_of(source: MemoryProvenanceSource) -> Iterable[Record]:
     return source._all()
 
 
-def prepare_anchor(data_dir: Any, journey: Journey) -> tuple[Any, dict[str, str]]:
+def prepare_anchor(
+    data_dir: Any, journey: Journey, store_url: str = ""
+) -> tuple[Any, dict[str, str]]:
     """An initialised anchor data directory with the journey's organisations and gateways
-    enrolled; returns the config and a gateway-role token per organisation."""
+    enrolled; returns the config and a gateway-role token per organisation. The ledger is
+    the data directory's SQLite file, or the PostgreSQL database ``store_url`` names."""
     from anchor.auth import issue_token
     from anchor.cli import init_node
     from anchor.config import load_config
-    from anchor.storage.sqlite.store import SqliteLedger
+    from anchor.storage import open_store
     from support.batches import node_attester, register_and_enroll
 
-    config = load_config(None, env={}, data_dir=str(data_dir), checkpoint_interval_s=0.5)
+    config = load_config(
+        None, env={}, data_dir=str(data_dir), checkpoint_interval_s=0.5, store=store_url
+    )
     init_node(config)
     tokens: dict[str, str] = {}
-    store = SqliteLedger(config.db_file)
+    store = open_store(config)
     try:
         for org in sorted({g.org for g in journey.gateways.values()}):
             store.add_organisation(org, org.replace("-", " ").title(), T0)
