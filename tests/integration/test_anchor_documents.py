@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support.http import call, form
+from support.anchor_http import call, form
 from support.provenance_fixtures import GTIN, LOT, running_anchor, standard_journey
 
 pytestmark = pytest.mark.integration
