@@ -239,7 +239,8 @@ def test_a_kill_after_commit_and_before_delivery_delays_but_never_loses(setup) -
             break
         time.sleep(0.3)
     assert row["state"] == "delivered", row
-    assert row["log"][-1]["ok"] and not row["log"][0]["ok"]
+    # The failed attempt is in the log only if the process lived to write it down.
+    assert row["log"][-1]["ok"]
     sent = [h["Idempotency-Key"] for o, h, b in receiver.got if o == "cool-logistics" and cid in b]
     assert set(sent) == {first[1]["Idempotency-Key"]} and len(sent) >= 2
 
